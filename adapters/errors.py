@@ -1,0 +1,114 @@
+"""The error taxonomy. Every error a client can see is a `TrinferError`, and carries its wire mapping.
+
+Theory of operation: each class holds, as data, the HTTP status, the OpenAI error ``type`` and ``code`` it
+becomes; an instance may narrow them (``code="context_length_exceeded"``, ``status=504``) and may carry the
+request field at fault (``param``) and a ``retry_after`` in seconds. ``compat.errors.render_error`` is the one
+function that turns any of them into (status, headers, body). Anything that is *not* a `TrinferError` is a bug:
+the proxy logs it with a request id and answers 500 ``internal_error`` without details.
+
+Backends raise only these. Library exceptions (``llama_cpp``, ``anthropic``) are translated at the adapter
+boundary with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class TrinferError(Exception):
+    """Base of every client-visible error."""
+
+    status: ClassVar[int] = 500
+    error_type: ClassVar[str] = "server_error"
+    default_code: ClassVar[str | None] = "internal_error"
+    #: True when the failure is the backend's fault (counts against its circuit breaker).
+    backend_fault: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+        self.http_status = status if status is not None else self.status
+        self.retry_after = retry_after
+
+
+class GenerateError(TrinferError):
+    """A generation failed. Raised by ``Backend.generate``/``generate_v2`` (and by ``embed``, see below)."""
+
+
+class EmbedError(TrinferError):
+    """An embedding request failed."""
+
+
+class NotReady(GenerateError, EmbedError):
+    """The backend has not finished booting (or is stopping)."""
+
+    status = 503
+    error_type = "server_error"
+    default_code = "backend_unavailable"
+    backend_fault = False
+
+
+class InvalidRequest(GenerateError, EmbedError):
+    """The request is valid OpenAI JSON but this backend cannot serve it (e.g. context too long)."""
+
+    status = 400
+    error_type = "invalid_request_error"
+    default_code = "invalid_value"
+
+
+class Unavailable(GenerateError, EmbedError):
+    """The backend (or its upstream) failed or cannot be reached. Status 502 unless narrowed (503, 504)."""
+
+    status = 502
+    error_type = "server_error"
+    default_code = "upstream_error"
+    backend_fault = True
+
+
+class UpstreamRateLimited(Unavailable):
+    """The upstream provider rate-limited us; its Retry-After is passed on to the client."""
+
+    status = 429
+    error_type = "rate_limit_error"
+    default_code = "upstream_rate_limited"
+    backend_fault = False
+
+
+class Internal(GenerateError, EmbedError):
+    """A bug or unexpected state inside the backend."""
+
+    status = 500
+    error_type = "server_error"
+    default_code = "internal_error"
+    backend_fault = True
+
+
+class Unsupported(EmbedError):
+    """The backend does not compute embeddings (or not with these options)."""
+
+    status = 400
+    error_type = "invalid_request_error"
+    default_code = "unsupported_model"
+
+
+__all__ = [
+    "EmbedError",
+    "GenerateError",
+    "Internal",
+    "InvalidRequest",
+    "NotReady",
+    "TrinferError",
+    "Unavailable",
+    "Unsupported",
+    "UpstreamRateLimited",
+]

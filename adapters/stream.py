@@ -1,0 +1,87 @@
+"""Owned event streams: a backend producer task feeding a bounded channel, inside the consumer's nursery.
+
+Usage (the only way the daemon consumes a generation)::
+
+    async with open_event_stream(lambda send: backend.generate(req, send)) as events:
+        async for event in events:
+            ...
+
+Leaving the ``async with`` block - normally, by an exception, or by cancellation (client disconnect, stop
+deadline) - cancels the producer and waits for it to finish, so a generation never outlives its request.
+A failure raised by the producer is carried through the channel and re-raised *in the consumer*, at the point
+in the stream where it happened: the consumer knows whether anything was sent yet and picks a status or an
+in-band error event accordingly. No exception groups leak out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import trio
+
+from .errors import Internal
+from .types import Done, Event
+
+Producer = Callable[[trio.MemorySendChannel[Event]], Awaitable[None]]
+
+DEFAULT_BUFFER = 8
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    error: BaseException
+
+
+class EventStream:
+    """The consumer side of a generation. Iterate it; it stops after `Done` and raises producer failures."""
+
+    def __init__(self, receive: trio.MemoryReceiveChannel[Event | _Failure]) -> None:
+        self._receive = receive
+        self._finished = False
+        self.events_received = 0
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._finished:
+            raise StopAsyncIteration
+        try:
+            item = await self._receive.receive()
+        except trio.EndOfChannel:
+            self._finished = True
+            raise Internal("backend ended the stream without Done") from None
+        if isinstance(item, _Failure):
+            self._finished = True
+            raise item.error
+        self.events_received += 1
+        if isinstance(item, Done):
+            self._finished = True
+        return item
+
+
+async def _run_producer(produce: Producer, send: trio.MemorySendChannel[Event | _Failure]) -> None:
+    async with send:
+        try:
+            await produce(send)  # a send channel of Event | _Failure accepts Events
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return  # the consumer went away; nothing left to tell it
+        except Exception as exc:  # carried to the consumer, re-raised there
+            try:
+                await send.send(_Failure(exc))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+
+
+@asynccontextmanager
+async def open_event_stream(produce: Producer, *, buffer: int = DEFAULT_BUFFER) -> AsyncIterator[EventStream]:
+    """Run ``produce`` as a task owned by this context and yield the consuming end of its channel."""
+    send, receive = trio.open_memory_channel[Event | _Failure](buffer)
+    async with trio.open_nursery() as nursery, receive:
+        nursery.start_soon(_run_producer, produce, send)
+        try:
+            yield EventStream(receive)
+        finally:
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,285 @@
+"""Engine value types: what a backend receives and what it streams back.
+
+Everything here is a frozen dataclass built once by ``compat`` (after validation) and never mutated. The
+v1 request (`Resolved`) is plain-text chat; the v2 request (`ResolvedV2`) carries typed content blocks, tools,
+tool choice and a response format. Streams carry the event types at the bottom of this module.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+JSONObject: TypeAlias = Mapping[str, Any]
+
+
+class Role(enum.StrEnum):
+    """Message roles. ``TOOL`` appears only in v2 requests (messages made of tool results)."""
+
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+
+class StopReason(enum.StrEnum):
+    """Why a generation ended (engine vocabulary; compat maps it to OpenAI's finish_reason)."""
+
+    END = "end"
+    MAX_TOKENS = "max_tokens"
+    STOP_SEQUENCE = "stop_sequence"
+    TOOL_USE = "tool_use"
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """Sampling knobs; ``None`` means "the backend's default"."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logit_bias: tuple[tuple[int, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A v1 message: a role (system, user or assistant) and plain text."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A validated v1 (plain-text) chat request."""
+
+    model: str
+    messages: tuple[Message, ...]
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+
+
+# --- v2: typed content blocks ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TextBlock:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageBlock:
+    """An inline image (decoded from a ``data:`` URL; trinfer never fetches remote URLs)."""
+
+    media_type: str
+    data: bytes
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolUseBlock:
+    """A tool call made by the assistant. ``arguments`` is the JSON text, already checked to be an object."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResultBlock:
+    """The result of a tool call, sent back by the client (OpenAI role ``tool``)."""
+
+    tool_use_id: str
+    content: str
+    is_error: bool = False
+
+
+ContentBlock: TypeAlias = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock
+
+
+@dataclass(frozen=True, slots=True)
+class MessageV2:
+    role: Role
+    content: tuple[ContentBlock, ...]
+
+    def text(self) -> str:
+        """The concatenated text blocks of this message."""
+        return "".join(b.text for b in self.content if isinstance(b, TextBlock))
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A function tool offered to the model; ``parameters`` is its JSON schema."""
+
+    name: str
+    description: str | None = None
+    parameters: JSONObject = field(default_factory=dict)
+    strict: bool = False
+
+
+class ToolChoiceMode(enum.StrEnum):
+    AUTO = "auto"
+    NONE = "none"
+    REQUIRED = "required"
+    NAMED = "named"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    mode: ToolChoiceMode = ToolChoiceMode.AUTO
+    name: str | None = None  # set only for NAMED
+
+
+class ResponseFormatKind(enum.StrEnum):
+    TEXT = "text"
+    JSON_OBJECT = "json_object"
+    JSON_SCHEMA = "json_schema"
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    kind: ResponseFormatKind = ResponseFormatKind.TEXT
+    name: str | None = None
+    schema: JSONObject | None = None
+    strict: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedV2:
+    """A validated chat request with typed content, tools and output constraints."""
+
+    model: str
+    messages: tuple[MessageV2, ...]
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice = field(default_factory=ToolChoice)
+    response_format: ResponseFormat = field(default_factory=ResponseFormat)
+    parallel_tool_calls: bool = True
+
+    def needs_v2(self) -> bool:
+        """True when this request cannot be expressed as a plain-text v1 `Resolved`."""
+        if self.tools or self.response_format.kind is not ResponseFormatKind.TEXT:
+            return True
+        if self.tool_choice.mode not in (ToolChoiceMode.AUTO, ToolChoiceMode.NONE):
+            return True
+        return any(
+            m.role is Role.TOOL or not all(isinstance(b, TextBlock) for b in m.content) for m in self.messages
+        )
+
+    def to_v1(self) -> Resolved:
+        """The v1 form of this request; only valid when `needs_v2()` is false."""
+        if self.needs_v2():
+            raise ValueError("request uses v2 features")
+        return Resolved(
+            model=self.model,
+            messages=tuple(Message(m.role, m.text()) for m in self.messages),
+            sampling=self.sampling,
+        )
+
+
+# --- stream events ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """v1: a piece of generated text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """v2: a piece of generated answer text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Thinking:
+    """v2: a piece of reasoning text (not part of the answer)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolUse:
+    """v2: one complete tool call (``arguments`` is JSON text of an object)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The last event of every successful stream, exactly once."""
+
+    stop_reason: StopReason
+    usage: Usage
+
+
+Event: TypeAlias = Token | Text | Thinking | ToolUse | Done
+
+
+# --- embeddings -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedResolved:
+    model: str
+    inputs: tuple[str, ...]
+    dimensions: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedResult:
+    """One vector per input, in input order."""
+
+    vectors: tuple[tuple[float, ...], ...]
+    prompt_tokens: int = 0
+
+
+# --- capabilities -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BackendCapabilities:
+    """What a backend can do. The default is a text-only v1 backend."""
+
+    v2: bool = False
+    vision: bool = False
+    tools: bool = False
+    embed: bool = False
+    json_schema: bool = False
+    thinking: bool = False
+    embed_dimensions: int | None = None
+    accelerator: str = "cpu"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "v2": self.v2,
+            "vision": self.vision,
+            "tools": self.tools,
+            "embed": self.embed,
+            "json_schema": self.json_schema,
+            "thinking": self.thinking,
+            "embed_dimensions": self.embed_dimensions,
+            "accelerator": self.accelerator,
+        }

@@ -1,0 +1,1 @@
+"""Sans-IO translation between OpenAI JSON and the engine types. Imports no trio, quart, hypercorn or backend."""
