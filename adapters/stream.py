@@ -1,10 +1,20 @@
 """Owned event streams: a backend producer task feeding a bounded channel, inside the consumer's nursery.
 
-Usage (the only way the daemon consumes a generation)::
+Two shapes, both owned:
 
     async with open_event_stream(lambda send: backend.generate(req, send)) as events:
         async for event in events:
             ...
+
+or, where the consumer must outlive the function that starts the generation (an HTTP view that waits for the
+first event, then returns a response whose body drains the rest), the caller passes a nursery it owns and
+closes the stream when done::
+
+    events = start_event_stream(request_nursery, produce)
+    try:
+        ...
+    finally:
+        events.cancel()
 
 Leaving the ``async with`` block - normally, by an exception, or by cancellation (client disconnect, stop
 deadline) - cancels the producer and waits for it to finish, so a generation never outlives its request.
@@ -37,10 +47,18 @@ class _Failure:
 class EventStream:
     """The consumer side of a generation. Iterate it; it stops after `Done` and raises producer failures."""
 
-    def __init__(self, receive: trio.MemoryReceiveChannel[Event | _Failure]) -> None:
+    def __init__(self, receive: trio.MemoryReceiveChannel[Event | _Failure], scope: trio.CancelScope) -> None:
         self._receive = receive
+        self._scope = scope
         self._finished = False
         self.events_received = 0
+        #: Set when the producer task has returned (for callers that must wait for it, e.g. slot release).
+        self.producer_done = trio.Event()
+
+    def cancel(self) -> None:
+        """Stop the producer (if still running) and close the receiving end. Idempotent, never blocks."""
+        self._scope.cancel()
+        self._receive.close()
 
     def __aiter__(self) -> EventStream:
         return self
@@ -62,26 +80,41 @@ class EventStream:
         return item
 
 
-async def _run_producer(produce: Producer, send: trio.MemorySendChannel[Event | _Failure]) -> None:
-    async with send:
-        try:
-            await produce(send)  # a send channel of Event | _Failure accepts Events
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return  # the consumer went away; nothing left to tell it
-        except Exception as exc:  # carried to the consumer, re-raised there
+async def _run_producer(
+    produce: Producer, send: trio.MemorySendChannel[Event | _Failure], stream: EventStream
+) -> None:
+    try:
+        with stream._scope, send:
             try:
-                await send.send(_Failure(exc))
+                await produce(send)  # a send channel of Event | _Failure accepts Events
             except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
+                return  # the consumer went away; nothing left to tell it
+            except Exception as exc:  # carried to the consumer, re-raised there
+                try:
+                    await send.send(_Failure(exc))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+    finally:
+        stream.producer_done.set()
+
+
+def start_event_stream(nursery: trio.Nursery, produce: Producer, *, buffer: int = DEFAULT_BUFFER) -> EventStream:
+    """Start ``produce`` as a task in the caller's ``nursery``; return the consuming end.
+
+    The caller must call `EventStream.cancel()` when it stops consuming (or cancel the nursery).
+    """
+    send, receive = trio.open_memory_channel[Event | _Failure](buffer)
+    stream = EventStream(receive, trio.CancelScope())
+    nursery.start_soon(_run_producer, produce, send, stream)
+    return stream
 
 
 @asynccontextmanager
 async def open_event_stream(produce: Producer, *, buffer: int = DEFAULT_BUFFER) -> AsyncIterator[EventStream]:
     """Run ``produce`` as a task owned by this context and yield the consuming end of its channel."""
-    send, receive = trio.open_memory_channel[Event | _Failure](buffer)
-    async with trio.open_nursery() as nursery, receive:
-        nursery.start_soon(_run_producer, produce, send)
+    async with trio.open_nursery() as nursery:
+        stream = start_event_stream(nursery, produce, buffer=buffer)
         try:
-            yield EventStream(receive)
+            yield stream
         finally:
-            nursery.cancel_scope.cancel()
+            stream.cancel()
