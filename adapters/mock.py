@@ -1,0 +1,372 @@
+"""The mock backend: deterministic answers, paced or instant, with scripted failures.
+
+It exists so that the daemon, its clients and its tests can be exercised end to end without a model: every
+behaviour a real backend has that a client can observe (streaming, stop reasons, usage, tool calls, JSON output,
+embeddings, failures before and after the first token, slow boots, cancellation) can be produced on demand,
+and counters in `status()` show what happened to each generation.
+
+Config keys (the kind-specific keys of a ``kind = "mock"`` table, DESIGN.md section 5):
+
+- ``reply``: ``"echo"`` (default) repeats the last user message's text; a list of strings is sent as those
+  tokens whatever the prompt.
+- ``token_delay_ms`` (default 0): sleep before each token, so a reply of n tokens takes n delays.
+- ``boot_delay_ms`` (default 0): sleep in `boot`.
+- ``fail``: ``"none"`` (default), ``"pre-stream"`` (raise `Unavailable` before any event), ``"mid-stream"``
+  (raise `Unavailable` after ``fail_after_tokens`` content events, or after all of them when the answer is
+  shorter, so a mid-stream mock never sends `Done`), ``"boot"`` (`boot` raises).
+- ``fail_after_tokens`` (default 3, at least 1).
+- ``embed_dim`` (default 0 = no embeddings): length of the deterministic unit vectors `embed` returns.
+
+Echo tokenisation: one whitespace-delimited word per token, each word carrying the whitespace that follows it
+(whitespace before the first word belongs to the first token), so ``"hello  big world"`` becomes
+``["hello  ", "big ", "world"]`` and the joined tokens always equal the text. Whitespace-only text is one token;
+empty text is no token.
+
+Usage is honest: ``prompt_tokens`` counts the whitespace-delimited words of every message's text,
+``completion_tokens`` counts the content events actually sent (one for a tool call).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import Any, Self
+
+import trio
+
+from .backend import Backend, BackendConfigError
+from .errors import InvalidRequest, NotReady, Unavailable, Unsupported
+from .types import (
+    BackendCapabilities,
+    Done,
+    EmbedResolved,
+    EmbedResult,
+    Event,
+    Resolved,
+    ResolvedV2,
+    ResponseFormatKind,
+    Role,
+    SamplingParams,
+    StopReason,
+    Text,
+    Token,
+    ToolChoiceMode,
+    ToolSpec,
+    ToolUse,
+    Usage,
+)
+
+FAIL_MODES = ("none", "pre-stream", "mid-stream", "boot")
+
+_TOKEN = re.compile(r"\s*\S+\s*|\s+")
+
+#: The simplest JSON value of each JSON-schema type ("number" gets 0, which is also a valid integer).
+_EMPTY_BY_TYPE: dict[str, Callable[[], Any]] = {
+    "string": str,
+    "integer": int,
+    "number": int,
+    "boolean": bool,
+    "array": list,
+    "null": type(None),
+}
+
+
+def echo_tokens(text: str) -> list[str]:
+    """Split ``text`` into the tokens the echo reply streams (see the module docstring); joined they equal it."""
+    return _TOKEN.findall(text)
+
+
+def count_words(texts: Iterable[str]) -> int:
+    """The mock's token count for a prompt: whitespace-delimited words across all the texts."""
+    return sum(len(text.split()) for text in texts)
+
+
+def example_value(schema: Mapping[str, Any]) -> Any:
+    """The simplest value valid against a plain JSON schema.
+
+    Handles ``const``, ``enum``, ``anyOf``/``oneOf`` (first alternative), ``type`` (a name or a list of names,
+    the first that is not "null") and objects (their required properties, filled recursively). Not a general
+    generator: enough for tool parameters and response schemas as clients write them.
+    """
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema:
+        return schema["enum"][0]
+    alternatives = schema.get("anyOf") or schema.get("oneOf")
+    if alternatives:
+        return example_value(alternatives[0])
+    declared = schema.get("type", ())
+    names = [declared] if isinstance(declared, str) else list(declared)
+    concrete = [name for name in names if name != "null"]
+    kind = concrete[0] if concrete else ("object" if "properties" in schema else "null")
+    if kind == "object":
+        return example_object(schema)
+    return _EMPTY_BY_TYPE.get(kind, type(None))()
+
+
+def example_object(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """An object with each required property of ``schema`` set to its `example_value`.
+
+    Used for tool arguments and ``json_schema`` answers, whose root OpenAI requires to be an object.
+    """
+    properties: Mapping[str, Any] = schema.get("properties", {})
+    return {name: example_value(properties.get(name, {})) for name in schema.get("required", ())}
+
+
+def embedding(text: str, dimensions: int) -> tuple[float, ...]:
+    """A deterministic unit vector for ``text``: SHAKE-256 of its UTF-8, read as ``dimensions`` components.
+
+    A shorter vector is the normalised prefix of a longer one (as OpenAI's ``dimensions`` truncation is). Every
+    raw component is an odd multiple of 2**-32, never zero, so the norm never is either.
+    """
+    digest = hashlib.shake_256(text.encode()).digest(4 * dimensions)
+    raw = [(int.from_bytes(digest[i : i + 4], "little") + 0.5) / 2**31 - 1.0 for i in range(0, len(digest), 4)]
+    norm = math.sqrt(math.fsum(x * x for x in raw))
+    return tuple(x / norm for x in raw)
+
+
+def apply_limits(tokens: Sequence[str], sampling: SamplingParams) -> tuple[list[str], StopReason]:
+    """The tokens a model streaming ``tokens`` sends under ``sampling``'s stop sequences and ``max_tokens``.
+
+    The text ends just before the earliest stop sequence (the sequence itself is not sent; the token it starts
+    in is cut there); then at most ``max_tokens`` tokens are kept. The stop reason is the limit that ended the
+    text, `StopReason.END` when none did.
+    """
+    text = "".join(tokens)
+    cuts = [index for stop in sampling.stop if stop and (index := text.find(stop)) >= 0]
+    kept = list(tokens)
+    reason = StopReason.END
+    if cuts:
+        cut = min(cuts)
+        starts = accumulate((len(token) for token in tokens), initial=0)
+        pieces = (token[: max(0, cut - start)] for token, start in zip(tokens, starts, strict=False))
+        kept = [piece for piece in pieces if piece]
+        reason = StopReason.STOP_SEQUENCE
+    if sampling.max_tokens is not None and len(kept) > sampling.max_tokens:
+        kept = kept[: sampling.max_tokens]
+        reason = StopReason.MAX_TOKENS
+    return kept, reason
+
+
+@dataclass(frozen=True, slots=True)
+class MockOptions:
+    """The validated config of a mock backend; ``reply`` is None for echo."""
+
+    reply: tuple[str, ...] | None = None
+    token_delay_s: float = 0.0
+    boot_delay_s: float = 0.0
+    fail: str = "none"
+    fail_after_tokens: int = 3
+    embed_dim: int = 0
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any]) -> MockOptions:
+        """Validate a config table; `BackendConfigError` names the first bad key."""
+        unknown = sorted(set(options) - _KEYS)
+        if unknown:
+            raise BackendConfigError(
+                f"unknown mock option {unknown[0]!r} (expected one of {', '.join(sorted(_KEYS))})"
+            )
+        fail = options.get("fail", "none")
+        if fail not in FAIL_MODES:
+            raise BackendConfigError(f"mock option 'fail' must be one of {', '.join(FAIL_MODES)}, got {fail!r}")
+        return cls(
+            reply=_reply(options.get("reply", "echo")),
+            token_delay_s=_milliseconds(options, "token_delay_ms") / 1000,
+            boot_delay_s=_milliseconds(options, "boot_delay_ms") / 1000,
+            fail=fail,
+            fail_after_tokens=_integer(options, "fail_after_tokens", default=3, minimum=1),
+            embed_dim=_integer(options, "embed_dim", default=0, minimum=0),
+        )
+
+
+_KEYS = frozenset({"reply", "token_delay_ms", "boot_delay_ms", "fail", "fail_after_tokens", "embed_dim"})
+
+
+def _reply(value: Any) -> tuple[str, ...] | None:
+    if value == "echo":
+        return None
+    if isinstance(value, list | tuple) and all(isinstance(token, str) for token in value):
+        return tuple(value)
+    raise BackendConfigError(f"mock option 'reply' must be \"echo\" or a list of strings, got {value!r}")
+
+
+def _milliseconds(options: Mapping[str, Any], key: str) -> float:
+    value = options.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise BackendConfigError(
+            f"mock option {key!r} must be a non-negative number of milliseconds, got {value!r}"
+        )
+    return float(value)
+
+
+def _integer(options: Mapping[str, Any], key: str, *, default: int, minimum: int) -> int:
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise BackendConfigError(f"mock option {key!r} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+class MockBackend(Backend):
+    """A deterministic backend configured by `MockOptions`; see the module docstring."""
+
+    name = "mock"
+
+    def __init__(self, options: MockOptions) -> None:
+        self.options = options
+        self._booted = False
+        self._stopping = False
+        self._started = 0
+        self._completed = 0
+        self._cancelled = 0
+        self._failed = 0
+        self._active = 0
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Self:
+        return cls(MockOptions.parse(options))
+
+    async def boot(self) -> None:
+        await trio.sleep(self.options.boot_delay_s)
+        if self.options.fail == "boot":
+            raise Unavailable("mock backend configured to fail at boot (fail = 'boot')")
+        self._booted = True
+
+    def ready(self) -> bool:
+        return self._booted and not self._stopping
+
+    async def stop(self, timeout: float) -> None:  # noqa: ASYNC109 - the Backend contract takes a deadline
+        """Mark the backend not ready; the mock holds no resources, so there is nothing to wait for."""
+        self._stopping = True
+        await trio.lowlevel.checkpoint()
+
+    def capabilities(self) -> BackendCapabilities:
+        dim = self.options.embed_dim
+        return BackendCapabilities(
+            v2=True, tools=True, json_schema=True, embed=dim > 0, embed_dimensions=dim or None
+        )
+
+    def status(self) -> dict[str, Any]:
+        """Generation counters: started, completed, cancelled (got trio.Cancelled), failed, active (running)."""
+        return {
+            "started": self._started,
+            "completed": self._completed,
+            "cancelled": self._cancelled,
+            "failed": self._failed,
+            "active": self._active,
+        }
+
+    async def generate(self, req: Resolved, send: trio.MemorySendChannel[Event]) -> None:
+        prompt_tokens = count_words(m.content for m in req.messages)
+        last_user = _last([m.content for m in req.messages if m.role is Role.USER])
+
+        async def answer() -> None:
+            tokens, reason = apply_limits(self._reply_tokens(last_user), req.sampling)
+            await self._emit(send, [Token(t) for t in tokens], reason, prompt_tokens)
+
+        await self._run(answer)
+
+    async def generate_v2(self, req: ResolvedV2, send: trio.MemorySendChannel[Event]) -> None:
+        prompt_tokens = count_words(m.text() for m in req.messages)
+        last_user = _last([m.text() for m in req.messages if m.role is Role.USER])
+
+        async def answer() -> None:
+            tool = _forced_tool(req)
+            if tool is not None:
+                arguments = json.dumps(example_object(tool.parameters))
+                call = ToolUse(id=f"call_mock_{self._started}", name=tool.name, arguments=arguments)
+                await self._emit(send, [call], StopReason.TOOL_USE, prompt_tokens)
+                return
+            tokens = self._reply_tokens(last_user)
+            fmt = req.response_format
+            if fmt.kind is ResponseFormatKind.JSON_OBJECT:
+                tokens = echo_tokens(json.dumps({"echo": "".join(tokens)}))
+            elif fmt.kind is ResponseFormatKind.JSON_SCHEMA:
+                tokens = echo_tokens(json.dumps(example_object(fmt.schema or {})))
+            limited, reason = apply_limits(tokens, req.sampling)
+            await self._emit(send, [Text(t) for t in limited], reason, prompt_tokens)
+
+        await self._run(answer)
+
+    async def embed(self, req: EmbedResolved) -> EmbedResult:
+        self._require_ready()
+        await trio.lowlevel.checkpoint()
+        dim = self.options.embed_dim
+        if dim == 0:
+            raise Unsupported(
+                f"model {req.model!r} does not support embeddings (mock embed_dim = 0)", param="model"
+            )
+        wanted = dim if req.dimensions is None else req.dimensions
+        if not 1 <= wanted <= dim:
+            raise InvalidRequest(
+                f"dimensions must be between 1 and {dim} for model {req.model!r}, got {wanted}", param="dimensions"
+            )
+        vectors = tuple(embedding(text, wanted) for text in req.inputs)
+        return EmbedResult(vectors=vectors, prompt_tokens=count_words(req.inputs))
+
+    # --- internals --------------------------------------------------------------------------------------
+
+    def _require_ready(self) -> None:
+        if not self.ready():
+            state = "is stopping" if self._stopping else "has not finished booting"
+            raise NotReady(f"backend {self.name!r} {state}")
+
+    def _reply_tokens(self, last_user: str) -> list[str]:
+        return list(self.options.reply) if self.options.reply is not None else echo_tokens(last_user)
+
+    async def _run(self, answer: Callable[[], Awaitable[None]]) -> None:
+        """Run one generation, keeping the counters that `status` reports."""
+        self._require_ready()
+        self._started += 1
+        self._active += 1
+        try:
+            if self.options.fail == "pre-stream":
+                raise Unavailable("mock backend configured to fail before streaming (fail = 'pre-stream')")
+            await answer()
+        except trio.Cancelled:
+            self._cancelled += 1
+            raise
+        except Exception:
+            self._failed += 1
+            raise
+        else:
+            self._completed += 1
+        finally:
+            self._active -= 1
+
+    async def _emit(
+        self, send: trio.MemorySendChannel[Event], events: Sequence[Event], reason: StopReason, prompt_tokens: int
+    ) -> None:
+        """Send ``events`` (one per token delay), then `Done` - or fail part way when configured to."""
+        fail_at = min(self.options.fail_after_tokens, len(events)) if self.options.fail == "mid-stream" else None
+        for event in events[:fail_at]:
+            await trio.sleep(self.options.token_delay_s)
+            await send.send(event)
+        if fail_at is not None:
+            raise Unavailable(f"mock backend configured to fail mid-stream, after {fail_at} tokens")
+        await send.send(Done(reason, Usage(prompt_tokens=prompt_tokens, completion_tokens=len(events))))
+
+
+def _last(texts: Sequence[str]) -> str:
+    return texts[-1] if texts else ""
+
+
+def _forced_tool(req: ResolvedV2) -> ToolSpec | None:
+    """The tool the request forces a call to (first one for "required"), or None to answer in text."""
+    mode = req.tool_choice.mode
+    if mode in (ToolChoiceMode.AUTO, ToolChoiceMode.NONE):
+        return None
+    if mode is ToolChoiceMode.REQUIRED:
+        candidates = req.tools
+    else:
+        candidates = tuple(tool for tool in req.tools if tool.name == req.tool_choice.name)
+    if not candidates:
+        raise InvalidRequest(
+            f"tool_choice {str(mode)!r} matches none of the {len(req.tools)} offered tools", param="tool_choice"
+        )
+    return candidates[0]
