@@ -111,10 +111,27 @@ def start_event_stream(nursery: trio.Nursery, produce: Producer, *, buffer: int 
 
 @asynccontextmanager
 async def open_event_stream(produce: Producer, *, buffer: int = DEFAULT_BUFFER) -> AsyncIterator[EventStream]:
-    """Run ``produce`` as a task owned by this context and yield the consuming end of its channel."""
-    async with trio.open_nursery() as nursery:
-        stream = start_event_stream(nursery, produce, buffer=buffer)
+    """Run ``produce`` as a task owned by this context and yield the consuming end of its channel.
+
+    An exception leaving the block (a producer failure re-raised by the consumer, or the consumer's own) comes
+    out as itself, not wrapped in the nursery's exception group: the producer task never raises (its failures
+    travel through the channel), so a group of one holds the block's exception, and callers can ``except
+    Unavailable`` around the block. A group of several (a producer dying of a `BaseException` that is not an
+    `Exception`) is re-raised whole.
+    """
+    try:
+        async with trio.open_nursery() as nursery:
+            stream = start_event_stream(nursery, produce, buffer=buffer)
+            try:
+                yield stream
+            finally:
+                stream.cancel()
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) != 1:
+            raise
+        error = group.exceptions[0]
+        context = error.__context__
         try:
-            yield stream
+            raise error
         finally:
-            stream.cancel()
+            error.__context__ = context  # keep its own context, not the group it was unwrapped from
