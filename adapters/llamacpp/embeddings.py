@@ -1,0 +1,146 @@
+"""Embeddings from a llama.cpp BERT model, with OpenAI's semantics on top of llama-cpp-python's raw vectors.
+
+llama-cpp-python returns mean-pooled vectors that are not normalised; OpenAI's are unit length, and its
+``dimensions`` parameter keeps the first N components and normalises again. Inputs longer than the model's
+context are rejected with ``context_length_exceeded`` as OpenAI does (it never truncates embedding inputs
+silently), and so is a ``dimensions`` larger than the model's width.
+
+`embed_texts` is blocking: it runs in the backend's worker thread (``trio.to_thread.run_sync``). It works through
+the inputs in batches of at most one llama.cpp decode each and, between batches, checks whether the trio task
+that started the thread was cancelled, so a disconnecting client does not keep the model busy with a long list.
+A `Llama` object is not thread-safe: the caller must not run two calls on one object at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import trio
+
+from ..errors import Internal, InvalidRequest, Unavailable
+
+
+def load_embedding_llama(path: Path | str, n_threads: int | None = None) -> Any:
+    """Load a GGUF embedding model (e.g. the output of ``prepare_embeddings``) ready for `embed_texts`.
+
+    The context is as long as the model was trained for, and one decode can hold a whole context: BERT attends
+    over the full sequence at once, so a sequence may never be split across batches. Pooling comes from the
+    file (mean for all-MiniLM-L6-v2). Raises `Unavailable` if llama.cpp cannot load the file.
+    """
+    import llama_cpp
+
+    try:
+        return llama_cpp.Llama(
+            model_path=str(path),
+            embedding=True,
+            n_ctx=0,  # 0 = the model's training context
+            n_batch=4096,  # capped to n_ctx by llama-cpp-python
+            n_ubatch=4096,
+            n_threads=n_threads,
+            n_threads_batch=n_threads,
+            verbose=False,
+        )
+    except Exception as exc:  # llama_cpp raises ValueError/RuntimeError for unreadable models
+        raise Unavailable(f"cannot load embedding model {path}: {exc}", code="backend_unavailable") from exc
+
+
+def embedding_dimensions(llama: Any) -> int:
+    """The width of the vectors ``llama`` produces (384 for all-MiniLM-L6-v2)."""
+    return int(llama.n_embd())
+
+
+def max_input_tokens(llama: Any) -> int:
+    """The longest input, in tokens including [CLS] and [SEP], that ``llama`` embeds without truncating.
+
+    The smallest of the context, the batch sizes (a sequence must fit one decode) and the trained context
+    (position embeddings end there).
+    """
+    limit = min(int(llama.n_ctx()), int(llama.n_batch), int(llama.context_params.n_ubatch))
+    metadata: dict[str, str] = getattr(llama, "metadata", None) or {}
+    trained = metadata.get(f"{metadata.get('general.architecture', '')}.context_length")
+    if trained is not None and trained.isdigit():
+        limit = min(limit, int(trained))
+    return limit
+
+
+def embed_texts(llama: Any, texts: Sequence[str], dimensions: int | None) -> tuple[list[list[float]], int]:
+    """Unit-length vectors for ``texts`` (in order) and the number of prompt tokens they used.
+
+    ``llama`` is a `llama_cpp.Llama` made with ``embedding=True`` and a pooling type other than none (see
+    `load_embedding_llama`). ``dimensions`` keeps the first N components, then normalises (OpenAI semantics).
+    Raises `InvalidRequest` for a bad ``dimensions`` or an input over the context, `Unavailable` if llama.cpp
+    fails, and ``trio.Cancelled`` between batches when the trio task running this thread is cancelled.
+    """
+    width = embedding_dimensions(llama)
+    if dimensions is not None and not 1 <= dimensions <= width:
+        raise InvalidRequest(
+            f"dimensions must be between 1 and {width} for this model, got {dimensions}", param="dimensions"
+        )
+    if not llama.context_params.embeddings:
+        raise Internal("the llama.cpp model was not loaded for embeddings (embedding=True)")
+    if not texts:
+        return [], 0
+    limit = max_input_tokens(llama)
+    counts = [_count_tokens(llama, text) for text in texts]
+    for index, count in enumerate(counts):
+        if count > limit:
+            raise InvalidRequest(
+                f"This model's maximum context length is {limit} tokens, however input[{index}] has {count} "
+                "tokens. Please reduce the length of the input.",
+                param="input",
+                code="context_length_exceeded",
+            )
+    raw: list[list[float]] = []
+    for start, stop in _batches(counts, limit, int(llama.context_params.n_seq_max)):
+        _check_cancelled()
+        try:
+            raw.extend(llama.embed(list(texts[start:stop]), normalize=False, truncate=False))
+        except Exception as exc:  # llama_cpp reports decode failures as RuntimeError/ValueError
+            raise Unavailable(
+                f"llama.cpp failed to compute embeddings: {exc}", code="backend_unavailable"
+            ) from exc
+    return _normalise(raw, dimensions), sum(counts)
+
+
+def _count_tokens(llama: Any, text: str) -> int:
+    """Tokens of ``text`` exactly as ``Llama.embed`` tokenizes it (with [CLS] ... [SEP])."""
+    try:
+        return len(llama.tokenize(text.encode("utf-8")))
+    except Exception as exc:
+        raise Unavailable(f"llama.cpp failed to tokenize an input: {exc}", code="backend_unavailable") from exc
+
+
+def _batches(counts: Sequence[int], max_tokens: int, max_sequences: int) -> list[tuple[int, int]]:
+    """Split inputs into [start, stop) runs that each fit one decode, so ``Llama.embed`` decodes once per run."""
+    runs: list[tuple[int, int]] = []
+    start = 0
+    tokens = 0
+    for index, count in enumerate(counts):
+        if index > start and (tokens + count > max_tokens or index - start >= max_sequences):
+            runs.append((start, index))
+            start, tokens = index, 0
+        tokens += count
+    runs.append((start, len(counts)))
+    return runs
+
+
+def _check_cancelled() -> None:
+    """Raise ``trio.Cancelled`` if the trio task that started this worker thread has been cancelled."""
+    try:
+        trio.from_thread.check_cancelled()
+    except RuntimeError:
+        return  # not a trio worker thread (a direct call): nothing to check
+
+
+def _normalise(raw: list[list[float]], dimensions: int | None) -> list[list[float]]:
+    """Truncate to ``dimensions`` (if given) and scale each row to unit L2 norm; an all-zero row stays zero."""
+    vectors = np.asarray(raw, dtype=np.float64)
+    if dimensions is not None:
+        vectors = vectors[:, :dimensions]
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+    result: list[list[float]] = vectors.tolist()
+    return result
