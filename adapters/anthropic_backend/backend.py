@@ -1,0 +1,169 @@
+"""`AnthropicBackend`: Claude models behind the engine contract, through the official SDK's async client.
+
+The ``anthropic`` SDK's ``AsyncAnthropic`` runs under trio (it is built on ``httpx2``/anyio). One client is
+made at boot and shared by every request; the SDK never retries (``max_retries=0``): the client of trinfer
+owns retries (DESIGN s.2). Generation always streams upstream (``stream: true``); a non-streaming OpenAI
+request is accumulated from the same events by the daemon.
+
+Each generation is one producer (see `adapters.backend`): it opens the upstream stream, feeds every raw event
+through a `StreamTranslator` and sends the engine events on. Leaving the producer for any reason - done,
+failed, or cancelled because the client went away - closes the upstream HTTP response at once, in a shielded
+and bounded close, so Anthropic stops generating (and billing) for a reader that is gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NoReturn, Self, cast
+
+import anthropic
+import trio
+from anthropic.types import RawMessageStreamEvent
+
+from ..backend import Backend
+from ..errors import NotReady, TrinferError, Unavailable
+from ..types import (
+    BackendCapabilities,
+    Event,
+    MessageV2,
+    Resolved,
+    ResolvedV2,
+    Text,
+    TextBlock,
+    Thinking,
+    Token,
+)
+from .config import AnthropicOptions, parse_options, read_api_key
+from .errors import translate_exception
+from .translate_request import build_request
+from .translate_stream import StreamTranslator
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+#: Bound on closing an upstream response when a generation ends (the close is shielded from cancellation).
+CLOSE_TIMEOUT_S = 5.0
+
+
+class AnthropicBackend(Backend):
+    """Claude models through the Anthropic Messages API. Options: see `adapters.anthropic_backend.config`."""
+
+    name = "anthropic"
+
+    def __init__(self, options: AnthropicOptions) -> None:
+        self.options = options
+        self._client: anthropic.AsyncAnthropic | None = None
+        self._stopping = False
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Self:
+        return cls(parse_options(options))
+
+    async def boot(self) -> None:
+        """Read the key from the environment (a missing key fails the boot) and build the HTTP client.
+
+        No request is sent: the key is checked by the first generation, whose 401 says the key was refused.
+        """
+        key = read_api_key(self.options)
+        # Building the client loads the TLS trust store: blocking file I/O, so it runs in a worker thread.
+        self._client = await trio.to_thread.run_sync(self._make_client, key)
+
+    def _make_client(self, key: str) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(
+            api_key=key,
+            base_url=self.options.base_url or DEFAULT_BASE_URL,
+            max_retries=0,
+            timeout=self.options.timeout_s,
+        )
+
+    def ready(self) -> bool:
+        return self._client is not None and not self._stopping
+
+    def capabilities(self) -> BackendCapabilities:
+        return BackendCapabilities(
+            v2=True, vision=True, tools=True, json_schema=True, thinking=True, accelerator="remote"
+        )
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "base_url": self.options.base_url or DEFAULT_BASE_URL,
+            "model_map": dict(self.options.model_map),
+            "api_key_env": self.options.api_key_env,
+            "max_tokens_default": self.options.max_tokens_default,
+            "timeout_s": self.options.timeout_s,
+            "thinking": self.options.thinking,
+        }
+
+    async def generate(self, req: Resolved, send: trio.MemorySendChannel[Event]) -> None:
+        """v1: the same upstream stream, answer text sent as `Token`s (reasoning is not part of v1)."""
+        v2 = ResolvedV2(
+            model=req.model,
+            messages=tuple(MessageV2(m.role, (TextBlock(m.content),)) for m in req.messages),
+            sampling=req.sampling,
+        )
+        await self._stream(v2, send, v1=True)
+
+    async def generate_v2(self, req: ResolvedV2, send: trio.MemorySendChannel[Event]) -> None:
+        await self._stream(req, send, v1=False)
+
+    async def stop(self, timeout: float) -> None:  # noqa: ASYNC109 - the contract takes a deadline
+        """Close the HTTP client (its pooled connections) within ``timeout`` seconds."""
+        self._stopping = True
+        client, self._client = self._client, None
+        if client is not None:
+            with trio.move_on_after(timeout):
+                await client.close()
+
+    # --- the producer ---------------------------------------------------------------------------------------
+
+    async def _stream(self, req: ResolvedV2, send: trio.MemorySendChannel[Event], *, v1: bool) -> None:
+        client = self._client
+        if client is None or self._stopping:
+            raise NotReady("the anthropic backend is not ready")
+        body = build_request(req, self.options)
+        translator = StreamTranslator()
+        try:
+            stream = await client.messages.create(
+                model=body.pop("model"),
+                max_tokens=body.pop("max_tokens"),
+                messages=cast(Any, body.pop("messages")),
+                stream=True,
+                # The remaining fields (system, tools, sampling...) go as they are: some of them (temperature,
+                # top_p, top_k) are not keyword arguments of this SDK version, and all are already wire JSON.
+                extra_body=body,
+            )
+        except Exception as exc:
+            _raise_translated(exc)
+        try:
+            while not translator.done:
+                event = await _next_event(stream)
+                if event is None:
+                    raise Unavailable("Anthropic ended the stream before message_stop")
+                for out in translator.feed(event):
+                    if v1:
+                        if isinstance(out, Text):
+                            out = Token(out.text)
+                        elif isinstance(out, Thinking):
+                            continue
+                    await send.send(out)
+        finally:
+            with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+                await stream.close()
+
+
+async def _next_event(stream: anthropic.AsyncStream[RawMessageStreamEvent]) -> RawMessageStreamEvent | None:
+    """The next upstream event, None at the end of the body; every failure of reading it is translated."""
+    try:
+        return await stream.__anext__()
+    except StopAsyncIteration:
+        return None
+    except ValueError as exc:  # a data line that is not JSON: upstream's fault, not ours
+        raise Unavailable("Anthropic sent a malformed stream event") from exc
+    except Exception as exc:
+        _raise_translated(exc)
+
+
+def _raise_translated(exc: Exception) -> NoReturn:
+    """Raise the engine error for a library exception; anything else (ours, or a bug) is re-raised as is."""
+    mapped = None if isinstance(exc, TrinferError) else translate_exception(exc)
+    if mapped is None:
+        raise exc
+    raise mapped from exc

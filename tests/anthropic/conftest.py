@@ -1,0 +1,74 @@
+"""Fixtures: a fake Messages API on a loopback port and an `AnthropicBackend` booted against it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import trio
+
+from adapters.anthropic_backend import AnthropicBackend
+from adapters.stream import open_event_stream
+from adapters.types import Event, Resolved, ResolvedV2
+
+from .fake_upstream import DEFAULT_KEY, FakeMessagesAPI
+
+KEY_ENV = "TRINFER_TEST_ANTHROPIC_KEY"
+UPSTREAM_MODEL = "claude-upstream-1"
+
+
+@pytest.fixture
+async def fake(nursery: trio.Nursery) -> FakeMessagesAPI:
+    server = FakeMessagesAPI()
+    await nursery.start(server.serve)
+    return server
+
+
+def make_backend(fake: FakeMessagesAPI, **options: Any) -> AnthropicBackend:
+    return AnthropicBackend.from_options(
+        {
+            "base_url": fake.base_url,
+            "api_key_env": KEY_ENV,
+            "model_map": {"claude": UPSTREAM_MODEL},
+            "max_tokens_default": 256,
+            "timeout_s": 30,
+            **options,
+        }
+    )
+
+
+@pytest.fixture
+async def backend(fake: FakeMessagesAPI, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[AnthropicBackend]:
+    monkeypatch.setenv(KEY_ENV, DEFAULT_KEY)
+    booted = make_backend(fake)
+    await booted.boot()
+    yield booted
+    await booted.stop(5)
+
+
+async def collect(backend: AnthropicBackend, req: ResolvedV2 | Resolved) -> list[Event]:
+    """Run one generation to the end (through the owned event stream the daemon uses) and list its events."""
+    events: list[Event] = []
+    with trio.fail_after(10):
+        if isinstance(req, ResolvedV2):
+            stream_cm = open_event_stream(lambda send: backend.generate_v2(req, send))
+        else:
+            stream_cm = open_event_stream(lambda send: backend.generate(req, send))
+        async with stream_cm as stream:
+            async for event in stream:
+                events.append(event)
+    return events
+
+
+async def collect_failure(backend: AnthropicBackend, req: ResolvedV2) -> tuple[list[Event], Exception]:
+    """Run a generation that must fail; return the events that arrived before the failure, and the failure."""
+    events: list[Event] = []
+    with trio.fail_after(10):
+        try:
+            async with open_event_stream(lambda send: backend.generate_v2(req, send)) as stream:
+                async for event in stream:
+                    events.append(event)
+        except Exception as exc:
+            return events, exc
+    raise AssertionError(f"the generation did not fail; it sent {events}")

@@ -1,0 +1,377 @@
+"""A fake Anthropic Messages API on a loopback port, speaking the real wire format.
+
+Theory of operation: a tiny HTTP/1.1 server (trio + h11; one request per connection with ``Connection:
+close`` unless ``keep_alive``) answers ``POST /v1/messages`` with the next scripted `Reply` from its queue.
+A reply is either a JSON body with a status (the non-streaming API and every error response) or a
+``text/event-stream`` made of steps:
+`Sse` events written exactly as Anthropic writes them (``event: NAME`` / ``data: JSON`` / blank line),
+`Drop` (close the socket mid-body, no terminating chunk) and `Hang` (stop writing and wait for the client to
+close the connection). `Reply.hang_before_headers` makes the server read the request and never answer.
+
+The server records every request it received (headers lowercased, JSON body decoded), so translation tests
+assert on what upstream actually saw, and counts the connections the client closed while the server was
+still waiting to write (``disconnects``), so cancellation tests can prove the upstream stream was closed.
+Both ``x-api-key`` and ``Authorization: Bearer`` are accepted; any other credential gets Anthropic's 401.
+
+Why not hypercorn: an ASGI app cannot observe the client closing the socket while it is blocked mid-response
+as directly, and a hand-written server controls every byte of the stream (drops, hangs, error events).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import h11
+import trio
+
+DEFAULT_KEY = "sk-ant-test-0123456789"
+
+
+@dataclass(frozen=True)
+class Sse:
+    """One server-sent event: ``event: <name>`` and ``data: <json>``."""
+
+    event: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Close the connection abruptly in the middle of the body."""
+
+
+@dataclass(frozen=True)
+class Hang:
+    """Stop writing and wait until the client closes the connection."""
+
+
+Step = Sse | Drop | Hang
+
+
+class _Dropped(Exception):
+    """The script ended this connection in the middle of a response."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer: a JSON body, or an SSE stream when ``steps`` is given."""
+
+    status: int = 200
+    body: dict[str, Any] | None = None
+    steps: tuple[Step, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    hang_before_headers: bool = False
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class FakeMessagesAPI:
+    """The scripted server. Queue replies with `reply`, start it with ``await nursery.start(fake.serve)``."""
+
+    api_key: str = DEFAULT_KEY
+    #: Keep connections open between requests (as Anthropic does) instead of ``Connection: close``.
+    keep_alive: bool = False
+    requests: list[RecordedRequest] = field(default_factory=list)
+    disconnects: int = 0
+    idle_closes: int = 0
+    port: int = 0
+    _replies: deque[Reply] = field(default_factory=deque)
+    _disconnect_event: trio.Event = field(default_factory=trio.Event)
+    _idle_close_event: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def reply(self, *replies: Reply) -> None:
+        """Queue the answers to the next requests, in order."""
+        self._replies.extend(replies)
+
+    async def wait_disconnected(self) -> None:
+        """Return once the client has closed at least one connection the server was still writing to."""
+        await self._disconnect_event.wait()
+
+    async def wait_idle_closed(self) -> None:
+        """Return once the client has closed a kept-alive connection between requests (keep_alive mode)."""
+        await self._idle_close_event.wait()
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.serve_listeners, self._handle, listeners)
+            task_status.started()
+
+    # --- connection handling ----------------------------------------------------------------------------
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        try:
+            while True:
+                request = await self._read_request(conn, stream)
+                if request is None:
+                    if self.keep_alive and self.requests:
+                        self.idle_closes += 1  # the client closed a pooled, idle connection
+                        self._idle_close_event.set()
+                    return
+                await self._answer(conn, stream, request)
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    return
+                conn.start_next_cycle()
+        except trio.BrokenResourceError:
+            self._record_disconnect()  # the client closed the connection while we were writing
+        except _Dropped:
+            pass
+        finally:
+            await stream.aclose()
+
+    async def _read_request(self, conn: h11.Connection, stream: trio.SocketStream) -> RecordedRequest | None:
+        head: h11.Request | None = None
+        body = bytearray()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await stream.receive_some()
+                conn.receive_data(data)
+                if not data and head is None:
+                    return None
+                continue
+            if isinstance(event, h11.Request):
+                head = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                assert head is not None
+                headers = {k.decode().lower(): v.decode() for k, v in head.headers}
+                parsed = json.loads(body) if body else {}
+                recorded = RecordedRequest(head.method.decode(), head.target.decode(), headers, parsed)
+                self.requests.append(recorded)
+                return recorded
+
+    def _authorized(self, request: RecordedRequest) -> bool:
+        return request.headers.get("x-api-key") == self.api_key or (
+            request.headers.get("authorization") == f"Bearer {self.api_key}"
+        )
+
+    async def _answer(self, conn: h11.Connection, stream: trio.SocketStream, request: RecordedRequest) -> None:
+        if request.method != "POST" or request.path != "/v1/messages":
+            reply = error_reply(404, "not_found_error", f"no route {request.method} {request.path}")
+        elif not self._authorized(request):
+            reply = error_reply(401, "authentication_error", "invalid x-api-key")
+        elif self._replies:
+            reply = self._replies.popleft()
+        else:
+            reply = error_reply(500, "api_error", "fake upstream: no reply scripted for this request")
+        if reply.hang_before_headers:
+            await self._wait_for_close(stream)
+            raise _Dropped
+        streaming = bool(reply.steps)
+        headers = [
+            *([] if self.keep_alive else [("connection", "close")]),
+            ("request-id", f"req_fake_{len(self.requests)}"),
+            ("content-type", "text/event-stream" if streaming else "application/json"),
+            *reply.headers,
+        ]
+        if not streaming:
+            payload = json.dumps(reply.body if reply.body is not None else {}).encode()
+            headers.append(("content-length", str(len(payload))))
+            await self._send(conn, stream, h11.Response(status_code=reply.status, headers=headers))
+            await self._send(conn, stream, h11.Data(data=payload))
+            await self._send(conn, stream, h11.EndOfMessage())
+            return
+        await self._send(conn, stream, h11.Response(status_code=reply.status, headers=headers))
+        for step in reply.steps:
+            if isinstance(step, Sse):
+                frame = f"event: {step.event}\ndata: {json.dumps(step.data)}\n\n".encode()
+                await self._send(conn, stream, h11.Data(data=frame))
+            elif isinstance(step, Drop):
+                raise _Dropped
+            else:
+                await self._wait_for_close(stream)
+                raise _Dropped
+        await self._send(conn, stream, h11.EndOfMessage())
+
+    async def _send(self, conn: h11.Connection, stream: trio.SocketStream, event: h11.Event) -> None:
+        data = conn.send(event)
+        if data:
+            await stream.send_all(data)
+
+    async def _wait_for_close(self, stream: trio.SocketStream) -> None:
+        """Block until the peer closes its side (EOF or reset), then record the disconnect."""
+        try:
+            while await stream.receive_some():
+                pass
+        except trio.BrokenResourceError:
+            pass
+        self._record_disconnect()
+
+    def _record_disconnect(self) -> None:
+        self.disconnects += 1
+        self._disconnect_event.set()
+
+
+# --- reply builders: the shapes Anthropic really sends ------------------------------------------------------
+
+
+def error_body(error_type: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": error_type, "message": message}}
+
+
+def error_reply(status: int, error_type: str, message: str, headers: Sequence[tuple[str, str]] = ()) -> Reply:
+    return Reply(status=status, body=error_body(error_type, message), headers=tuple(headers))
+
+
+def message_start(model: str = "claude-fake-1", input_tokens: int = 11, **usage: int) -> Sse:
+    return Sse(
+        "message_start",
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_fake_01",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": input_tokens, "output_tokens": 1, **usage},
+            },
+        },
+    )
+
+
+def text_block(index: int, pieces: Iterable[str]) -> list[Step]:
+    steps: list[Step] = [
+        Sse(
+            "content_block_start",
+            {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}},
+        ),
+        Sse("ping", {"type": "ping"}),
+    ]
+    steps += [
+        Sse(
+            "content_block_delta",
+            {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}},
+        )
+        for piece in pieces
+    ]
+    steps.append(Sse("content_block_stop", {"type": "content_block_stop", "index": index}))
+    return steps
+
+
+def thinking_block(index: int, pieces: Iterable[str]) -> list[Step]:
+    steps: list[Step] = [
+        Sse(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": index,
+                "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+            },
+        )
+    ]
+    steps += [
+        Sse(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": "thinking_delta", "thinking": piece},
+            },
+        )
+        for piece in pieces
+    ]
+    steps.append(
+        Sse(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": "signature_delta", "signature": "c2ln"},
+            },
+        )
+    )
+    steps.append(Sse("content_block_stop", {"type": "content_block_stop", "index": index}))
+    return steps
+
+
+def tool_block(index: int, tool_id: str, name: str, json_pieces: Iterable[str]) -> list[Step]:
+    steps: list[Step] = [
+        Sse(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": index,
+                "content_block": {"type": "tool_use", "id": tool_id, "name": name, "input": {}},
+            },
+        )
+    ]
+    steps += [
+        Sse(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": piece},
+            },
+        )
+        for piece in json_pieces
+    ]
+    steps.append(Sse("content_block_stop", {"type": "content_block_stop", "index": index}))
+    return steps
+
+
+def message_end(
+    stop_reason: str = "end_turn", output_tokens: int = 5, stop_sequence: str | None = None
+) -> list[Step]:
+    return [
+        Sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
+                "usage": {"output_tokens": output_tokens},
+            },
+        ),
+        Sse("message_stop", {"type": "message_stop"}),
+    ]
+
+
+def stream_reply(*steps: Step | list[Step], headers: Sequence[tuple[str, str]] = ()) -> Reply:
+    """An SSE reply from steps and lists of steps (as the builders above return them)."""
+    flat: list[Step] = []
+    for step in steps:
+        flat.extend(step if isinstance(step, list) else [step])
+    return Reply(steps=tuple(flat), headers=tuple(headers))
+
+
+def text_reply(
+    pieces: Iterable[str],
+    *,
+    stop_reason: str = "end_turn",
+    input_tokens: int = 11,
+    output_tokens: int = 5,
+    stop_sequence: str | None = None,
+) -> Reply:
+    """A complete, successful text stream."""
+    return stream_reply(
+        message_start(input_tokens=input_tokens),
+        text_block(0, pieces),
+        message_end(stop_reason, output_tokens, stop_sequence),
+    )
+
+
+def error_event(error_type: str, message: str) -> Sse:
+    """The in-stream error event Anthropic sends after a 200 (e.g. ``overloaded_error``)."""
+    return Sse("error", error_body(error_type, message))
