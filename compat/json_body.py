@@ -1,0 +1,75 @@
+"""Decoding request bodies: bytes in, plain JSON values out, or `RequestValidationError` code ``invalid_json``.
+
+Stricter than ``json.loads`` in the ways that protect what comes after it: the body must be UTF-8, the
+non-standard literals ``NaN``/``Infinity``/``-Infinity`` are refused, nesting deeper than `MAX_DEPTH` is
+refused (the parsers and backends never have to think about recursion), and strings may not hold lone UTF-16
+surrogates (``"\\ud800"`` decodes to a Python string that cannot be encoded back to UTF-8, which would fail
+much later inside a tokenizer or an upstream client).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from .errors import RequestValidationError
+
+#: Deepest allowed nesting of arrays and objects (the top-level value is depth 1).
+MAX_DEPTH = 64
+
+INVALID_JSON = "invalid_json"
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _NonFiniteLiteral(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> object:
+    raise _NonFiniteLiteral(f"{name} is not valid JSON")
+
+
+def _invalid(message: str, param: str | None) -> RequestValidationError:
+    return RequestValidationError(message, param=param, code=INVALID_JSON)
+
+
+def parse_json(raw: bytes) -> object:
+    """Decode a request body. Raises `RequestValidationError` (code ``invalid_json``) on anything malformed."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _invalid("We could not parse the JSON body of your request: it is not valid UTF-8.", None) from exc
+    return loads_text(text)
+
+
+def loads_text(text: str, param: str | None = None) -> object:
+    """Decode JSON text with the same rules as `parse_json`; errors name ``param`` (e.g. tool call arguments)."""
+    where = f"'{param}'" if param else "the JSON body of your request"
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError as exc:
+        raise _invalid(
+            f"We could not parse {where}: it is nested more than {MAX_DEPTH} levels deep.", param
+        ) from exc
+    except ValueError as exc:
+        raise _invalid(f"We could not parse {where}: {exc}.", param) from exc
+    _check_tree(value, where, param)
+    return value
+
+
+def _check_tree(value: object, where: str, param: str | None) -> None:
+    """Refuse nesting deeper than `MAX_DEPTH` and lone surrogates, walking iteratively (no recursion)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if _LONE_SURROGATE.search(item):
+                raise _invalid(f"We could not parse {where}: a string holds an unpaired UTF-16 surrogate.", param)
+        elif isinstance(item, list | dict):
+            if depth > MAX_DEPTH:
+                raise _invalid(
+                    f"We could not parse {where}: it is nested more than {MAX_DEPTH} levels deep.", param
+                )
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
