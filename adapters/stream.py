@@ -116,8 +116,9 @@ async def open_event_stream(produce: Producer, *, buffer: int = DEFAULT_BUFFER) 
     An exception leaving the block (a producer failure re-raised by the consumer, or the consumer's own) comes
     out as itself, not wrapped in the nursery's exception group: the producer task never raises (its failures
     travel through the channel), so a group of one holds the block's exception, and callers can ``except
-    Unavailable`` around the block. A group of several (a producer dying of a `BaseException` that is not an
-    `Exception`) is re-raised whole.
+    Unavailable`` around the block. A group of several is re-raised whole: the producer's and the block's
+    ``trio.Cancelled`` when an enclosing scope was cancelled (that scope catches them as usual), or a producer
+    dying of a `BaseException` that is not an `Exception`.
     """
     try:
         async with trio.open_nursery() as nursery:
