@@ -216,9 +216,7 @@ def _special_id(ids: dict[str, int], specials: dict[str, Any], role: str) -> int
 
 
 def _write_gguf(model_dir: Path, config: dict[str, Any], pooling: PoolingType, path: Path) -> None:
-    import numpy as np
-    from gguf import MODEL_ARCH, GGUFWriter, LlamaFileType, get_tensor_name_map
-    from safetensors import safe_open
+    from gguf import GGUFWriter, LlamaFileType
 
     n_layers = int(config["num_hidden_layers"])
     tokens, types, ids = _vocab(model_dir)
@@ -226,6 +224,7 @@ def _write_gguf(model_dir: Path, config: dict[str, Any], pooling: PoolingType, p
     if vocab_size != len(tokens):
         raise PrepareError(f"vocab.txt has {len(tokens)} tokens but config.json says vocab_size={vocab_size}")
     specials = _read_json(model_dir / "special_tokens_map.json")
+    tensors = _tensors(model_dir / "model.safetensors", n_layers)
 
     writer = GGUFWriter(path, _ARCH)
     writer.add_name("all-MiniLM-L6-v2")
@@ -255,33 +254,67 @@ def _write_gguf(model_dir: Path, config: dict[str, Any], pooling: PoolingType, p
     writer.add_add_sep_token(True)
     writer.add_add_eos_token(False)
 
-    names = get_tensor_name_map(MODEL_ARCH.BERT, n_layers)
-    keep_f32 = {names.get_name(n) for n in ("embeddings.position_embeddings", "embeddings.token_type_embeddings")}
-    skipped_prefixes = ("pooler.", "cls.")  # heads sentence-transformers does not use
-    seen: set[str] = set()
-    with safe_open(model_dir / "model.safetensors", framework="np") as weights:
-        for hf_name in weights.keys():  # noqa: SIM118 - safe_open is not a mapping
-            name = hf_name.removeprefix("bert.")
-            if name.endswith("position_ids") or name.startswith(skipped_prefixes):
-                continue
-            gguf_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
-            if gguf_name is None:
-                raise PrepareError(f"model.safetensors: no llama.cpp BERT tensor for {hf_name!r}")
-            data = weights.get_tensor(hf_name)
-            base = gguf_name.rsplit(".", 1)[0]
-            as_f16 = data.ndim == 2 and base not in keep_f32
-            writer.add_tensor(gguf_name, data.astype(np.float16 if as_f16 else np.float32))
-            seen.add(gguf_name)
-    required = {f"{names.get_name('embeddings.word_embeddings')}.weight"}
-    required |= {f"blk.{i}.{part}.weight" for i in range(n_layers) for part in ("attn_q", "ffn_up", "ffn_down")}
-    missing = sorted(required - seen)
-    if missing:
-        raise PrepareError(f"model.safetensors lacks {', '.join(missing)}")
+    for name, data in tensors:
+        writer.add_tensor(name, data)
+    try:
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+    finally:
+        writer.close()
 
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+
+#: Tensors llama.cpp's BERT graph needs, per layer and once (the GGUF names; each has .weight and .bias).
+_LAYER_TENSORS = (
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_output",
+    "attn_output_norm",
+    "ffn_up",
+    "ffn_down",
+    "layer_output_norm",
+)
+_SKIPPED_PREFIXES = ("pooler.", "cls.")  # task heads sentence-transformers does not use
+
+
+def _tensors(path: Path, n_layers: int) -> list[tuple[str, Any]]:
+    """(GGUF name, array) for every tensor llama.cpp needs: 2-D weights as f16, everything else as f32."""
+    import numpy as np
+    from gguf import MODEL_ARCH, get_tensor_name_map
+    from safetensors import safe_open
+
+    names = get_tensor_name_map(MODEL_ARCH.BERT, n_layers)
+    keep_f32 = {"position_embd", "token_types"}  # looked up by row, tiny: kept exact
+    tensors: list[tuple[str, Any]] = []
+    try:
+        with safe_open(path, framework="np") as weights:
+            for hf_name in weights.keys():  # noqa: SIM118 - safe_open is not a mapping
+                name = hf_name.removeprefix("bert.")
+                if name.endswith("position_ids") or name.startswith(_SKIPPED_PREFIXES):
+                    continue
+                gguf_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
+                if gguf_name is None:
+                    raise PrepareError(f"{path}: no llama.cpp BERT tensor for {hf_name!r}")
+                data = weights.get_tensor(hf_name)
+                as_f16 = data.ndim == 2 and gguf_name.rsplit(".", 1)[0] not in keep_f32
+                tensors.append((gguf_name, data.astype(np.float16 if as_f16 else np.float32)))
+    except PrepareError:
+        raise
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise PrepareError(f"cannot read {path}: {exc}; reinstall it: {SOURCE_INSTALL_HINT}") from exc
+    required = {"token_embd.weight", "token_types.weight", "position_embd.weight"}
+    required |= {f"token_embd_norm.{part}" for part in ("weight", "bias")}
+    required |= {
+        f"blk.{i}.{tensor}.{part}"
+        for i in range(n_layers)
+        for tensor in _LAYER_TENSORS
+        for part in ("weight", "bias")
+    }
+    missing = sorted(required - {name for name, _ in tensors})
+    if missing:
+        raise PrepareError(f"{path} lacks tensors llama.cpp needs: {', '.join(missing)}")
+    return tensors
 
 
 def main(argv: Sequence[str] | None = None) -> int:
