@@ -137,7 +137,7 @@ class AnthropicBackend(Backend):
                 event = await _next_event(stream)
                 if event is None:
                     raise Unavailable("Anthropic ended the stream before message_stop")
-                for out in translator.feed(event):
+                for out in _translate(translator, event):
                     if v1:
                         if isinstance(out, Text):
                             out = Token(out.text)
@@ -159,6 +159,14 @@ async def _next_event(stream: anthropic.AsyncStream[RawMessageStreamEvent]) -> R
         raise Unavailable("Anthropic sent a malformed stream event") from exc
     except Exception as exc:
         _raise_translated(exc)
+
+
+def _translate(translator: StreamTranslator, event: RawMessageStreamEvent) -> list[Event]:
+    """The translator's events; an event missing the fields of its type is upstream's protocol error."""
+    try:
+        return translator.feed(event)
+    except (AttributeError, TypeError) as exc:
+        raise Unavailable("Anthropic sent a stream event that does not have the fields of its type") from exc
 
 
 def _raise_translated(exc: Exception) -> NoReturn:

@@ -71,7 +71,7 @@ class StreamTranslator:
 
     def feed(self, event: RawMessageStreamEvent) -> list[Event]:
         """The engine events for one upstream event (often one, sometimes none)."""
-        if event.type not in _HANDLED_EVENTS:
+        if getattr(event, "type", None) not in _HANDLED_EVENTS:
             return []  # an event type newer than this SDK: the SDK builds it unvalidated, as some other class
         if event.type == "message_start":
             usage = event.message.usage

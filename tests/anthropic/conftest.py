@@ -61,10 +61,12 @@ async def collect(backend: AnthropicBackend, req: ResolvedV2 | Resolved) -> list
     return events
 
 
-async def collect_failure(backend: AnthropicBackend, req: ResolvedV2) -> tuple[list[Event], Exception]:
+async def collect_failure(
+    backend: AnthropicBackend, req: ResolvedV2, *, guard_s: float = 10
+) -> tuple[list[Event], Exception]:
     """Run a generation that must fail; return the events that arrived before the failure, and the failure."""
     events: list[Event] = []
-    with trio.fail_after(10):
+    with trio.fail_after(guard_s):
         try:
             async with open_event_stream(lambda send: backend.generate_v2(req, send)) as stream:
                 async for event in stream:

@@ -33,10 +33,10 @@ DEFAULT_KEY = "sk-ant-test-0123456789"
 
 @dataclass(frozen=True)
 class Sse:
-    """One server-sent event: ``event: <name>`` and ``data: <json>``."""
+    """One server-sent event: ``event: <name>`` and ``data: <json>`` (a str is written as it is)."""
 
     event: str
-    data: dict[str, Any]
+    data: dict[str, Any] | str
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,7 @@ class FakeMessagesAPI:
     _replies: deque[Reply] = field(default_factory=deque)
     _disconnect_event: trio.Event = field(default_factory=trio.Event)
     _idle_close_event: trio.Event = field(default_factory=trio.Event)
+    _request_event: trio.Event = field(default_factory=trio.Event)
 
     @property
     def base_url(self) -> str:
@@ -101,6 +102,10 @@ class FakeMessagesAPI:
     async def wait_disconnected(self) -> None:
         """Return once the client has closed at least one connection the server was still writing to."""
         await self._disconnect_event.wait()
+
+    async def wait_request(self) -> None:
+        """Return once at least one request has been received."""
+        await self._request_event.wait()
 
     async def wait_idle_closed(self) -> None:
         """Return once the client has closed a kept-alive connection between requests (keep_alive mode)."""
@@ -157,6 +162,7 @@ class FakeMessagesAPI:
                 parsed = json.loads(body) if body else {}
                 recorded = RecordedRequest(head.method.decode(), head.target.decode(), headers, parsed)
                 self.requests.append(recorded)
+                self._request_event.set()
                 return recorded
 
     def _authorized(self, request: RecordedRequest) -> bool:
@@ -193,7 +199,8 @@ class FakeMessagesAPI:
         await self._send(conn, stream, h11.Response(status_code=reply.status, headers=headers))
         for step in reply.steps:
             if isinstance(step, Sse):
-                frame = f"event: {step.event}\ndata: {json.dumps(step.data)}\n\n".encode()
+                data = step.data if isinstance(step.data, str) else json.dumps(step.data)
+                frame = f"event: {step.event}\ndata: {data}\n\n".encode()
                 await self._send(conn, stream, h11.Data(data=frame))
             elif isinstance(step, Drop):
                 raise _Dropped
