@@ -1,0 +1,270 @@
+"""Grammars (GBNF) that force the model's output to be valid JSON for a schema, or a valid tool call.
+
+Theory of operation: a client's JSON schema is first *checked* (pure Python, before any model work), then
+converted by llama-cpp-python's JSON-schema-to-GBNF converter, then its size is checked, and finally llama.cpp
+itself parses it (`validate_in_llama`, in the worker thread) - a grammar it refuses is a 400, never a crash.
+
+Two promises shape the checks:
+
+- *Bounded cost.* The converter expands repetition counts into nested rules (``maxLength: 3000`` becomes 3000
+  nested groups) and llama.cpp's grammar engine gets slower with every alternative it tracks, so the schema's
+  size, nesting depth and every repetition count are bounded (`GrammarLimits`), and so is the GBNF produced.
+- *Output that validates.* The converter silently ignores some JSON-schema keywords (numeric bounds,
+  ``uniqueItems``, ``not``...), which would let the model produce JSON that parses but does not validate. A
+  schema using one of them is rejected with a message naming it, rather than enforced halfway. The supported
+  subset is close to OpenAI's structured-output subset: ``type`` (one or a list), ``properties``, ``required``,
+  ``additionalProperties``, ``items``/``prefixItems`` with ``minItems``/``maxItems``, strings with
+  ``minLength``/``maxLength``, or ``pattern`` (anchored with ``^...$``), or ``format``, ``enum``, ``const``,
+  ``anyOf``, local ``$ref`` into ``$defs``/``definitions``, and annotations (``title``, ``description``...).
+
+Tool calls: a forced call (``tool_choice`` required or named) is the JSON object
+``{"name": <one offered tool's name>, "arguments": <an object valid for that tool's parameters>}``, built as a
+schema (`tool_call_schema`) and converted like any other.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import InvalidRequest
+from ..types import JSONObject, ToolSpec
+from .errors import Phase, translate
+from .options import GrammarLimits
+
+#: JSON-schema validation keywords the converter does not enforce: rejected (see the module docstring).
+UNENFORCED_KEYWORDS = frozenset(
+    {
+        "allOf",
+        "oneOf",
+        "not",
+        "if",
+        "then",
+        "else",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "uniqueItems",
+        "contains",
+        "minContains",
+        "maxContains",
+        "minProperties",
+        "maxProperties",
+        "patternProperties",
+        "propertyNames",
+        "dependentRequired",
+        "dependentSchemas",
+        "dependencies",
+        "unevaluatedItems",
+        "unevaluatedProperties",
+        "additionalItems",
+        "$dynamicRef",
+        "$recursiveRef",
+    }
+)
+
+#: Keywords that only describe and never constrain: allowed anywhere.
+ANNOTATIONS = frozenset(
+    {"title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "readOnly",
+     "writeOnly", "$defs", "definitions", "format", "nullable", "strict"}
+)  # fmt: skip
+
+_REPETITION_KEYWORDS = ("minItems", "maxItems", "minLength", "maxLength")
+_QUANTIFIER = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+_MAX_PATTERN_CHARS = 1000
+
+
+def _reject(message: str, param: str) -> InvalidRequest:
+    return InvalidRequest(message, param=param, code="invalid_value")
+
+
+def check_schema(schema: object, limits: GrammarLimits, param: str) -> None:
+    """Raise `InvalidRequest` (400, naming ``param``) unless ``schema`` is within the supported, bounded subset."""
+    if not isinstance(schema, Mapping):
+        raise _reject("the JSON schema must be an object", param)
+    size = len(json.dumps(schema, separators=(",", ":")).encode())
+    if size > limits.max_schema_bytes:
+        raise _reject(
+            f"the JSON schema is {size} bytes; this server builds grammars from schemas of at most "
+            f"{limits.max_schema_bytes} bytes",
+            param,
+        )
+    _check_node(schema, limits, param, "#", 1)
+
+
+def _check_node(node: object, limits: GrammarLimits, param: str, where: str, depth: int) -> None:
+    if depth > limits.max_schema_depth:
+        raise _reject(f"the JSON schema nests deeper than {limits.max_schema_depth} levels (at {where})", param)
+    if isinstance(node, bool):
+        if node is False:
+            raise _reject(f"the schema `false` at {where} can never be satisfied", param)
+        return
+    if not isinstance(node, Mapping):
+        raise _reject(f"{where} must be a JSON schema object", param)
+    bad = sorted(UNENFORCED_KEYWORDS.intersection(node))
+    if bad:
+        raise _reject(
+            f"JSON schema keyword {bad[0]!r} (at {where}) cannot be enforced by a grammar; supported: type, "
+            "properties, required, additionalProperties, items, prefixItems, minItems, maxItems, minLength, "
+            "maxLength, pattern, format, enum, const, anyOf, $ref",
+            param,
+        )
+    for key in _REPETITION_KEYWORDS:
+        if key in node:
+            value = node[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise _reject(f"{where}/{key} must be a non-negative integer", param)
+            if value > limits.max_repetition:
+                raise _reject(
+                    f"{where}/{key} is {value}; grammars allow repetition counts up to {limits.max_repetition}",
+                    param,
+                )
+    _check_combinations(node, param, where)
+    if "pattern" in node:
+        _check_pattern(node["pattern"], limits, param, where)
+    if "$ref" in node:
+        ref = node["$ref"]
+        if not isinstance(ref, str) or not ref.startswith("#/"):
+            raise _reject(f"{where}/$ref must be a local reference ('#/$defs/...'), got {ref!r}", param)
+    _check_children(node, limits, param, where, depth)
+
+
+def _constraints(node: Mapping[str, Any]) -> set[str]:
+    return set(node) - ANNOTATIONS
+
+
+def _check_combinations(node: Mapping[str, Any], param: str, where: str) -> None:
+    """Reject keyword combinations where the converter would honour one keyword and drop the others."""
+    constraints = _constraints(node)
+    for exclusive in ("$ref", "anyOf"):
+        if exclusive in node and constraints - {exclusive}:
+            other = sorted(constraints - {exclusive})[0]
+            raise _reject(f"{where} combines {exclusive!r} with {other!r}; use one or the other", param)
+    schema_type = node.get("type")
+    if isinstance(schema_type, list):
+        if not schema_type or not all(isinstance(t, str) for t in schema_type):
+            raise _reject(f"{where}/type must be a type name or a non-empty list of them", param)
+        if constraints - {"type"}:
+            other = sorted(constraints - {"type"})[0]
+            raise _reject(f"{where} combines a list of types with {other!r}; use anyOf instead", param)
+    if ("minLength" in node or "maxLength" in node) and (
+        schema_type != "string" or "pattern" in node or node.get("format") in _FORMATS
+    ):
+        raise _reject(f'{where}: minLength/maxLength need "type": "string" and no pattern or format', param)
+    if ("minItems" in node or "maxItems" in node) and not ("items" in node or "prefixItems" in node):
+        raise _reject(f"{where}: minItems/maxItems need an items schema", param)
+    if "prefixItems" in node and ("minItems" in node or "maxItems" in node or "items" in node):
+        raise _reject(f"{where}: prefixItems cannot be combined with items, minItems or maxItems", param)
+    if "items" in node and isinstance(node["items"], list):
+        raise _reject(f"{where}/items must be a schema (use prefixItems for tuples)", param)
+
+
+_FORMATS = frozenset({"date", "time", "date-time", "uuid", "uuid1", "uuid2", "uuid3", "uuid4", "uuid5"})
+
+
+def _check_pattern(pattern: object, limits: GrammarLimits, param: str, where: str) -> None:
+    if not isinstance(pattern, str) or not (pattern.startswith("^") and pattern.endswith("$")):
+        raise _reject(f"{where}/pattern must be a regular expression anchored with ^ and $", param)
+    if len(pattern) > _MAX_PATTERN_CHARS:
+        raise _reject(f"{where}/pattern is longer than {_MAX_PATTERN_CHARS} characters", param)
+    for match in _QUANTIFIER.finditer(pattern):
+        for number in match.groups():
+            if number and int(number) > limits.max_repetition:
+                raise _reject(
+                    f"{where}/pattern repeats {number} times; grammars allow up to {limits.max_repetition}", param
+                )
+
+
+def _check_children(node: Mapping[str, Any], limits: GrammarLimits, param: str, where: str, depth: int) -> None:
+    def sub(value: object, path: str) -> None:
+        _check_node(value, limits, param, path, depth + 1)
+
+    for key in ("properties", "$defs", "definitions"):
+        if key in node:
+            table = node[key]
+            if not isinstance(table, Mapping):
+                raise _reject(f"{where}/{key} must be an object", param)
+            for name, value in table.items():
+                sub(value, f"{where}/{key}/{name}")
+    for key in ("items", "additionalProperties"):
+        if key in node and not isinstance(node[key], bool):  # true/false here allow/forbid, nothing to check
+            sub(node[key], f"{where}/{key}")
+    for key in ("anyOf", "prefixItems"):
+        if key in node:
+            options = node[key]
+            if not isinstance(options, list) or not options:
+                raise _reject(f"{where}/{key} must be a non-empty list of schemas", param)
+            for index, value in enumerate(options):
+                sub(value, f"{where}/{key}/{index}")
+    if "required" in node and not (
+        isinstance(node["required"], list) and all(isinstance(r, str) for r in node["required"])
+    ):
+        raise _reject(f"{where}/required must be a list of property names", param)
+    if "enum" in node and not (isinstance(node["enum"], list) and node["enum"]):
+        raise _reject(f"{where}/enum must be a non-empty list", param)
+
+
+def schema_to_gbnf(
+    schema: JSONObject, limits: GrammarLimits, param: str, *, prop_order: Sequence[str] = ()
+) -> str:
+    """Check ``schema`` and convert it to GBNF (root rule ``root``). Raises `InvalidRequest` naming ``param``."""
+    check_schema(schema, limits, param)
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    try:
+        gbnf: str = json_schema_to_gbnf(json.dumps(schema), list(prop_order))
+    except Exception as exc:  # the converter asserts/raises on what it cannot express
+        raise translate(exc, Phase.GRAMMAR, param=param) from exc
+    size = len(gbnf.encode())
+    if size > limits.max_grammar_bytes:
+        raise _reject(
+            f"the grammar for this schema would be {size} bytes; the limit is {limits.max_grammar_bytes}", param
+        )
+    return gbnf
+
+
+def tool_arguments_schema(tool: ToolSpec) -> dict[str, Any]:
+    """The schema a call's ``arguments`` must match: the tool's parameters, or any object when it has none."""
+    parameters = dict(tool.parameters)
+    if not _constraints(parameters):
+        return {"type": "object"}
+    return parameters
+
+
+def tool_call_schema(tools: Sequence[ToolSpec]) -> dict[str, Any]:
+    """A schema matching exactly the calls ``{"name": ..., "arguments": {...}}`` of the given tools."""
+    variants = [
+        {
+            "type": "object",
+            "properties": {"name": {"const": tool.name}, "arguments": tool_arguments_schema(tool)},
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        }
+        for tool in tools
+    ]
+    return variants[0] if len(variants) == 1 else {"anyOf": variants}
+
+
+def tool_call_gbnf(tools: Sequence[ToolSpec], limits: GrammarLimits) -> str:
+    """GBNF forcing one call of one of ``tools``; each tool's schema is checked (param ``tools[i]...``)."""
+    for index, tool in enumerate(tools):
+        check_schema(tool_arguments_schema(tool), limits, f"tools[{index}].function.parameters")
+    return schema_to_gbnf(tool_call_schema(tools), limits, "tools", prop_order=("name", "arguments"))
+
+
+def validate_in_llama(llama: Any, gbnf: str, param: str) -> None:
+    """Have llama.cpp parse ``gbnf`` for this model's vocabulary; `InvalidRequest` if it refuses.
+
+    llama.cpp's own parser is the final judge (it has limits of its own, such as on repetition size); a
+    refused grammar would otherwise make sampling fail. Blocking: call it from the worker thread.
+    """
+    import llama_cpp
+
+    sampler = llama_cpp.llama_sampler_init_grammar(llama._model.vocab, gbnf.encode(), b"root")
+    if not sampler:
+        raise _reject("the grammar built from this schema is too complex for llama.cpp", param)
+    llama_cpp.llama_sampler_free(sampler)
