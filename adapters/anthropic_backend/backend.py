@@ -24,13 +24,13 @@ from ..backend import Backend
 from ..errors import NotReady, TrinferError, Unavailable
 from ..types import (
     BackendCapabilities,
+    Done,
     Event,
     MessageV2,
     Resolved,
     ResolvedV2,
     Text,
     TextBlock,
-    Thinking,
     Token,
 )
 from .config import AnthropicOptions, parse_options, read_api_key
@@ -133,17 +133,21 @@ class AnthropicBackend(Backend):
         except Exception as exc:
             _raise_translated(exc)
         try:
-            while not translator.done:
+            done: Done | None = None
+            while done is None:
                 event = await _next_event(stream)
                 if event is None:
                     raise Unavailable("Anthropic ended the stream before message_stop")
                 for out in _translate(translator, event):
-                    if v1:
-                        if isinstance(out, Text):
-                            out = Token(out.text)
-                        elif isinstance(out, Thinking):
-                            continue
-                    await send.send(out)
+                    if isinstance(out, Done):
+                        done = out
+                    elif not v1:
+                        await send.send(out)
+                    elif isinstance(out, Text):
+                        await send.send(Token(out.text))
+            # Read the body to its end before reporting Done, so the connection goes back to the pool.
+            await _drain(stream)
+            await send.send(done)
         finally:
             with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
                 await stream.close()
@@ -159,6 +163,16 @@ async def _next_event(stream: anthropic.AsyncStream[RawMessageStreamEvent]) -> R
         raise Unavailable("Anthropic sent a malformed stream event") from exc
     except Exception as exc:
         _raise_translated(exc)
+
+
+async def _drain(stream: anthropic.AsyncStream[RawMessageStreamEvent]) -> None:
+    """Consume what follows ``message_stop`` (normally only the end of the chunked body). The generation is
+    complete at that point, so a failure here only means the connection is not reused: it is not reported."""
+    try:
+        while await _next_event(stream) is not None:
+            pass
+    except Exception:  # see the docstring; trio.Cancelled is not an Exception and propagates
+        pass
 
 
 def _translate(translator: StreamTranslator, event: RawMessageStreamEvent) -> list[Event]:
