@@ -1,0 +1,158 @@
+"""The ASGI middleware in front of each quart app: request ids, ownership, write timeout, early refusals.
+
+Per HTTP request it:
+- assigns a request id, returned in the ``x-request-id`` header of every response and used in the log line;
+- opens a nursery owned by the request (``RequestInfo.nursery``, in ``scope["trinfer.request"]``): generation
+  producers run there, so whatever ends the request - completion, client disconnect, write timeout, stop
+  deadline - cancels them, and the request is over only once they have returned;
+- bounds every ``send`` by ``write_timeout_s``: a client that stops reading is cut off (the whole request is
+  cancelled and its admission slot freed) instead of holding a slot forever;
+- refuses at once, without reading the body: requests while draining (503), requests without a valid API key
+  (401, except ``/health`` and ``/ready``), and a declared ``Content-Length`` over ``max_body_bytes`` (413);
+- turns an exception that escapes the app into a 500 with the request id (logged, details not sent);
+- logs one line per request: method, path, status, duration, request id, model.
+WebSocket and lifespan scopes pass through untouched (the WebSocket route does its own auth handshake).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import trio
+
+from compat.errors import ShuttingDown
+
+from .auth import PUBLIC_PATHS, ApiKeys
+from .errors import log_level_for, render, too_large
+from .inflight import SCOPE_KEY, Inflight, RequestInfo, new_request_id
+from .logs import get_logger
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = get_logger("http")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+class RequestMiddleware:
+    """See the module docstring. ``inflight`` (the inference listener only) is what the graceful stop drains;
+    ``draining()`` true makes every route but ``/health`` answer 503 ``server_shutting_down``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        api_keys: ApiKeys,
+        max_body_bytes: int,
+        write_timeout_s: float,
+        inflight: Inflight | None = None,
+        draining: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.app = app
+        self._keys = api_keys
+        self._max_body = max_body_bytes
+        self._write_timeout = write_timeout_s
+        self._inflight = inflight
+        self._draining = draining
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        info = RequestInfo(new_request_id(), scope["method"], scope["path"])
+        scope[SCOPE_KEY] = info
+        started = trio.current_time()
+        try:
+            if self._inflight is not None and scope["path"] != "/health":
+                with self._inflight.track(info):
+                    await self._serve(info, scope, receive, send)
+            else:
+                await self._serve(info, scope, receive, send)
+        finally:
+            self._log_line(info, trio.current_time() - started)
+
+    async def _serve(self, info: RequestInfo, scope: Scope, receive: Receive, send: Send) -> None:
+        response_started = False
+
+        async def bounded_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                info.status = int(message["status"])
+                headers = [*message.get("headers", ()), (b"x-request-id", info.request_id.encode())]
+                message = {**message, "headers": headers}
+            with trio.move_on_after(self._write_timeout) as write_scope:
+                await send(message)
+            if write_scope.cancelled_caught:
+                info.ended_by = "write timeout"
+                nursery.cancel_scope.cancel()  # ends the whole request: view, body, producers
+                await trio.lowlevel.checkpoint()
+
+        async with trio.open_nursery() as nursery:
+            info.nursery = nursery
+            try:
+                refusal = self._early_refusal(scope)
+                if refusal is not None:
+                    await self._send_error(bounded_send, refusal, info, close=True)
+                    return
+                await self.app(scope, receive, bounded_send)
+            except Exception as exc:
+                if response_started:
+                    log.error("request %s failed after its response started", info.request_id, exc_info=exc)
+                else:
+                    await self._send_error(bounded_send, exc, info, close=True)
+            finally:
+                nursery.cancel_scope.cancel()
+        if info.status is None and info.ended_by is None:
+            info.ended_by = "client disconnected"
+
+    def _early_refusal(self, scope: Scope) -> Exception | None:
+        path = scope["path"]
+        if self._draining() and path != "/health":
+            return ShuttingDown("The server is shutting down; retry against another instance")
+        if path not in PUBLIC_PATHS:
+            try:
+                self._keys.check_header(_header(scope, b"authorization"))
+            except Exception as exc:
+                return exc
+        length = _header(scope, b"content-length")
+        if length is not None and length.strip().isdigit() and int(length) > self._max_body:
+            return too_large(self._max_body)
+        return None
+
+    async def _send_error(self, send: Send, exc: BaseException, info: RequestInfo, *, close: bool) -> None:
+        status, headers, body = render(exc, info.request_id)
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        raw.append((b"content-length", str(len(body)).encode()))
+        if close:
+            raw.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    @staticmethod
+    def _log_line(info: RequestInfo, duration_s: float) -> None:
+        status = info.status if info.status is not None else "-"
+        level = log_level_for(info.status) if info.status is not None else logging.INFO
+        log.log(
+            level,
+            "%s %s %s %.1fms id=%s model=%s%s",
+            info.method,
+            info.path,
+            status,
+            duration_s * 1000,
+            info.request_id,
+            info.model or "-",
+            f" ({info.ended_by})" if info.ended_by else "",
+        )

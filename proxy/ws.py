@@ -1,0 +1,395 @@
+"""``GET /v1/ws``: many chat streams over one WebSocket, each cancellable on its own (DESIGN.md section 6).
+
+Theory of operation:
+1. The handshake is checked before the socket opens: the same API keys as HTTP, from the ``Authorization``
+   header or the ``openai-insecure-api-key.<key>`` subprotocol (echoed back when accepted). A refused upgrade
+   gets an HTTP 401 (503 while draining) with the OpenAI error body, and no socket.
+2. One `WebSocketConnection` per socket owns a nursery. Its read loop parses each text frame with
+   `compat.ws_protocol.parse_client_frame`; a frame it cannot act on gets an ``error`` frame and the loop goes
+   on. A binary frame closes the socket with 1003. Each ``create`` becomes one task in the nursery, inside its
+   own cancel scope, bounded per socket by ``ws_max_requests_per_socket`` (over it: an ``error`` frame for that
+   id); a ``cancel`` cancels that scope.
+3. A request runs through the same functions as ``POST /v1/chat/completions`` (`proxy.chat.start_generation`:
+   routing, admission, v1/v2 dispatch, the producer that frees the slot after the backend returned, the
+   breaker) and the same `ChunkEncoder` as SSE. It is tracked in the daemon's `Inflight`, so the graceful stop
+   waits for it and the stop deadline aborts it with ``server_shutting_down``, exactly like an HTTP request.
+   Every request ends with one terminal frame: ``chat.completion.done``, or ``error`` (including
+   ``request_cancelled`` after a client ``cancel``), sent only once its slot is free.
+4. All frames go through one `FrameWriter`. hypercorn writes to the socket in a shielded ``send_all``, so a
+   timeout around a send cannot interrupt a client that stopped reading; instead a watchdog task cuts the
+   TCP connection (`cut_off_connection`) once one send has been stuck for ``write_timeout_s``, which fails
+   the stuck write, and the connection's nursery is cancelled: every request on the socket stops and frees
+   its slot.
+5. The client closing the socket cancels the handler (quart-trio cancels it on ``websocket.disconnect``) and
+   with it every request of the socket. When the daemon drains, new ``create`` frames get
+   ``server_shutting_down`` and the socket is closed with 1001 (going away) once its requests have ended.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import trio
+from quart import Response, websocket
+
+from adapters.errors import TrinferError
+from adapters.stream import EventStream
+from adapters.types import Done
+from compat.chat_response import ChunkEncoder, new_completion_id
+from compat.errors import AuthenticationError, ShuttingDown
+from compat.ws_protocol import (
+    CancelFrame,
+    CreateFrame,
+    FrameEncoder,
+    FrameError,
+    RequestCancelled,
+    TooManyRequests,
+    error_frame,
+    parse_client_frame,
+)
+
+from .auth import ApiKeys
+from .chat import start_generation
+from .errors import render
+from .inflight import Inflight, RequestInfo, new_request_id
+from .logs import get_logger
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+    from .routing import Router
+
+log = get_logger("ws")
+
+WS_PATH = "/v1/ws"
+#: Browsers cannot set headers on a WebSocket: they may send the key as this subprotocol prefix instead.
+KEY_SUBPROTOCOL_PREFIX = "openai-insecure-api-key."
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED_DATA = 1003
+
+SendText = Callable[[str], Awaitable[None]]
+
+
+# --- the handshake ----------------------------------------------------------------------------------------
+
+
+def authenticate(keys: ApiKeys, authorization: str | None, subprotocols: Iterable[str]) -> str | None:
+    """Check the upgrade's credentials; return the subprotocol to echo (the key one, if offered), or None.
+
+    The ``Authorization`` header, when present, decides alone (exactly as on HTTP); otherwise the first
+    ``openai-insecure-api-key.<key>`` subprotocol does. Raises `AuthenticationError` naming neither key.
+    """
+    offered = next((p for p in subprotocols if p.startswith(KEY_SUBPROTOCOL_PREFIX)), None)
+    if authorization is not None or offered is None:
+        keys.check_header(authorization)
+        return offered
+    if keys.enabled and not keys.matches(offered.removeprefix(KEY_SUBPROTOCOL_PREFIX)):
+        raise AuthenticationError("Incorrect API key provided.")
+    return offered
+
+
+def _refusal(exc: TrinferError, request_id: str) -> Response:
+    status, headers, body = render(exc, request_id)
+    return Response(body, status=status, headers=headers)
+
+
+async def websocket_route(daemon: Daemon) -> Response | None:
+    """The quart view of ``GET /v1/ws``: refuse the upgrade with a status, or accept and serve the socket."""
+    request_id = new_request_id()
+    try:
+        subprotocol = authenticate(
+            daemon.api_keys, websocket.headers.get("Authorization"), websocket.requested_subprotocols
+        )
+        if daemon.draining():
+            raise ShuttingDown("The server is shutting down; retry against another instance")
+    except TrinferError as exc:
+        log.info("WS %s %s refused id=%s", WS_PATH, exc.http_status, request_id)
+        return _refusal(exc, request_id)
+    await websocket.accept(subprotocol=subprotocol)
+    server = daemon.config.server
+    connection = WebSocketConnection(
+        receive=websocket.receive,
+        send=websocket.send,
+        close=websocket.close,
+        router=daemon.router,
+        inflight=daemon.inflight,
+        draining=daemon.wait_draining,
+        max_requests=server.ws_max_requests_per_socket,
+        max_frame_bytes=server.max_body_bytes,
+        write_timeout_s=server.write_timeout_s,
+        cut_off=lambda: cut_off_connection(websocket.scope),
+        connection_id=request_id,
+    )
+    await connection.run()
+    return None
+
+
+# --- writing: one frame at a time, a stalled client cut off -----------------------------------------------
+
+
+def cut_off_connection(scope: Mapping[str, Any]) -> bool:
+    """Abort the TCP connection of an ASGI ``scope`` at the socket level; True if it was found.
+
+    hypercorn writes in a shielded ``send_all`` and ASGI exposes no transport, so the socket is found by its
+    addresses (``scope["server"]`` local, ``scope["client"]`` peer) among this process's descriptors, then
+    shut down with SO_LINGER 0: the stuck write fails at once, hypercorn sees the connection closed and the
+    peer gets a reset when hypercorn closes it.
+    """
+    local, peer = scope.get("server"), scope.get("client")
+    if not local or not peer:
+        return False
+    wanted = ((str(local[0]), int(local[1])), (str(peer[0]), int(peer[1])))
+    for name in os.listdir("/dev/fd"):
+        try:
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except (OSError, ValueError):
+            continue
+        with sock:
+            try:
+                if sock.type != socket.SOCK_STREAM:
+                    continue
+                if ((*sock.getsockname()[:2],), (*sock.getpeername()[:2],)) != wanted:
+                    continue
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                continue
+            return True
+    return False
+
+
+class FrameWriter:
+    """Sends the socket's frames one at a time and cuts a client off when one send stalls.
+
+    `watch` runs in the connection's nursery: when a single send has not completed ``timeout`` seconds after it
+    started, it calls ``on_stall`` (which cuts the connection and cancels the nursery) and returns.
+    """
+
+    def __init__(self, send: SendText, timeout: float, on_stall: Callable[[], None]) -> None:
+        self._send = send
+        self._timeout = timeout
+        self._on_stall = on_stall
+        self._lock = trio.Lock()
+        self._since: float | None = None
+        self._sends = 0
+        self._busy = trio.Event()
+        self.stalled = False
+
+    async def send(self, text: str) -> None:
+        async with self._lock:
+            self._since = trio.current_time()
+            self._sends += 1
+            self._busy.set()
+            try:
+                await self._send(text)
+            finally:
+                self._since = None
+        await trio.lowlevel.checkpoint()  # once hypercorn has closed the socket, its send returns at once
+
+    async def watch(self) -> None:
+        while True:
+            since = self._since
+            if since is None:
+                self._busy = trio.Event()
+                await self._busy.wait()
+                continue
+            sends = self._sends
+            await trio.sleep_until(since + self._timeout)
+            if self._sends == sends and self._since is not None:
+                self.stalled = True
+                self._on_stall()
+                return
+
+
+# --- one socket -------------------------------------------------------------------------------------------
+
+
+class WebSocketConnection:
+    """One accepted socket: reads frames, runs each request in its own task, writes frames. See the module
+    docstring. ``receive``/``send``/``close`` are the framework's socket functions (quart's ``websocket``)."""
+
+    def __init__(
+        self,
+        *,
+        receive: Callable[[], Awaitable[str | bytes | None]],
+        send: SendText,
+        close: Callable[[int, str], Awaitable[None]],
+        router: Router,
+        inflight: Inflight,
+        draining: Callable[[], Awaitable[None]],
+        max_requests: int,
+        max_frame_bytes: int,
+        write_timeout_s: float,
+        cut_off: Callable[[], bool],
+        connection_id: str,
+    ) -> None:
+        self._receive = receive
+        self._close = close
+        self._router = router
+        self._inflight = inflight
+        self._wait_draining = draining
+        self._max_requests = max_requests
+        self._max_frame_bytes = max_frame_bytes
+        self._cut_off = cut_off
+        self.connection_id = connection_id
+        self._writer = FrameWriter(send, write_timeout_s, self._stalled)
+        self._requests: dict[str, trio.CancelScope] = {}
+        self._idle = trio.Event()
+        self._idle.set()
+        self._draining = False
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self) -> None:
+        """Serve the socket until the client leaves, sends a binary frame, stalls, or the daemon drains."""
+        log.info("WS %s open id=%s", WS_PATH, self.connection_id)
+        ended = "client closed"
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._writer.watch)
+                nursery.start_soon(self._close_when_drained)
+                ended = await self._read_frames()
+                nursery.cancel_scope.cancel()
+        finally:
+            if self._writer.stalled:
+                ended = f"write timeout: cut off, {len(self._requests)} request(s) cancelled"
+            log.info("WS %s closed id=%s (%s)", WS_PATH, self.connection_id, ended)
+
+    def _stalled(self) -> None:
+        found = self._cut_off()
+        log.warning(
+            "WS %s id=%s: client stopped reading for longer than the write timeout; %s",
+            WS_PATH,
+            self.connection_id,
+            "connection cut off" if found else "socket not found, requests cancelled",
+        )
+        assert self._nursery is not None
+        self._nursery.cancel_scope.cancel()
+
+    async def _read_frames(self) -> str:
+        while True:
+            message = await self._receive()
+            if not isinstance(message, str):
+                await self._writer_close(CLOSE_UNSUPPORTED_DATA, "binary frames are not supported; send JSON text")
+                return "binary frame: closed with 1003"
+            try:
+                frame = parse_client_frame(message, max_bytes=self._max_frame_bytes)
+            except FrameError as exc:
+                await self._writer.send(error_frame(exc.frame_id, exc.error))
+                continue
+            if isinstance(frame, CancelFrame):
+                scope = self._requests.get(frame.id)
+                if scope is not None:
+                    scope.cancel()
+                continue
+            refusal = self._refusal(frame)
+            if refusal is not None:
+                await self._writer.send(error_frame(frame.id, refusal))
+                continue
+            scope = trio.CancelScope()
+            self._requests[frame.id] = scope
+            self._idle = trio.Event()
+            assert self._nursery is not None
+            self._nursery.start_soon(self._run_request, frame, scope)
+
+    def _refusal(self, frame: CreateFrame) -> TrinferError | None:
+        if self._draining:
+            return ShuttingDown("The server is shutting down; retry against another instance")
+        if frame.id in self._requests:
+            return _duplicate(frame.id)
+        if len(self._requests) >= self._max_requests:
+            return TooManyRequests(
+                f"This socket already runs {self._max_requests} requests (ws_max_requests_per_socket); "
+                "wait for one to finish or open another socket"
+            )
+        return None
+
+    async def _writer_close(self, code: int, reason: str) -> None:
+        """Close the socket through the writer's stall protection (a close frame is a write too)."""
+
+        async def close(_: str) -> None:
+            await self._close(code, reason)
+
+        await FrameWriter(close, self._writer._timeout, self._stalled).send("")
+
+    async def _close_when_drained(self) -> None:
+        await self._wait_draining()
+        self._draining = True
+        await self._idle.wait()
+        await self._writer_close(CLOSE_GOING_AWAY, "server shutting down")
+        assert self._nursery is not None
+        self._nursery.cancel_scope.cancel()
+
+    # --- one request ----------------------------------------------------------------------------------
+
+    async def _run_request(self, frame: CreateFrame, scope: trio.CancelScope) -> None:
+        info = RequestInfo(new_request_id(), "WS", WS_PATH, model=frame.chat.model)
+        started = trio.current_time()
+        terminal: str | None = None
+        try:
+            with self._inflight.track(info), scope:
+                async with trio.open_nursery() as nursery:
+                    info.nursery = nursery
+                    terminal = await self._stream(frame, info)
+                    nursery.cancel_scope.cancel()
+        finally:
+            del self._requests[frame.id]
+            if not self._requests:
+                self._idle.set()
+            if terminal is None and info.ended_by is None:
+                info.ended_by = "cancelled by the client" if scope.cancelled_caught else "socket closed"
+            log.info(
+                "WS %s %s %.1fms id=%s socket=%s model=%s%s",
+                WS_PATH,
+                frame.id,
+                (trio.current_time() - started) * 1000,
+                info.request_id,
+                self.connection_id,
+                info.model,
+                f" ({info.ended_by})" if info.ended_by else "",
+            )
+        if terminal is None:  # only a client cancel gets here: any other cancellation propagates
+            terminal = error_frame(frame.id, RequestCancelled("The request was cancelled by the client"))
+        await self._writer.send(terminal)
+
+    async def _stream(self, frame: CreateFrame, info: RequestInfo) -> str:
+        """Stream one request's chunk frames; return its terminal frame (done or error), not yet sent."""
+        chat = frame.chat
+        encoder = FrameEncoder(
+            frame.id, ChunkEncoder(chat.model, new_completion_id(), int(time.time()), chat.include_usage)
+        )
+        events: EventStream | None = None
+        try:
+            events = await start_generation(self._router, chat, info)
+            async for event in events:
+                frames = encoder.encode(event)
+                if isinstance(event, Done):
+                    done = frames.pop()
+                    for text in frames:
+                        await self._writer.send(text)
+                    await events.producer_done.wait()  # the slot is free before the client sees done
+                    return done
+                for text in frames:
+                    await self._writer.send(text)
+            raise AssertionError("an event stream ends with Done or raises")
+        except Exception as exc:
+            if not isinstance(exc, TrinferError):
+                log.error("internal error in WS request %s", info.request_id, exc_info=exc)
+            info.ended_by = "error: " + str(getattr(exc, "code", None) or "internal_error")
+            return error_frame(frame.id, exc, info.request_id)
+        finally:
+            if events is not None:
+                events.cancel()
+
+
+def _duplicate(frame_id: str) -> TrinferError:
+    from compat.errors import RequestValidationError
+
+    return RequestValidationError(
+        f"a request with id {frame_id!r} is already in flight on this socket", param="id", code="duplicate_id"
+    )
