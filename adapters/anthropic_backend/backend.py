@@ -52,6 +52,8 @@ class AnthropicBackend(Backend):
         self.options = options
         self._client: anthropic.AsyncAnthropic | None = None
         self._stopping = False
+        self._active = 0
+        self._cancelled = 0
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Self:
@@ -90,6 +92,8 @@ class AnthropicBackend(Backend):
             "max_tokens_default": self.options.max_tokens_default,
             "timeout_s": self.options.timeout_s,
             "thinking": self.options.thinking,
+            "active": self._active,
+            "cancelled": self._cancelled,
         }
 
     async def generate(self, req: Resolved, send: trio.MemorySendChannel[Event]) -> None:
@@ -118,6 +122,18 @@ class AnthropicBackend(Backend):
         client = self._client
         if client is None or self._stopping:
             raise NotReady("the anthropic backend is not ready")
+        self._active += 1
+        try:
+            await self._generate(client, req, send, v1=v1)
+        except trio.Cancelled:
+            self._cancelled += 1
+            raise
+        finally:
+            self._active -= 1
+
+    async def _generate(
+        self, client: anthropic.AsyncAnthropic, req: ResolvedV2, send: trio.MemorySendChannel[Event], *, v1: bool
+    ) -> None:
         body = build_request(req, self.options)
         translator = StreamTranslator()
         try:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +82,8 @@ class FakeMessagesAPI:
     api_key: str = DEFAULT_KEY
     #: Keep connections open between requests (as Anthropic does) instead of ``Connection: close``.
     keep_alive: bool = False
+    #: Answers requests when no scripted reply is queued (e.g. `echo_model.echo_reply`); None: a 500.
+    responder: Callable[[RecordedRequest], Reply] | None = None
     requests: list[RecordedRequest] = field(default_factory=list)
     disconnects: int = 0
     idle_closes: int = 0
@@ -177,6 +179,8 @@ class FakeMessagesAPI:
             reply = error_reply(401, "authentication_error", "invalid x-api-key")
         elif self._replies:
             reply = self._replies.popleft()
+        elif self.responder is not None:
+            reply = self.responder(request)
         else:
             reply = error_reply(500, "api_error", "fake upstream: no reply scripted for this request")
         if reply.hang_before_headers:
