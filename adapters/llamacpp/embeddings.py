@@ -22,6 +22,8 @@ import trio
 
 from ..errors import Internal, InvalidRequest, Unavailable
 
+_POOLING_NONE = 0  # llama_cpp.LLAMA_POOLING_TYPE_NONE: one vector per token instead of one per input
+
 
 def load_embedding_llama(path: Path | str, n_threads: int | None = None) -> Any:
     """Load a GGUF embedding model (e.g. the output of ``prepare_embeddings``) ready for `embed_texts`.
@@ -81,6 +83,8 @@ def embed_texts(llama: Any, texts: Sequence[str], dimensions: int | None) -> tup
         )
     if not llama.context_params.embeddings:
         raise Internal("the llama.cpp model was not loaded for embeddings (embedding=True)")
+    if int(llama.pooling_type()) == _POOLING_NONE:
+        raise Internal("the llama.cpp embedding model has no pooling: load it with mean pooling")
     if not texts:
         return [], 0
     limit = max_input_tokens(llama)

@@ -154,6 +154,23 @@ def test_a_model_loaded_for_generation_is_refused(model_path: Path) -> None:
         model.close()
 
 
+def test_a_model_without_pooling_is_refused(model_path: Path) -> None:
+    import llama_cpp
+
+    model = llama_cpp.Llama(
+        model_path=str(model_path),
+        embedding=True,
+        pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE,
+        n_ctx=64,
+        verbose=False,
+    )
+    try:
+        with pytest.raises(Internal, match="pooling"):
+            embed_texts(model, ["hello"], None)
+    finally:
+        model.close()
+
+
 def test_loading_a_file_that_is_not_a_model_is_unavailable(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.gguf"
     bogus.write_bytes(b"GGUF but not really")
