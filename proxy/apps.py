@@ -17,6 +17,7 @@ from compat.models import model_list, model_object
 
 from . import chat as chat_views
 from . import embeddings as embedding_views
+from . import ws as ws_views
 from .asgi import RequestMiddleware
 from .errors import encode_json, render, translate_http_exception
 from .inflight import SCOPE_KEY
@@ -73,6 +74,10 @@ def build_inference_app(daemon: Daemon) -> RequestMiddleware:
     @app.post("/v1/embeddings")
     async def embeddings() -> Response:
         return await embedding_views.embeddings(daemon.router)
+
+    @app.websocket(ws_views.WS_PATH)
+    async def ws() -> Response | None:
+        return await ws_views.websocket_route(daemon)
 
     @app.get("/v1/models")
     async def models() -> Response:

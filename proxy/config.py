@@ -49,6 +49,8 @@ class ServerConfig:
     write_timeout_s: float = 60.0
     max_body_bytes: int = 8 * 1024 * 1024
     log_level: str = "info"
+    #: How many requests one WebSocket may run at once (over it: an ``error`` frame for that request).
+    ws_max_requests_per_socket: int = 8
 
     def is_loopback(self) -> bool:
         """True when ``host`` only accepts connections from this machine."""
@@ -135,6 +137,7 @@ _SERVER_CHECKS: dict[str, Callable[[str, object], object]] = {
     "write_timeout_s": _seconds,
     "max_body_bytes": lambda w, v: _int(w, v, minimum=1),
     "log_level": lambda w, v: _choice(w, v, _LOG_LEVELS),
+    "ws_max_requests_per_socket": lambda w, v: _int(w, v, minimum=1),
 }
 assert set(_SERVER_CHECKS) == {f.name for f in fields(ServerConfig)}
 
@@ -252,6 +255,7 @@ _ENV_SERVER: dict[str, Callable[[str], object]] = {
     "write_timeout_s": float,
     "max_body_bytes": int,
     "log_level": str,
+    "ws_max_requests_per_socket": int,
 }
 
 ENV_VARIABLES: tuple[str, ...] = (

@@ -111,6 +111,10 @@ class Daemon:
     def draining(self) -> bool:
         return self.state in (DaemonState.DRAINING, DaemonState.STOPPED)
 
+    async def wait_draining(self) -> None:
+        """Return once the graceful stop has begun (WebSocket connections close when their requests end)."""
+        await self._stop_requested.wait()
+
     async def wait_ready(self) -> None:
         """Return once the inference listener is bound and the daemon is ready."""
         await self._ready.wait()

@@ -32,16 +32,18 @@ import socket
 import struct
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
 from quart import Response, websocket
+from werkzeug.datastructures import Headers
 
 from adapters.errors import TrinferError
 from adapters.stream import EventStream
 from adapters.types import Done
 from compat.chat_response import ChunkEncoder, new_completion_id
-from compat.errors import AuthenticationError, ShuttingDown
+from compat.errors import AuthenticationError, RequestValidationError, ShuttingDown
 from compat.ws_protocol import (
     CancelFrame,
     CreateFrame,
@@ -71,6 +73,7 @@ KEY_SUBPROTOCOL_PREFIX = "openai-insecure-api-key."
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_INTERNAL_ERROR = 1011
 
 SendText = Callable[[str], Awaitable[None]]
 
@@ -95,7 +98,7 @@ def authenticate(keys: ApiKeys, authorization: str | None, subprotocols: Iterabl
 
 def _refusal(exc: TrinferError, request_id: str) -> Response:
     status, headers, body = render(exc, request_id)
-    return Response(body, status=status, headers=headers)
+    return Response(body, status=status, headers=Headers(headers))
 
 
 async def websocket_route(daemon: Daemon) -> Response | None:
@@ -164,29 +167,29 @@ def cut_off_connection(scope: Mapping[str, Any]) -> bool:
 
 
 class FrameWriter:
-    """Sends the socket's frames one at a time and cuts a client off when one send stalls.
+    """Runs the socket's writes one at a time and cuts a client off when one write stalls.
 
-    `watch` runs in the connection's nursery: when a single send has not completed ``timeout`` seconds after it
-    started, it calls ``on_stall`` (which cuts the connection and cancels the nursery) and returns.
+    `watch` runs in the connection's nursery: when a single write has not completed ``timeout`` seconds after
+    it started, it calls ``on_stall`` (which cuts the connection and cancels the nursery) and returns.
     """
 
-    def __init__(self, send: SendText, timeout: float, on_stall: Callable[[], None]) -> None:
-        self._send = send
+    def __init__(self, timeout: float, on_stall: Callable[[], None]) -> None:
         self._timeout = timeout
         self._on_stall = on_stall
         self._lock = trio.Lock()
         self._since: float | None = None
-        self._sends = 0
+        self._writes = 0
         self._busy = trio.Event()
         self.stalled = False
 
-    async def send(self, text: str) -> None:
+    async def write(self, op: Callable[[], Awaitable[None]]) -> None:
+        """Run ``op`` (one frame, or the close) once the writes queued before it are done."""
         async with self._lock:
             self._since = trio.current_time()
-            self._sends += 1
+            self._writes += 1
             self._busy.set()
             try:
-                await self._send(text)
+                await op()
             finally:
                 self._since = None
         await trio.lowlevel.checkpoint()  # once hypercorn has closed the socket, its send returns at once
@@ -198,9 +201,9 @@ class FrameWriter:
                 self._busy = trio.Event()
                 await self._busy.wait()
                 continue
-            sends = self._sends
+            writes = self._writes
             await trio.sleep_until(since + self._timeout)
-            if self._sends == sends and self._since is not None:
+            if self._writes == writes and self._since is not None:
                 self.stalled = True
                 self._on_stall()
                 return
@@ -211,7 +214,8 @@ class FrameWriter:
 
 class WebSocketConnection:
     """One accepted socket: reads frames, runs each request in its own task, writes frames. See the module
-    docstring. ``receive``/``send``/``close`` are the framework's socket functions (quart's ``websocket``)."""
+    docstring. ``receive``/``send``/``close`` are the framework's socket functions (quart's ``websocket``).
+    """
 
     def __init__(
         self,
@@ -229,6 +233,7 @@ class WebSocketConnection:
         connection_id: str,
     ) -> None:
         self._receive = receive
+        self._send = send
         self._close = close
         self._router = router
         self._inflight = inflight
@@ -237,17 +242,21 @@ class WebSocketConnection:
         self._max_frame_bytes = max_frame_bytes
         self._cut_off = cut_off
         self.connection_id = connection_id
-        self._writer = FrameWriter(send, write_timeout_s, self._stalled)
+        self._writer = FrameWriter(write_timeout_s, self._stalled)
+        #: Requests in flight (id -> the scope a cancel frame cancels), until their terminal frame is due.
         self._requests: dict[str, trio.CancelScope] = {}
+        #: Request tasks still running (their terminal frame may not be written yet).
+        self._tasks = 0
         self._idle = trio.Event()
         self._idle.set()
         self._draining = False
+        self._closed = False
         self._nursery: trio.Nursery | None = None
 
     async def run(self) -> None:
         """Serve the socket until the client leaves, sends a binary frame, stalls, or the daemon drains."""
         log.info("WS %s open id=%s", WS_PATH, self.connection_id)
-        ended = "client closed"
+        ended = "client closed the socket"
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -255,32 +264,48 @@ class WebSocketConnection:
                 nursery.start_soon(self._close_when_drained)
                 ended = await self._read_frames()
                 nursery.cancel_scope.cancel()
+        except Exception as exc:
+            ended = "internal error: closed with 1011"
+            log.error("internal error on WS socket %s", self.connection_id, exc_info=exc)
+            if not self._closed:
+                with trio.move_on_after(1.0):
+                    await self._close_socket(CLOSE_INTERNAL_ERROR, "internal error")
         finally:
             if self._writer.stalled:
-                ended = f"write timeout: cut off, {len(self._requests)} request(s) cancelled"
+                ended = "write timeout: cut off"
+            elif self._draining and self._closed:
+                ended = "server shutting down: closed with 1001"
             log.info("WS %s closed id=%s (%s)", WS_PATH, self.connection_id, ended)
 
     def _stalled(self) -> None:
         found = self._cut_off()
         log.warning(
-            "WS %s id=%s: client stopped reading for longer than the write timeout; %s",
+            "WS %s id=%s: client stopped reading for longer than the write timeout; %s, %d request(s) cancelled",
             WS_PATH,
             self.connection_id,
-            "connection cut off" if found else "socket not found, requests cancelled",
+            "connection cut off" if found else "socket not found",
+            len(self._requests),
         )
         assert self._nursery is not None
         self._nursery.cancel_scope.cancel()
+
+    async def _send_frame(self, text: str) -> None:
+        await self._writer.write(partial(self._send, text))
+
+    async def _close_socket(self, code: int, reason: str) -> None:
+        self._closed = True
+        await self._writer.write(partial(self._close, code, reason))
 
     async def _read_frames(self) -> str:
         while True:
             message = await self._receive()
             if not isinstance(message, str):
-                await self._writer_close(CLOSE_UNSUPPORTED_DATA, "binary frames are not supported; send JSON text")
+                await self._close_socket(CLOSE_UNSUPPORTED_DATA, "binary frames are not supported; send JSON text")
                 return "binary frame: closed with 1003"
             try:
                 frame = parse_client_frame(message, max_bytes=self._max_frame_bytes)
             except FrameError as exc:
-                await self._writer.send(error_frame(exc.frame_id, exc.error))
+                await self._send_frame(error_frame(exc.frame_id, exc.error))
                 continue
             if isinstance(frame, CancelFrame):
                 scope = self._requests.get(frame.id)
@@ -289,10 +314,11 @@ class WebSocketConnection:
                 continue
             refusal = self._refusal(frame)
             if refusal is not None:
-                await self._writer.send(error_frame(frame.id, refusal))
+                await self._send_frame(error_frame(frame.id, refusal))
                 continue
             scope = trio.CancelScope()
             self._requests[frame.id] = scope
+            self._tasks += 1
             self._idle = trio.Event()
             assert self._nursery is not None
             self._nursery.start_soon(self._run_request, frame, scope)
@@ -301,7 +327,11 @@ class WebSocketConnection:
         if self._draining:
             return ShuttingDown("The server is shutting down; retry against another instance")
         if frame.id in self._requests:
-            return _duplicate(frame.id)
+            return RequestValidationError(
+                f"a request with id {frame.id!r} is already in flight on this socket",
+                param="id",
+                code="duplicate_id",
+            )
         if len(self._requests) >= self._max_requests:
             return TooManyRequests(
                 f"This socket already runs {self._max_requests} requests (ws_max_requests_per_socket); "
@@ -309,19 +339,11 @@ class WebSocketConnection:
             )
         return None
 
-    async def _writer_close(self, code: int, reason: str) -> None:
-        """Close the socket through the writer's stall protection (a close frame is a write too)."""
-
-        async def close(_: str) -> None:
-            await self._close(code, reason)
-
-        await FrameWriter(close, self._writer._timeout, self._stalled).send("")
-
     async def _close_when_drained(self) -> None:
         await self._wait_draining()
         self._draining = True
         await self._idle.wait()
-        await self._writer_close(CLOSE_GOING_AWAY, "server shutting down")
+        await self._close_socket(CLOSE_GOING_AWAY, "server shutting down")
         assert self._nursery is not None
         self._nursery.cancel_scope.cancel()
 
@@ -330,19 +352,23 @@ class WebSocketConnection:
     async def _run_request(self, frame: CreateFrame, scope: trio.CancelScope) -> None:
         info = RequestInfo(new_request_id(), "WS", WS_PATH, model=frame.chat.model)
         started = trio.current_time()
-        terminal: str | None = None
         try:
-            with self._inflight.track(info), scope:
-                async with trio.open_nursery() as nursery:
-                    info.nursery = nursery
-                    terminal = await self._stream(frame, info)
-                    nursery.cancel_scope.cancel()
+            with self._inflight.track(info):
+                terminal: str | None = None
+                with scope:
+                    async with trio.open_nursery() as nursery:
+                        info.nursery = nursery
+                        terminal = await self._stream(frame, info)
+                del self._requests[frame.id]  # a cancel frame from now on finds nothing to cancel
+                if terminal is None:  # only a client cancel gets here: any other cancellation propagates
+                    info.ended_by = "cancelled by the client"
+                    terminal = error_frame(frame.id, RequestCancelled("The request was cancelled by the client"))
+                await self._send_frame(terminal)
         finally:
-            del self._requests[frame.id]
-            if not self._requests:
+            self._requests.pop(frame.id, None)
+            self._tasks -= 1
+            if not self._tasks:
                 self._idle.set()
-            if terminal is None and info.ended_by is None:
-                info.ended_by = "cancelled by the client" if scope.cancelled_caught else "socket closed"
             log.info(
                 "WS %s %s %.1fms id=%s socket=%s model=%s%s",
                 WS_PATH,
@@ -353,9 +379,6 @@ class WebSocketConnection:
                 info.model,
                 f" ({info.ended_by})" if info.ended_by else "",
             )
-        if terminal is None:  # only a client cancel gets here: any other cancellation propagates
-            terminal = error_frame(frame.id, RequestCancelled("The request was cancelled by the client"))
-        await self._writer.send(terminal)
 
     async def _stream(self, frame: CreateFrame, info: RequestInfo) -> str:
         """Stream one request's chunk frames; return its terminal frame (done or error), not yet sent."""
@@ -371,11 +394,11 @@ class WebSocketConnection:
                 if isinstance(event, Done):
                     done = frames.pop()
                     for text in frames:
-                        await self._writer.send(text)
+                        await self._send_frame(text)
                     await events.producer_done.wait()  # the slot is free before the client sees done
                     return done
                 for text in frames:
-                    await self._writer.send(text)
+                    await self._send_frame(text)
             raise AssertionError("an event stream ends with Done or raises")
         except Exception as exc:
             if not isinstance(exc, TrinferError):
@@ -385,11 +408,3 @@ class WebSocketConnection:
         finally:
             if events is not None:
                 events.cancel()
-
-
-def _duplicate(frame_id: str) -> TrinferError:
-    from compat.errors import RequestValidationError
-
-    return RequestValidationError(
-        f"a request with id {frame_id!r} is already in flight on this socket", param="id", code="duplicate_id"
-    )
