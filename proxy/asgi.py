@@ -85,9 +85,12 @@ class RequestMiddleware:
 
     async def _serve(self, info: RequestInfo, scope: Scope, receive: Receive, send: Send) -> None:
         response_started = False
+        response_complete = False
 
         async def bounded_send(message: Message) -> None:
-            nonlocal response_started
+            nonlocal response_started, response_complete
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                response_complete = True
             if message["type"] == "http.response.start":
                 response_started = True
                 info.status = int(message["status"])
@@ -115,7 +118,7 @@ class RequestMiddleware:
                     await self._send_error(bounded_send, exc, info, close=True)
             finally:
                 nursery.cancel_scope.cancel()
-        if info.status is None and info.ended_by is None:
+        if not response_complete and info.ended_by is None:
             info.ended_by = "client disconnected"
 
     def _early_refusal(self, scope: Scope) -> Exception | None:

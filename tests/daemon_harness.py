@@ -21,6 +21,7 @@ As a real process (for signals and exit codes)::
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -139,8 +140,22 @@ class RunningDaemon:
 
 
 def openai_client(base_url: str, api_key: str = "unused", **kwargs: Any) -> openai.AsyncOpenAI:
-    """``openai.AsyncOpenAI(base_url=..., api_key=..., max_retries=0)``."""
-    return openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, **kwargs)
+    """``openai.AsyncOpenAI(base_url=..., api_key=..., max_retries=0)``, safe on the autojump clock.
+
+    The SDK computes its platform header in a worker thread on its first request. On the autojump clock a
+    thread hop leaves every task blocked, so virtual time jumps to the next deadline (often the test's
+    ``fail_after``) before the thread returns. The value is computed here, synchronously, instead.
+    """
+    client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, **kwargs)
+    client._platform = _sdk_platform()
+    return client
+
+
+@functools.cache
+def _sdk_platform() -> Any:
+    from openai._base_client import get_platform
+
+    return get_platform()
 
 
 @asynccontextmanager
