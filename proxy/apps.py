@@ -94,7 +94,6 @@ def build_inference_app(daemon: Daemon) -> RequestMiddleware:
         app,
         api_keys=daemon.api_keys,
         max_body_bytes=daemon.config.server.max_body_bytes,
-        write_timeout_s=daemon.config.server.write_timeout_s,
         inflight=daemon.inflight,
         draining=daemon.draining,
     )
@@ -120,5 +119,4 @@ def build_admin_app(daemon: Daemon) -> RequestMiddleware:
         app,
         api_keys=daemon.api_keys,
         max_body_bytes=daemon.config.server.max_body_bytes,
-        write_timeout_s=daemon.config.server.write_timeout_s,
     )

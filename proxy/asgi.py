@@ -5,12 +5,12 @@ Per HTTP request it:
 - opens a nursery owned by the request (``RequestInfo.nursery``, in ``scope["trinfer.request"]``): generation
   producers run there, so whatever ends the request - completion, client disconnect, write timeout, stop
   deadline - cancels them, and the request is over only once they have returned;
-- bounds every ``send`` by ``write_timeout_s``: a client that stops reading is cut off (the whole request is
-  cancelled and its admission slot freed) instead of holding a slot forever;
 - refuses at once, without reading the body: requests while draining (503), requests without a valid API key
   (401, except ``/health`` and ``/ready``), and a declared ``Content-Length`` over ``max_body_bytes`` (413);
 - turns an exception that escapes the app into a 500 with the request id (logged, details not sent);
 - logs one line per request: method, path, status, duration, request id, model.
+(Slow readers are handled below the app, in `proxy.listener`: every socket write is bounded by
+``write_timeout_s`` and a stalled connection is closed, which reaches the request as a client disconnect.)
 WebSocket and lifespan scopes pass through untouched (the WebSocket route does its own auth handshake).
 """
 
@@ -56,14 +56,12 @@ class RequestMiddleware:
         *,
         api_keys: ApiKeys,
         max_body_bytes: int,
-        write_timeout_s: float,
         inflight: Inflight | None = None,
         draining: Callable[[], bool] = lambda: False,
     ) -> None:
         self.app = app
         self._keys = api_keys
         self._max_body = max_body_bytes
-        self._write_timeout = write_timeout_s
         self._inflight = inflight
         self._draining = draining
 
@@ -87,7 +85,7 @@ class RequestMiddleware:
         response_started = False
         response_complete = False
 
-        async def bounded_send(message: Message) -> None:
+        async def tagged_send(message: Message) -> None:
             nonlocal response_started, response_complete
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 response_complete = True
@@ -96,26 +94,21 @@ class RequestMiddleware:
                 info.status = int(message["status"])
                 headers = [*message.get("headers", ()), (b"x-request-id", info.request_id.encode())]
                 message = {**message, "headers": headers}
-            with trio.move_on_after(self._write_timeout) as write_scope:
-                await send(message)
-            if write_scope.cancelled_caught:
-                info.ended_by = "write timeout"
-                nursery.cancel_scope.cancel()  # ends the whole request: view, body, producers
-                await trio.lowlevel.checkpoint()
+            await send(message)
 
         async with trio.open_nursery() as nursery:
             info.nursery = nursery
             try:
                 refusal = self._early_refusal(scope)
                 if refusal is not None:
-                    await self._send_error(bounded_send, refusal, info, close=True)
+                    await self._send_error(tagged_send, refusal, info, close=True)
                     return
-                await self.app(scope, receive, bounded_send)
+                await self.app(scope, receive, tagged_send)
             except Exception as exc:
                 if response_started:
                     log.error("request %s failed after its response started", info.request_id, exc_info=exc)
                 else:
-                    await self._send_error(bounded_send, exc, info, close=True)
+                    await self._send_error(tagged_send, exc, info, close=True)
             finally:
                 nursery.cancel_scope.cancel()
         if not response_complete and info.ended_by is None:

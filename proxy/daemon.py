@@ -203,7 +203,13 @@ class Daemon:
         try:
             url: str = await nursery.start(
                 lambda task_status: serve_listener(
-                    app, host, port, shutdown, graceful_timeout_s=ABORT_GRACE_S, task_status=task_status
+                    app,
+                    host,
+                    port,
+                    shutdown,
+                    graceful_timeout_s=ABORT_GRACE_S,
+                    write_timeout_s=self.config.server.write_timeout_s,
+                    task_status=task_status,
                 )
             )
         except OSError as exc:
