@@ -1,0 +1,50 @@
+"""docs/api-compat.md and the parser agree: every field the openai SDK can send has a row, and each row's state
+(mapped / unsupported / ignored) is the one the code applies."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import get_type_hints
+
+import pytest
+from openai.types import embedding_create_params
+from openai.types.chat import completion_create_params
+
+from compat.chat_request import IGNORED_FIELDS, MAPPED_FIELDS, UNSUPPORTED_FIELDS
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "api-compat.md"
+ROW = re.compile(r"^\| `([a-z_]+)` \| (mapped|unsupported|ignored) \|", re.MULTILINE)
+EXTENSIONS = {"top_k", "min_p"}
+
+
+def chat_rows() -> dict[str, str]:
+    text = DOC.read_text()
+    section = text[text.index("## `POST /v1/chat/completions`") : text.index("### Messages")]
+    return dict(ROW.findall(section))
+
+
+def sdk_chat_fields() -> set[str]:
+    return set(get_type_hints(completion_create_params.CompletionCreateParamsStreaming))
+
+
+def test_every_sdk_chat_field_is_handled_by_the_parser() -> None:
+    handled = MAPPED_FIELDS | set(UNSUPPORTED_FIELDS) | set(IGNORED_FIELDS)
+    assert sdk_chat_fields() - handled == set()
+    assert handled - sdk_chat_fields() == EXTENSIONS
+
+
+def test_every_chat_field_has_a_doc_row_with_the_state_the_code_applies() -> None:
+    expected = {
+        **dict.fromkeys(MAPPED_FIELDS, "mapped"),
+        **dict.fromkeys(UNSUPPORTED_FIELDS, "unsupported"),
+        **dict.fromkeys(IGNORED_FIELDS, "ignored"),
+    }
+    assert chat_rows() == expected
+
+
+@pytest.mark.parametrize("name", sorted(get_type_hints(embedding_create_params.EmbeddingCreateParams)))
+def test_every_sdk_embeddings_field_has_a_doc_row(name: str) -> None:
+    text = DOC.read_text()
+    section = text[text.index("## `POST /v1/embeddings`") : text.index("## `GET /v1/models`")]
+    assert name in dict(ROW.findall(section))
