@@ -293,9 +293,21 @@ async def test_unreachable_upstream_is_a_502(fake: FakeMessagesAPI, monkeypatch:
     assert decided_by(error.__cause__) is anthropic.APIConnectionError  # type: ignore[arg-type]
 
 
+def slow_real_io_down(clock: trio.testing.MockClock) -> None:
+    """Jump virtual time only after 50 ms of real idleness, not at once.
+
+    These tests mix virtual time with real sockets and a worker thread (the SDK resolves its platform headers
+    in one on a client's first request). With the default threshold of 0 the clock jumps to the test's guard
+    deadline while that thread runs; 50 ms of real time is ample for loopback I/O and the thread, and the
+    20-second timeout under test still passes in virtual time.
+    """
+    clock.autojump_threshold = 0.05
+
+
 async def test_no_answer_within_timeout_is_a_504(
     fake: FakeMessagesAPI, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
 ) -> None:
+    slow_real_io_down(autojump_clock)
     monkeypatch.setenv(KEY_ENV, DEFAULT_KEY)
     backend = make_backend(fake, timeout_s=20)
     await backend.boot()
@@ -315,6 +327,7 @@ async def test_no_answer_within_timeout_is_a_504(
 async def test_upstream_silent_mid_stream_for_longer_than_timeout_is_a_504(
     fake: FakeMessagesAPI, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
 ) -> None:
+    slow_real_io_down(autojump_clock)
     monkeypatch.setenv(KEY_ENV, DEFAULT_KEY)
     backend = make_backend(fake, timeout_s=20)
     await backend.boot()
