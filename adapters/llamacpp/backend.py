@@ -145,8 +145,9 @@ class LlamaCppBackend(Backend):
             "model_path": str(self.options.model_path),
             "chat_template": self._template.source if self._template is not None else None,
             "embedding": self.options.embedding,
-            "n_ctx": self.options.n_ctx,
+            "n_ctx": int(self._llama.n_ctx()) if self._llama is not None else self.options.n_ctx,
             "n_threads": self.options.n_threads,
+            "active": self.counters.threads_running,
             "generations": self.counters.generations,
             "tokens_decoded": self.counters.tokens_decoded,
             "threads_running": self.counters.threads_running,
@@ -245,7 +246,11 @@ class LlamaCppBackend(Backend):
         """Run ``job`` in one worker thread (see the module docstring); return once that thread has returned."""
 
         def emit(text: str) -> None:
-            trio.from_thread.run(send.send, event_type(text))
+            try:
+                trio.from_thread.run(send.send, event_type(text))
+            except trio.Cancelled:
+                cancel.set()  # so the thread knows why it is unwinding (counted as cancelled)
+                raise
 
         async def in_thread() -> DecodeResult:
             return await trio.to_thread.run_sync(

@@ -84,6 +84,6 @@ async def backend(chat_model_path: Path) -> AsyncIterator[LlamaCppBackend]:
 
 @pytest.fixture
 async def small_context_backend(chat_model_path: Path) -> AsyncIterator[LlamaCppBackend]:
-    """The chat backend with a 128-token context, for context-length tests."""
-    async for booted_backend in booted(chat_model_path, {"n_ctx": 128}):
+    """The chat backend with a 256-token context (llama.cpp's smallest), for context-length tests."""
+    async for booted_backend in booted(chat_model_path, {"n_ctx": 256}):
         yield booted_backend
