@@ -42,7 +42,7 @@ def new_completion_id() -> str:
     return "chatcmpl-" + secrets.token_hex(12)
 
 
-def usage_dict(usage: Usage) -> dict[str, int]:
+def usage_object(usage: Usage) -> dict[str, int]:
     """OpenAI's ``usage`` object for engine token counts."""
     return {
         "prompt_tokens": usage.prompt_tokens,
@@ -83,7 +83,7 @@ class _Finished:
     @property
     def usage_dict(self) -> dict[str, int]:
         """OpenAI's ``usage`` object of the finished stream."""
-        return usage_dict(self._require_done().usage)
+        return usage_object(self._require_done().usage)
 
     def _accept(self, event: Event) -> None:
         if self._done is not None:
@@ -133,7 +133,7 @@ class ChunkEncoder(_Finished):
         chunks = [] if self._role_sent else [self._delta_chunk({"content": ""})]
         chunks.append(self._delta_chunk({}, finish_reason(event.stop_reason)))
         if self.include_usage:
-            chunks.append({**self._chunk([]), "usage": usage_dict(event.usage)})
+            chunks.append({**self._chunk([]), "usage": usage_object(event.usage)})
         return chunks
 
 
@@ -188,5 +188,5 @@ class CompletionAccumulator(_Finished):
                     "finish_reason": finish_reason(done.stop_reason),
                 }
             ],
-            "usage": usage_dict(done.usage),
+            "usage": usage_object(done.usage),
         }
