@@ -47,10 +47,10 @@ async def backend(fake: FakeMessagesAPI, monkeypatch: pytest.MonkeyPatch) -> Asy
     await booted.stop(5)
 
 
-async def collect(backend: AnthropicBackend, req: ResolvedV2 | Resolved) -> list[Event]:
+async def collect(backend: AnthropicBackend, req: ResolvedV2 | Resolved, *, guard_s: float = 10) -> list[Event]:
     """Run one generation to the end (through the owned event stream the daemon uses) and list its events."""
     events: list[Event] = []
-    with trio.fail_after(10):
+    with trio.fail_after(guard_s):
         if isinstance(req, ResolvedV2):
             stream_cm = open_event_stream(lambda send: backend.generate_v2(req, send))
         else:
