@@ -9,9 +9,10 @@ In-process (the test's own nursery, so the autojump clock drives every timeout):
         d.admission("mock").active                        # AdmissionStatistics
         await d.admin_get("/admin/status")                # httpx.Response
 
-``config`` is the dict a TOML file would parse into (or a `proxy.config.Config`); both listeners are forced to
-port 0 on 127.0.0.1 unless the config sets ``host``. ``running_daemon`` yields once the daemon is ready (pass
-``wait_ready=False`` to get it as soon as the admin listener is bound), and stops it gracefully on exit.
+``config`` is the dict a TOML file would parse into (or a `proxy.config.Config`); both listeners go to port 0
+on 127.0.0.1 unless the dict sets ``server.host``/``port``/``admin_port`` (a `Config` always gets port 0).
+``running_daemon`` yields once the daemon is ready (``wait_ready=False``: as soon as the admin listener is
+bound), stops it gracefully on exit, and raises a startup failure as `proxy.daemon.StartupError` itself.
 
 As a real process (for signals and exit codes)::
 
@@ -66,10 +67,10 @@ def keyed_config(config: Mapping[str, Any], *keys: str) -> dict[str, Any]:
 
 
 def test_config(config: Config | Mapping[str, Any]) -> Config:
-    """A validated `Config` with both listeners on port 0 (loopback unless the config chose a host)."""
+    """A validated `Config`, listeners on port 0 and loopback unless the dict chose (see module docstring)."""
     if isinstance(config, Config):
         return replace(config, server=replace(config.server, port=0, admin_port=0))
-    server = {"host": "127.0.0.1", **config.get("server", {}), "port": 0, "admin_port": 0}
+    server = {"host": "127.0.0.1", "port": 0, "admin_port": 0, **config.get("server", {})}
     return config_from_mapping({**config, "server": server})
 
 
@@ -169,12 +170,30 @@ async def running_daemon(
     cfg = test_config(config)
     daemon = Daemon(cfg)
     key = cfg.api_keys[0] if cfg.api_keys else "unused"
-    async with trio.open_nursery() as nursery:
-        await nursery.start(daemon.run)
-        if wait_ready:
-            await daemon.wait_ready()
-        yield RunningDaemon(daemon, key)
-        daemon.request_stop()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(daemon.run)
+            if wait_ready:
+                await daemon.wait_ready()
+            yield RunningDaemon(daemon, key)
+            daemon.request_stop()
+    except BaseExceptionGroup as group:
+        raise _sole_error(group) from None
+
+
+def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception inside (nested) single-exception groups, so tests see the error itself."""
+    leaves: list[BaseException] = []
+
+    def collect(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                collect(inner)
+        else:
+            leaves.append(exc)
+
+    collect(group)
+    return leaves[0] if len(leaves) == 1 else group
 
 
 async def wait_until(predicate: Callable[[], bool | Awaitable[bool]], *, poll_s: float = 0.001) -> None:
