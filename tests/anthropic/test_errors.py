@@ -387,6 +387,7 @@ def test_every_table_row_has_a_case() -> None:
         ({"retry-after": "30"}, 30.0),
         ({"retry-after": "1.5"}, 1.5),
         ({"retry-after-ms": "2500", "retry-after": "9"}, 2.5),
+        ({"retry-after-ms": "later", "retry-after": "4"}, 4.0),
         ({"retry-after": "Wed, 21 Oct 2015 07:28:10 GMT"}, 10.0),
         ({"retry-after": "soon"}, None),
         ({}, None),

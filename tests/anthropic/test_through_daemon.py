@@ -180,8 +180,7 @@ async def test_client_disconnect_closes_the_upstream_stream(fake: FakeMessagesAP
 
 async def test_missing_key_fails_the_daemon_boot(fake: FakeMessagesAPI, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(KEY_ENV)
-    # The harness's nursery wraps the daemon's StartupError in an exception group.
-    with trio.fail_after(20), pytest.RaisesGroup(pytest.RaisesExc(StartupError, match=KEY_ENV)):
+    with trio.fail_after(20), pytest.raises(StartupError, match=KEY_ENV):
         async with running_daemon(anthropic_config(fake)):
             raise AssertionError("the daemon became ready without an API key")
     assert fake.requests == []

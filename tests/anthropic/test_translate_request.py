@@ -335,3 +335,56 @@ async def test_key_is_sent_as_a_credential_header(backend: AnthropicBackend, fak
     await upstream_body(backend, fake, ResolvedV2(model="claude", messages=(user("x"),)))
     headers = fake.requests[-1].headers
     assert headers.get("authorization") == f"Bearer {fake.api_key}" or headers.get("x-api-key") == fake.api_key
+
+
+@pytest.mark.parametrize(
+    ("req", "param"),
+    [
+        (ResolvedV2(model="claude", messages=(system("only a system prompt"),)), "messages"),
+        (
+            ResolvedV2(model="claude", messages=(user("x"),), tool_choice=ToolChoice(ToolChoiceMode.REQUIRED)),
+            "tool_choice",
+        ),
+        (
+            ResolvedV2(
+                model="claude",
+                messages=(user("x"), MessageV2(Role.ASSISTANT, (ImageBlock("image/png", PNG),))),
+            ),
+            "messages[1].content[0]",
+        ),
+        (
+            ResolvedV2(
+                model="claude",
+                messages=(user("x"), assistant(ToolUseBlock("toolu_1", "get_weather", "{not json"))),
+                tools=(WEATHER,),
+            ),
+            "messages[1].content[0]",
+        ),
+    ],
+    ids=["no-turns", "tool-choice-without-tools", "image-from-assistant", "arguments-not-json"],
+)
+async def test_requests_anthropic_cannot_take_are_refused_before_upstream(
+    backend: AnthropicBackend, fake: FakeMessagesAPI, req: ResolvedV2, param: str
+) -> None:
+    events, error = await collect_failure(backend, req)
+    assert events == []
+    assert isinstance(error, InvalidRequest)
+    assert (error.http_status, error.param) == (400, param)
+    assert fake.requests == []
+
+
+async def test_empty_tool_result_and_empty_arguments(backend: AnthropicBackend, fake: FakeMessagesAPI) -> None:
+    req = ResolvedV2(
+        model="claude",
+        messages=(
+            user("x"),
+            assistant(ToolUseBlock("toolu_1", "now", "")),
+            MessageV2(Role.TOOL, (ToolResultBlock("toolu_1", ""),)),
+        ),
+        tools=(ToolSpec(name="now"),),
+    )
+    body = await upstream_body(backend, fake, req)
+    assert body["messages"][1:] == [
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "now", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1"}]},
+    ]

@@ -25,6 +25,7 @@ from adapters.types import (
 
 from .conftest import collect, collect_failure
 from .fake_upstream import (
+    Drop,
     FakeMessagesAPI,
     Sse,
     message_end,
@@ -197,3 +198,55 @@ async def test_malformed_events_are_an_upstream_failure(
     assert events == [Text("ok")]
     assert isinstance(error, Unavailable)
     assert error.http_status == 502
+
+
+async def test_text_carried_by_block_starts_is_not_lost(backend: AnthropicBackend, fake: FakeMessagesAPI) -> None:
+    def started(index: int, block: dict[str, object]) -> Sse:
+        return Sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
+
+    fake.reply(
+        stream_reply(
+            message_start(),
+            started(0, {"type": "thinking", "thinking": "Pondering", "signature": ""}),
+            Sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            started(1, {"type": "text", "text": "Hello"}),
+            text_block(1, [" there"])[1:],
+            message_end(),
+        )
+    )
+    events = await collect(backend, REQ)
+    assert events[:3] == [Thinking("Pondering"), Text("Hello"), Text(" there")]
+
+
+async def test_usage_updates_in_message_delta_are_taken(backend: AnthropicBackend, fake: FakeMessagesAPI) -> None:
+    """Newer APIs repeat cumulative input counts in message_delta, and may send more than one delta."""
+    first_delta = Sse(
+        "message_delta", {"type": "message_delta", "delta": {"stop_reason": None}, "usage": {"output_tokens": 2}}
+    )
+    final_delta = Sse(
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": 6, "input_tokens": 40, "cache_read_input_tokens": 2},
+        },
+    )
+    fake.reply(
+        stream_reply(
+            message_start(input_tokens=38),
+            text_block(0, ["x"]),
+            first_delta,
+            final_delta,
+            Sse("message_stop", {"type": "message_stop"}),
+        )
+    )
+    events = await collect(backend, REQ)
+    assert events[-1] == Done(StopReason.END, Usage(42, 6))
+
+
+async def test_connection_lost_after_message_stop_does_not_fail_the_finished_answer(
+    backend: AnthropicBackend, fake: FakeMessagesAPI
+) -> None:
+    fake.reply(stream_reply(message_start(), text_block(0, ["complete"]), message_end(), Drop()))
+    events = await collect(backend, REQ)
+    assert events == [Text("complete"), Done(StopReason.END, Usage(11, 5))]
