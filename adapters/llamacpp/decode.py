@@ -259,40 +259,52 @@ def decode(
     counters.threads_running += 1
     counters.generations += 1
     try:
-        run = _Run(llama, job, emit, cancel, counters, mode=job.mode)
-        run.prompt = _prompt_tokens(llama, job.prompt)
-        n_ctx = int(llama.n_ctx())
-        room = n_ctx - len(run.prompt)
-        if room < 1:
-            raise InvalidRequest(
-                f"This model's maximum context length is {n_ctx} tokens. However, your messages resulted in "
-                f"{len(run.prompt)} tokens. Please reduce the length of the messages.",
-                param="messages",
-                code="context_length_exceeded",
-            )
-        # max_tokens larger than the room left is capped to it (finish_reason "length" when reached).
-        budget = min(job.sampling.max_tokens, room) if job.sampling.max_tokens is not None else room
-        for grammar_text in (job.grammar, job.call_grammar):
-            if grammar_text:
-                validate_in_llama(llama, grammar_text, job.grammar_param)
-        reason, cancelled, restart = run.generate(job.grammar, budget)
-        if restart and not cancelled:
-            # The tokens that began the call are discarded and the call is generated again, from the prompt,
-            # under the call grammar; usage counts the tokens of the answer actually returned.
-            run.mode, run.kept, run.undecided, run.completion_tokens = Mode.WHOLE, [], "", 0
-            reason, cancelled, _ = run.generate(job.call_grammar, budget)
-        if run.mode is Mode.AUTO and run.undecided:  # only blank text was generated: it is the answer
-            run.mode = Mode.TEXT
-            run.emit(run.undecided)
-        if cancelled:
+        result = _decode(llama, job, emit, cancel, counters)
+    except BaseException:
+        if cancel.is_set():  # ended by the request's cancellation (e.g. Cancelled raised by emit)
             counters.cancelled += 1
-        return DecodeResult(
-            stop_reason=reason,
-            prompt_tokens=len(run.prompt),
-            completion_tokens=run.completion_tokens,
-            text="".join(run.kept),
-            is_call=restart,
-            cancelled=cancelled,
-        )
+        raise
     finally:
         counters.threads_running -= 1
+    if result.cancelled:
+        counters.cancelled += 1
+    return result
+
+
+def _decode(
+    llama: Any, job: DecodeJob, emit: Callable[[str], None], cancel: threading.Event, counters: DecodeCounters
+) -> DecodeResult:
+    """`decode` without the bookkeeping."""
+    run = _Run(llama, job, emit, cancel, counters, mode=job.mode)
+    run.prompt = _prompt_tokens(llama, job.prompt)
+    n_ctx = int(llama.n_ctx())
+    room = n_ctx - len(run.prompt)
+    if room < 1:
+        raise InvalidRequest(
+            f"This model's maximum context length is {n_ctx} tokens. However, your messages resulted in "
+            f"{len(run.prompt)} tokens. Please reduce the length of the messages.",
+            param="messages",
+            code="context_length_exceeded",
+        )
+    # max_tokens larger than the room left is capped to it (finish_reason "length" when reached).
+    budget = min(job.sampling.max_tokens, room) if job.sampling.max_tokens is not None else room
+    for grammar_text in (job.grammar, job.call_grammar):
+        if grammar_text:
+            validate_in_llama(llama, grammar_text, job.grammar_param)
+    reason, cancelled, restart = run.generate(job.grammar, budget)
+    if restart and not cancelled:
+        # The tokens that began the call are discarded and the call is generated again, from the prompt,
+        # under the call grammar; usage counts the tokens of the answer actually returned.
+        run.mode, run.kept, run.undecided, run.completion_tokens = Mode.WHOLE, [], "", 0
+        reason, cancelled, _ = run.generate(job.call_grammar, budget)
+    if run.mode is Mode.AUTO and run.undecided:  # only blank text was generated: it is the answer
+        run.mode = Mode.TEXT
+        run.emit(run.undecided)
+    return DecodeResult(
+        stop_reason=reason,
+        prompt_tokens=len(run.prompt),
+        completion_tokens=run.completion_tokens,
+        text="".join(run.kept),
+        is_call=restart,
+        cancelled=cancelled,
+    )
