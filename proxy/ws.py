@@ -15,11 +15,11 @@ Theory of operation:
    waits for it and the stop deadline aborts it with ``server_shutting_down``, exactly like an HTTP request.
    Every request ends with one terminal frame: ``chat.completion.done``, or ``error`` (including
    ``request_cancelled`` after a client ``cancel``), sent only once its slot is free.
-4. All frames go through one `FrameWriter`. hypercorn writes to the socket in a shielded ``send_all``, so a
-   timeout around a send cannot interrupt a client that stopped reading; instead a watchdog task cuts the
-   TCP connection (`cut_off_connection`) once one send has been stuck for ``write_timeout_s``, which fails
-   the stuck write, and the connection's nursery is cancelled: every request on the socket stops and frees
-   its slot.
+4. Frames are written one at a time, each in a shielded scope: a cancel never abandons a frame half-written
+   (with permessage-deflate that would corrupt every later frame). That is safe because the listener bounds
+   every socket write by ``write_timeout_s`` (`proxy.listener`): a client that stops reading has its
+   connection closed, which reaches this handler as ``websocket.disconnect``, so every request on the socket
+   is cancelled and frees its slot.
 5. The client closing the socket cancels the handler (quart-trio cancels it on ``websocket.disconnect``) and
    with it every request of the socket. When the daemon drains, new ``create`` frames get
    ``server_shutting_down`` and the socket is closed with 1001 (going away) once its requests have ended.
@@ -27,13 +27,10 @@ Theory of operation:
 
 from __future__ import annotations
 
-import os
-import socket
-import struct
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 from quart import Response, websocket
@@ -124,89 +121,10 @@ async def websocket_route(daemon: Daemon) -> Response | None:
         draining=daemon.wait_draining,
         max_requests=server.ws_max_requests_per_socket,
         max_frame_bytes=server.max_body_bytes,
-        write_timeout_s=server.write_timeout_s,
-        cut_off=lambda: cut_off_connection(websocket.scope),
         connection_id=request_id,
     )
     await connection.run()
     return None
-
-
-# --- writing: one frame at a time, a stalled client cut off -----------------------------------------------
-
-
-def cut_off_connection(scope: Mapping[str, Any]) -> bool:
-    """Abort the TCP connection of an ASGI ``scope`` at the socket level; True if it was found.
-
-    hypercorn writes in a shielded ``send_all`` and ASGI exposes no transport, so the socket is found by its
-    addresses (``scope["server"]`` local, ``scope["client"]`` peer) among this process's descriptors, then
-    shut down with SO_LINGER 0: the stuck write fails at once, hypercorn sees the connection closed and the
-    peer gets a reset when hypercorn closes it.
-    """
-    local, peer = scope.get("server"), scope.get("client")
-    if not local or not peer:
-        return False
-    wanted = ((str(local[0]), int(local[1])), (str(peer[0]), int(peer[1])))
-    for name in os.listdir("/dev/fd"):
-        try:
-            sock = socket.socket(fileno=os.dup(int(name)))
-        except (OSError, ValueError):
-            continue
-        with sock:
-            try:
-                if sock.type != socket.SOCK_STREAM:
-                    continue
-                if ((*sock.getsockname()[:2],), (*sock.getpeername()[:2],)) != wanted:
-                    continue
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                continue
-            return True
-    return False
-
-
-class FrameWriter:
-    """Runs the socket's writes one at a time and cuts a client off when one write stalls.
-
-    `watch` runs in the connection's nursery: when a single write has not completed ``timeout`` seconds after
-    it started, it calls ``on_stall`` (which cuts the connection and cancels the nursery) and returns.
-    """
-
-    def __init__(self, timeout: float, on_stall: Callable[[], None]) -> None:
-        self._timeout = timeout
-        self._on_stall = on_stall
-        self._lock = trio.Lock()
-        self._since: float | None = None
-        self._writes = 0
-        self._busy = trio.Event()
-        self.stalled = False
-
-    async def write(self, op: Callable[[], Awaitable[None]]) -> None:
-        """Run ``op`` (one frame, or the close) once the writes queued before it are done."""
-        async with self._lock:
-            self._since = trio.current_time()
-            self._writes += 1
-            self._busy.set()
-            try:
-                await op()
-            finally:
-                self._since = None
-        await trio.lowlevel.checkpoint()  # once hypercorn has closed the socket, its send returns at once
-
-    async def watch(self) -> None:
-        while True:
-            since = self._since
-            if since is None:
-                self._busy = trio.Event()
-                await self._busy.wait()
-                continue
-            writes = self._writes
-            await trio.sleep_until(since + self._timeout)
-            if self._writes == writes and self._since is not None:
-                self.stalled = True
-                self._on_stall()
-                return
 
 
 # --- one socket -------------------------------------------------------------------------------------------
@@ -228,8 +146,6 @@ class WebSocketConnection:
         draining: Callable[[], Awaitable[None]],
         max_requests: int,
         max_frame_bytes: int,
-        write_timeout_s: float,
-        cut_off: Callable[[], bool],
         connection_id: str,
     ) -> None:
         self._receive = receive
@@ -240,9 +156,8 @@ class WebSocketConnection:
         self._wait_draining = draining
         self._max_requests = max_requests
         self._max_frame_bytes = max_frame_bytes
-        self._cut_off = cut_off
         self.connection_id = connection_id
-        self._writer = FrameWriter(write_timeout_s, self._stalled)
+        self._write_lock = trio.Lock()
         #: Requests in flight (id -> the scope a cancel frame cancels), until their terminal frame is due.
         self._requests: dict[str, trio.CancelScope] = {}
         #: Request tasks still running (their terminal frame may not be written yet).
@@ -260,7 +175,6 @@ class WebSocketConnection:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._writer.watch)
                 nursery.start_soon(self._close_when_drained)
                 ended = await self._read_frames()
                 nursery.cancel_scope.cancel()
@@ -271,30 +185,27 @@ class WebSocketConnection:
                 with trio.move_on_after(1.0):
                     await self._close_socket(CLOSE_INTERNAL_ERROR, "internal error")
         finally:
-            if self._writer.stalled:
-                ended = "write timeout: cut off"
-            elif self._draining and self._closed:
+            if self._draining and self._closed:
                 ended = "server shutting down: closed with 1001"
             log.info("WS %s closed id=%s (%s)", WS_PATH, self.connection_id, ended)
 
-    def _stalled(self) -> None:
-        found = self._cut_off()
-        log.warning(
-            "WS %s id=%s: client stopped reading for longer than the write timeout; %s, %d request(s) cancelled",
-            WS_PATH,
-            self.connection_id,
-            "connection cut off" if found else "socket not found",
-            len(self._requests),
-        )
-        assert self._nursery is not None
-        self._nursery.cancel_scope.cancel()
+    async def _write(self, op: Callable[[], Awaitable[None]]) -> None:
+        """One write (a frame or the close), after the ones queued before it, never abandoned half-way.
+
+        The shield is bounded: the listener closes a connection whose write is stuck for ``write_timeout_s``,
+        and hypercorn's send returns at once on a closed connection.
+        """
+        async with self._write_lock:
+            with trio.CancelScope(shield=True):
+                await op()
+        await trio.lowlevel.checkpoint()  # a send on a closed connection returns without a checkpoint
 
     async def _send_frame(self, text: str) -> None:
-        await self._writer.write(partial(self._send, text))
+        await self._write(partial(self._send, text))
 
     async def _close_socket(self, code: int, reason: str) -> None:
         self._closed = True
-        await self._writer.write(partial(self._close, code, reason))
+        await self._write(partial(self._close, code, reason))
 
     async def _read_frames(self) -> str:
         while True:
