@@ -1,0 +1,104 @@
+"""Stream two chat completions at once over one WebSocket to trinfer, and cancel one of them part way.
+
+    python examples/ws_chat.py --url ws://127.0.0.1:8080/v1/ws --model mock-echo \
+        "Tell me a short story." "Tell me a very long story."
+
+The first prompt streams to its end; the second is cancelled after ``--cancel-after`` chunks (its generation
+stops on the server and its slot is freed, while the first goes on over the same socket). The API key, if the
+server wants one, comes from ``--api-key`` or ``OPENAI_API_KEY`` and is sent as ``Authorization: Bearer``.
+Protocol: docs/websocket.md. Needs only ``trio`` and ``trio-websocket``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    HandshakeError,
+    WebSocketConnection,
+    open_websocket_url,
+)
+
+KEEP, CANCEL = "first", "second"
+
+
+def create_frame(frame_id: str, model: str, prompt: str) -> str:
+    request = {"model": model, "messages": [{"role": "user", "content": prompt}]}
+    return json.dumps({"type": "chat.completion.create", "id": frame_id, "request": request})
+
+
+def delta_text(chunk: dict[str, Any]) -> str:
+    return "".join(choice["delta"].get("content") or "" for choice in chunk["choices"])
+
+
+async def run(ws: WebSocketConnection, model: str, prompts: tuple[str, str], cancel_after: int) -> int:
+    """Send both requests, print every frame's gist, cancel the second; 0 if both ended as intended."""
+    await ws.send_message(create_frame(KEEP, model, prompts[0]))
+    await ws.send_message(create_frame(CANCEL, model, prompts[1]))
+    texts = {KEEP: "", CANCEL: ""}
+    chunks = {KEEP: 0, CANCEL: 0}
+    outcome: dict[str, str] = {}
+    cancel_sent = False
+    while len(outcome) < 2:
+        frame = json.loads(await ws.get_message())
+        frame_id = frame["id"]
+        if frame["type"] == "chat.completion.chunk":
+            piece = delta_text(frame["chunk"])
+            texts[frame_id] += piece
+            chunks[frame_id] += 1
+            print(f"{frame_id}: chunk {piece!r}", flush=True)
+            if frame_id == CANCEL and chunks[CANCEL] >= cancel_after and not cancel_sent:
+                await ws.send_message(json.dumps({"type": "chat.completion.cancel", "id": CANCEL}))
+                cancel_sent = True
+                print(f"{CANCEL}: cancel sent", flush=True)
+        elif frame["type"] == "chat.completion.done":
+            outcome[frame_id] = f"done, finish_reason={frame['finish_reason']}, usage={json.dumps(frame['usage'])}"
+        elif frame["type"] == "error" and frame["error"]["code"] == "request_cancelled":
+            outcome[frame_id] = f"cancelled after {chunks[frame_id]} chunk(s)"
+        else:
+            error = frame["error"]
+            print(f"{frame_id}: error {error['code']}: {error['message']}", flush=True)
+            if frame_id is None:  # a frame the server could not read: not expected from this client
+                return 1
+            outcome[frame_id] = f"error {error['code']}"
+    for frame_id in (KEEP, CANCEL):
+        print(f"{frame_id}: {outcome[frame_id]}: {texts[frame_id]!r}", flush=True)
+    ok = outcome[KEEP].startswith("done") and not outcome[CANCEL].startswith("error")
+    return 0 if ok else 1
+
+
+async def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default="ws://127.0.0.1:8080/v1/ws", help="the server's /v1/ws URL")
+    parser.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY"), help="default: $OPENAI_API_KEY")
+    parser.add_argument("--model", default="mock-echo")
+    parser.add_argument("--cancel-after", type=int, default=2, help="chunks of the second answer before cancel")
+    parser.add_argument("prompts", nargs="*", default=["Say hello.", "Tell me a very long story."])
+    args = parser.parse_args(argv)
+    if len(args.prompts) != 2:
+        parser.error("give exactly two prompts (or none for the defaults)")
+    headers = [(b"Authorization", f"Bearer {args.api_key}".encode())] if args.api_key else None
+    try:
+        async with open_websocket_url(args.url, extra_headers=headers) as ws:
+            return await run(ws, args.model, (args.prompts[0], args.prompts[1]), args.cancel_after)
+    except ConnectionRejected as exc:
+        body = (exc.body or b"").decode("utf-8", "replace")
+        print(f"connection refused with HTTP {exc.status_code}: {body}", file=sys.stderr)
+    except HandshakeError as exc:
+        print(f"handshake failed: {exc}", file=sys.stderr)
+    except ConnectionClosed as exc:
+        print(f"connection closed by the server: {exc.reason}", file=sys.stderr)
+    except OSError as exc:
+        print(f"cannot connect to {args.url}: {exc}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(trio.run(main))
