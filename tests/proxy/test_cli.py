@@ -1,0 +1,144 @@
+"""``trinfer``/``python -m proxy`` as a real process: help, exit codes, signals (real SIGINT/SIGTERM)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from proxy.cli import build_parser
+from proxy.config import ENV_VARIABLES
+from tests.daemon_harness import daemon_process, openai_client, process_env, wait_until
+
+TRINFER = Path(sys.executable).parent / "trinfer"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "proxy", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=process_env(env),
+        check=False,
+    )
+
+
+def write_config(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "trinfer.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_help_documents_every_option_and_variable() -> None:
+    top = subprocess.run([str(TRINFER), "--help"], capture_output=True, text=True, timeout=60, check=True)
+    assert "serve" in top.stdout
+    serve = subprocess.run(
+        [str(TRINFER), "serve", "--help"], capture_output=True, text=True, timeout=60, check=True
+    )
+    serve_parser = build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    options = [o for action in serve_parser._actions for o in action.option_strings]
+    assert "--backend" in options and "--model" in options
+    for option in options:
+        assert option in serve.stdout
+    for variable in ENV_VARIABLES:
+        assert variable in serve.stdout
+    for key in ("stop_timeout_s", "queue_timeout_s", "write_timeout_s", "max_body_bytes", "api_key_file"):
+        assert key in serve.stdout
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[server]\nport = "eighty"\n[[backends]]\nkind = "mock"\nmodels = ["m"]\n', "server.port"),
+        ('[server]\ncolour = "blue"\n[[backends]]\nkind = "mock"\nmodels = ["m"]\n', "server.colour"),
+        ('[[backends]]\nkind = "gpt"\nmodels = ["m"]\n', "backends[0].kind"),
+        ('[[backends]]\nkind = "mock"\nmodels = ["m"]\nreply = 3\n', "reply"),
+        ("[[backends\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_exits_2_with_one_line(tmp_path: Path, toml: str, message: str) -> None:
+    result = run_cli("serve", "--config", write_config(tmp_path, toml))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+
+
+def test_missing_config_file_and_incomplete_backend_flags_exit_2(tmp_path: Path) -> None:
+    assert run_cli("serve", "--config", str(tmp_path / "absent.toml")).returncode == 2
+    result = run_cli("serve", "--backend", "llamacpp")
+    assert result.returncode == 2
+    assert "--model" in result.stderr
+
+
+def test_boot_failure_exits_1_without_binding_the_inference_listener(tmp_path: Path) -> None:
+    config = write_config(tmp_path, '[[backends]]\nkind = "mock"\nmodels = ["m"]\nfail = "boot"\n')
+    result = run_cli("serve", "--config", config, "--port", "0", "--admin-port", "0")
+    assert result.returncode == 1
+    assert "failed to boot" in result.stderr.strip().splitlines()[-1]
+    assert "ready: inference listening" not in result.stderr
+
+
+async def test_sigterm_drains_in_flight_stream_then_exits_0(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        '[server]\nstop_timeout_s = 30\n[[backends]]\nkind = "mock"\nmodels = ["mock-echo"]\n'
+        "token_delay_ms = 100\n",
+    )
+    messages: list[Any] = [{"role": "user", "content": "a b c d e f g h"}]
+    with trio.fail_after(60):
+        async with daemon_process("serve", "--config", config) as proc:
+            async with openai_client(proc.base_url) as client:
+                stream = await client.chat.completions.create(model="mock-echo", messages=messages, stream=True)
+                first = await stream.__anext__()
+                proc.send_signal(signal.SIGTERM)
+                await proc.wait_for_line("SIGTERM received")
+                rest = [chunk async for chunk in stream]
+            assert await proc.wait() == 0
+    text = (first.choices[0].delta.content or "") + "".join(c.choices[0].delta.content or "" for c in rest)
+    assert text == "a b c d e f g h"
+    assert "stopped" in proc.lines[-1]
+
+
+async def test_second_sigint_stops_at_once(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        '[server]\nstop_timeout_s = 600\n[[backends]]\nkind = "mock"\nmodels = ["mock-echo"]\n'
+        "token_delay_ms = 60000\n",
+    )
+    with trio.fail_after(60):
+        async with daemon_process("serve", "--config", config) as proc:
+            assert proc.inference_url is not None
+            async with httpx.AsyncClient(base_url=proc.inference_url) as http, trio.open_nursery() as nursery:
+                outcome: list[BaseException] = []
+
+                async def hanging_request() -> None:
+                    try:
+                        await http.post(
+                            "/v1/chat/completions",
+                            json={"model": "mock-echo", "messages": [{"role": "user", "content": "a b"}]},
+                            timeout=120,
+                        )
+                    except httpx.HTTPError as exc:
+                        outcome.append(exc)
+
+                nursery.start_soon(hanging_request)
+                async with httpx.AsyncClient(base_url=proc.admin_url or "") as admin:
+
+                    async def in_flight() -> bool:
+                        return bool((await admin.get("/admin/status")).json()["inflight"] == 1)
+
+                    await wait_until(in_flight, poll_s=0.01)
+                proc.send_signal(signal.SIGINT)
+                await proc.wait_for_line("SIGINT received: stopping gracefully")
+                proc.send_signal(signal.SIGINT)
+                assert await proc.wait() == 128 + signal.SIGINT
+    assert outcome and isinstance(outcome[0], httpx.HTTPError)
+    assert "stopping at once" in proc.stderr_text()
