@@ -34,11 +34,13 @@ async def test_a_client_that_stops_reading_is_cut_off_and_all_its_slots_freed(
             await wait_until(lambda: d.admission().active == 0)
             await wait_until(lambda: len(d.daemon.inflight) == 0)
             received = 0
-            with pytest.raises(ConnectionClosed):
+            with pytest.raises(ConnectionClosed) as caught:
                 while True:
                     await next_frame(ws)
                     received += 1
             assert received < 2 * len(FLOOD)
+            assert caught.value.reason is not None
+            assert caught.value.reason.code == 1006  # cut off: no close frame
 
 
 async def test_a_slow_but_steady_reader_is_not_cut_off(autojump_clock: trio.abc.Clock) -> None:

@@ -215,3 +215,16 @@ async def test_queue_full_is_an_error_frame_for_that_request(autojump_clock: tri
             assert frames["refused"][0]["error"]["code"] == "queue_full"
             assert frames["refused"][0]["error"]["type"] == "rate_limit_error"
             assert frames["holder"][-1]["type"] == "chat.completion.done"
+
+
+async def test_a_frame_over_hypercorns_message_limit_closes_the_socket_with_1009() -> None:
+    """Frames above hypercorn's websocket_max_message_size (16 MiB) never reach the route (docs/websocket.md)."""
+    config = mock_config(server={"max_body_bytes": 32 * 1024 * 1024})
+    with trio.fail_after(60):
+        async with running_daemon(config) as d, connect(d) as ws:
+            await ws.send_message(create("huge", "x" * (16 * 1024 * 1024 + 1)))
+            with pytest.raises(ConnectionClosed) as caught:
+                await next_frame(ws)
+            assert caught.value.reason is not None
+            assert caught.value.reason.code == 1009
+            assert d.backend_status()["started"] == 0
