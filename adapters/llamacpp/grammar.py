@@ -171,12 +171,70 @@ def _check_pattern(pattern: object, limits: GrammarLimits, param: str, where: st
         raise _reject(f"{where}/pattern must be a regular expression anchored with ^ and $", param)
     if len(pattern) > _MAX_PATTERN_CHARS:
         raise _reject(f"{where}/pattern is longer than {_MAX_PATTERN_CHARS} characters", param)
+    problem = _json_unsafe(pattern[1:-1])
+    if problem:
+        raise _reject(f"{where}/pattern: {problem}", param)
     for match in _QUANTIFIER.finditer(pattern):
         for number in match.groups():
             if number and int(number) > limits.max_repetition:
                 raise _reject(
                     f"{where}/pattern repeats {number} times; grammars allow up to {limits.max_repetition}", param
                 )
+
+
+_REGEX_META = frozenset(".^$*+?()[]{}|/-")
+
+
+def _unsafe_char(code: int) -> bool:
+    """Characters a pattern may not produce: the grammar copies them raw into a JSON string, where a quote,
+    a backslash or a control character would end it or make it invalid."""
+    return code < 0x20 or code in (0x22, 0x5C)
+
+
+def _json_unsafe(body: str) -> str | None:
+    """Why the regex ``body`` could generate text that is not valid inside a JSON string, or ``None``.
+
+    llama-cpp-python's converter writes what a pattern matches into the string without JSON escaping, so the
+    patterns accepted are those that cannot match a quote, a backslash or a control character: literals,
+    ``.`` (restricted to safe characters by `_SAFE_DOT`), groups, alternatives, quantifiers, escaped
+    metacharacters and non-negated character classes whose members and ranges avoid those characters.
+    """
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c == "\\":
+            escaped = body[i + 1 : i + 2]
+            if escaped not in _REGEX_META:
+                return f"the escape \\{escaped} is not supported (only escaped metacharacters are)"
+            i += 2
+        elif c == "[":
+            end = i + 1
+            members: list[int] = []
+            if body[end : end + 1] == "^":
+                return "negated character classes are not supported"
+            while end < len(body) and body[end] != "]":
+                if body[end] == "\\":
+                    escaped = body[end + 1 : end + 2]
+                    if escaped not in _REGEX_META:
+                        return f"the escape \\{escaped} is not supported (only escaped metacharacters are)"
+                    members.append(ord(escaped))
+                    end += 2
+                elif body[end] == "-" and members and end + 1 < len(body) and body[end + 1] != "]":
+                    low, high = members.pop(), ord(body[end + 1])
+                    if low < 0x20 or any(low <= code <= high for code in (0x22, 0x5C)):
+                        return f"the range {chr(low)}-{chr(high)} includes a quote, a backslash or a control char"
+                    end += 2
+                else:
+                    members.append(ord(body[end]))
+                    end += 1
+            if any(_unsafe_char(code) for code in members):
+                return "a character class includes a quote, a backslash or a control character"
+            i = end + 1
+        elif _unsafe_char(ord(c)):
+            return "it contains a quote, a backslash or a control character"
+        else:
+            i += 1
+    return None
 
 
 def _check_children(node: Mapping[str, Any], limits: GrammarLimits, param: str, where: str, depth: int) -> None:
@@ -219,12 +277,27 @@ def schema_to_gbnf(
         gbnf: str = json_schema_to_gbnf(json.dumps(schema), list(prop_order))
     except Exception as exc:  # the converter asserts/raises on what it cannot express
         raise translate(exc, Phase.GRAMMAR, param=param) from exc
+    gbnf = _json_safe_strings(gbnf)
     size = len(gbnf.encode())
     if size > limits.max_grammar_bytes:
         raise _reject(
             f"the grammar for this schema would be {size} bytes; the limit is {limits.max_grammar_bytes}", param
         )
     return gbnf
+
+
+# The converter's string character rule lets raw control characters into JSON strings (invalid JSON: the
+# model does write raw newlines there), and its ``.`` for patterns also allows quotes and backslashes.
+_CHAR_RULE = re.compile(r"^char ::= .*$", re.MULTILINE)
+_SAFE_CHAR = r'char ::= [^"\\\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])'
+_DOT_RULE = re.compile(r"^dot ::= .*$", re.MULTILINE)
+_SAFE_DOT = r'dot ::= [^"\\\x00-\x1F]'
+
+
+def _json_safe_strings(gbnf: str) -> str:
+    """``gbnf`` with the string-character and pattern-dot rules replaced by ones that only produce valid JSON."""
+    gbnf = _CHAR_RULE.sub(lambda _: _SAFE_CHAR, gbnf)
+    return _DOT_RULE.sub(lambda _: _SAFE_DOT, gbnf)
 
 
 def tool_arguments_schema(tool: ToolSpec) -> dict[str, Any]:
