@@ -169,7 +169,7 @@ class WebSocketConnection:
         self._nursery: trio.Nursery | None = None
 
     async def run(self) -> None:
-        """Serve the socket until the client leaves, sends a binary frame, stalls, or the daemon drains."""
+        """Serve the socket until the client leaves (or is cut off), sends a binary frame, or the daemon drains."""
         log.info("WS %s open id=%s", WS_PATH, self.connection_id)
         ended = "client closed the socket"
         try:
@@ -182,8 +182,7 @@ class WebSocketConnection:
             ended = "internal error: closed with 1011"
             log.error("internal error on WS socket %s", self.connection_id, exc_info=exc)
             if not self._closed:
-                with trio.move_on_after(1.0):
-                    await self._close_socket(CLOSE_INTERNAL_ERROR, "internal error")
+                await self._close_socket(CLOSE_INTERNAL_ERROR, "internal error")
         finally:
             if self._draining and self._closed:
                 ended = "server shutting down: closed with 1001"

@@ -228,3 +228,27 @@ async def test_a_frame_over_hypercorns_message_limit_closes_the_socket_with_1009
             assert caught.value.reason is not None
             assert caught.value.reason.code == 1009
             assert d.backend_status()["started"] == 0
+
+
+async def test_a_backend_bug_is_an_internal_error_frame_revealing_only_the_request_id(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*args: object) -> None:
+        raise KeyError("secret detail")
+
+    with trio.fail_after(30):
+        async with running_daemon(mock_config()) as d, connect(d) as ws:
+            monkeypatch.setattr(d.backends["mock"], "generate_v2", broken)  # a backend with a bug
+            await ws.send_message(create("bug"))
+            frame = await next_frame(ws)
+            assert frame["type"] == "error"
+            assert frame["id"] == "bug"
+            error = frame["error"]
+            assert (error["type"], error["code"], error["param"]) == ("server_error", "internal_error", None)
+            assert "secret" not in error["message"]
+            request_id = error["message"].rsplit(" ", 1)[1]
+            assert request_id.startswith("req_")
+            assert any(request_id in r.getMessage() and r.exc_info for r in caplog.records)  # logged with its id
+            monkeypatch.undo()
+            await ws.send_message(create("after", "still works"))
+            assert text_of((await until_terminal(ws, "after"))["after"]) == "still works"
