@@ -1,0 +1,174 @@
+"""The llamacpp backend behind the real daemon: real hypercorn on port 0, the official ``openai`` SDK as client."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import openai
+import pytest
+import trio
+
+from adapters.llamacpp.defaults import DEFAULT_CHAT_MODEL_ID
+
+from ..daemon_harness import daemon_process, openai_client, running_daemon, wait_until
+
+pytestmark = pytest.mark.llama
+
+MODEL = DEFAULT_CHAT_MODEL_ID
+EOS = "2"  # SmolLM2's end-of-turn token id, as the SDK sends logit_bias keys
+
+
+def config(model_path: Path, **options: Any) -> dict[str, Any]:
+    backend = {"name": "smollm2", "kind": "llamacpp", "models": [MODEL], "model_path": str(model_path)}
+    return {"backends": [{**backend, "active": 1, "queue": 4, **options}]}
+
+
+async def test_chat_streaming_equals_non_streaming_at_temperature_0(chat_model_path: Path) -> None:
+    messages: Any = [{"role": "user", "content": "Name three animals that live in the sea."}]
+    with trio.fail_after(120):
+        async with running_daemon(config(chat_model_path)) as d, d.client() as client:
+            whole = await client.chat.completions.create(
+                model=MODEL, messages=messages, temperature=0, seed=3, max_tokens=40
+            )
+            stream = await client.chat.completions.create(
+                model=MODEL, messages=messages, temperature=0, seed=3, max_tokens=40, stream=True,
+                stream_options={"include_usage": True},
+            )  # fmt: skip
+            pieces: list[str] = []
+            finish: list[str] = []
+            usage = None
+            async for chunk in stream:
+                for choice in chunk.choices:
+                    pieces.append(choice.delta.content or "")
+                    if choice.finish_reason:
+                        finish.append(choice.finish_reason)
+                if chunk.usage is not None:
+                    usage = chunk.usage
+    assert whole.choices[0].message.content
+    assert "".join(pieces) == whole.choices[0].message.content
+    assert finish == [whole.choices[0].finish_reason]
+    assert whole.usage is not None and usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens) == (
+        whole.usage.prompt_tokens,
+        whole.usage.completion_tokens,
+    )
+
+
+async def test_max_tokens_gives_finish_reason_length(chat_model_path: Path) -> None:
+    with trio.fail_after(120):
+        async with running_daemon(config(chat_model_path)) as d, d.client() as client:
+            reply = await client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "Tell me a story."}], max_tokens=5,
+                logit_bias={EOS: -100},
+            )  # fmt: skip
+    assert reply.choices[0].finish_reason == "length"
+    assert reply.usage is not None and reply.usage.completion_tokens == 5
+
+
+async def test_a_prompt_longer_than_the_context_is_a_400_context_length_exceeded(chat_model_path: Path) -> None:
+    with trio.fail_after(120):
+        async with running_daemon(config(chat_model_path, n_ctx=256)) as d, d.client() as client:
+            with pytest.raises(openai.BadRequestError) as raised:
+                await client.chat.completions.create(
+                    model=MODEL, messages=[{"role": "user", "content": "word " * 400}], max_tokens=5
+                )
+    assert raised.value.code == "context_length_exceeded"
+    assert raised.value.param == "messages"
+
+
+async def test_json_schema_and_forced_tool_calls_through_the_sdk(chat_model_path: Path) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"colour": {"enum": ["red", "green", "blue"]}, "count": {"type": "integer"}},
+        "required": ["colour", "count"],
+        "additionalProperties": False,
+    }
+    weather = {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 40}},
+        "required": ["city"],
+        "additionalProperties": False,
+    }
+    with trio.fail_after(120):
+        async with running_daemon(config(chat_model_path)) as d, d.client() as client:
+            answer = await client.chat.completions.create(
+                model=MODEL,
+                messages=[{"role": "user", "content": "Pick a colour and a number, as JSON."}],
+                response_format={"type": "json_schema", "json_schema": {"name": "pick", "schema": schema}},
+                temperature=0,
+                max_tokens=60,
+            )
+            called = await client.chat.completions.create(
+                model=MODEL,
+                messages=[{"role": "user", "content": "What is the weather in Oslo?"}],
+                tools=[{"type": "function", "function": {"name": "get_weather", "parameters": weather}}],
+                tool_choice="required",
+                temperature=0,
+                max_tokens=60,
+            )
+    content = answer.choices[0].message.content
+    assert content is not None
+    jsonschema.validate(json.loads(content), schema)
+    assert called.choices[0].finish_reason == "tool_calls"
+    calls = called.choices[0].message.tool_calls
+    assert calls is not None and len(calls) == 1
+    function = getattr(calls[0], "function")  # noqa: B009 - the SDK's union type; a function call here
+    assert function.name == "get_weather"
+    jsonschema.validate(json.loads(function.arguments), weather)
+
+
+async def test_a_client_disconnecting_mid_stream_frees_the_model_at_once(chat_model_path: Path) -> None:
+    """active = 1. A streaming client goes away after three chunks: the generation's thread stops, the
+    admission slot is released, and the next request is admitted without queueing and answered."""
+    with trio.fail_after(120):
+        async with running_daemon(config(chat_model_path)) as d:
+            async with d.client() as client:
+                stream = await client.chat.completions.create(
+                    model=MODEL, messages=[{"role": "user", "content": "Tell me a very long story."}],
+                    max_tokens=400, logit_bias={EOS: -100}, stream=True,
+                )  # fmt: skip
+                seen = 0
+                async for _ in stream:
+                    seen += 1
+                    if seen == 3:
+                        break
+                await stream.close()
+            assert d.backend_status("smollm2")["tokens_decoded"] < 400
+            await wait_until(lambda: d.admission("smollm2").active == 0)
+            assert d.backend_status("smollm2")["threads_running"] == 0
+            decoded = d.backend_status("smollm2")["tokens_decoded"]
+            async with d.client() as client:
+                reply = await client.chat.completions.create(
+                    model=MODEL, messages=[{"role": "user", "content": "Say hi."}], max_tokens=8
+                )
+            assert d.admission("smollm2").queued == 0
+            assert reply.choices[0].message.content
+            assert d.backend_status("smollm2")["cancelled"] == 1
+            assert d.backend_status("smollm2")["tokens_decoded"] - decoded <= 9
+
+
+async def test_admin_status_shows_the_loaded_model(chat_model_path: Path) -> None:
+    with trio.fail_after(120):
+        async with running_daemon(config(chat_model_path)) as d:
+            status = (await d.admin_get("/admin/status")).json()
+    text = json.dumps(status)
+    assert str(chat_model_path) in text
+    assert '"ready"' in text
+    assert "gguf:tokenizer.chat_template" in text
+
+
+async def test_trinfer_serve_without_config_answers_from_smollm2(chat_model_path: Path, tmp_path: Path) -> None:
+    """The embedded default, as a real process: no config, no flags (beyond port 0), an empty models dir."""
+    with trio.fail_after(120):
+        async with daemon_process("serve", env={"TRINFER_MODELS_DIR": str(tmp_path)}) as proc:
+            client = openai_client(proc.base_url)
+            async with client:
+                models = await client.models.list()
+                reply = await client.chat.completions.create(
+                    model=MODEL, messages=[{"role": "user", "content": "Say hello."}], max_tokens=10
+                )
+    assert [m.id for m in models.data] == [MODEL]
+    assert reply.choices[0].message.content
