@@ -62,10 +62,6 @@ class Slot:
         self._admission = admission
         self._released = False
 
-    @property
-    def released(self) -> bool:
-        return self._released
-
     def release(self) -> None:
         """Give the slot back (to the first waiter, if any). Idempotent."""
         if not self._released:
