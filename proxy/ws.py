@@ -262,6 +262,7 @@ class WebSocketConnection:
     async def _run_request(self, frame: CreateFrame, scope: trio.CancelScope) -> None:
         info = RequestInfo(new_request_id(), "WS", WS_PATH, model=frame.chat.model)
         started = trio.current_time()
+        sent = False
         try:
             with self._inflight.track(info):
                 terminal: str | None = None
@@ -274,20 +275,21 @@ class WebSocketConnection:
                     info.ended_by = "cancelled by the client"
                     terminal = error_frame(frame.id, RequestCancelled("The request was cancelled by the client"))
                 await self._send_frame(terminal)
+                sent = True
         finally:
             self._requests.pop(frame.id, None)
             self._tasks -= 1
             if not self._tasks:
                 self._idle.set()
             log.info(
-                "WS %s %s %.1fms id=%s socket=%s model=%s%s",
+                "WS %s %s %.1fms id=%s socket=%s model=%s (%s)",
                 WS_PATH,
                 frame.id,
                 (trio.current_time() - started) * 1000,
                 info.request_id,
                 self.connection_id,
                 info.model,
-                f" ({info.ended_by})" if info.ended_by else "",
+                (info.ended_by or "done") if sent else "socket closed",
             )
 
     async def _stream(self, frame: CreateFrame, info: RequestInfo) -> str:
