@@ -61,6 +61,28 @@ def template_free_model(chat_model_path: Path, tmp_path_factory: pytest.TempPath
     return out
 
 
+#: A ChatML template that, like Mistral's, insists on alternating user/assistant turns.
+STRICT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def strict_template_model(chat_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the SmolLM2 GGUF whose chat template refuses non-alternating roles (written once, ~2 s)."""
+    out = tmp_path_factory.mktemp("strict-template") / "smollm2-strict.gguf"
+    subprocess.run(
+        [sys.executable, "-m", "gguf.scripts.gguf_new_metadata", "--chat-template", STRICT_TEMPLATE,
+         "--force", str(chat_model_path), str(out)],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    return out
+
+
 async def boot_backend(model_path: Path, **options: Any) -> LlamaCppBackend:
     backend = LlamaCppBackend.from_options({"model_path": str(model_path), **options})
     await backend.boot()
