@@ -1,0 +1,76 @@
+"""The examples run, as a user would run them, against a real ``trinfer serve --backend mock`` process."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.daemon_harness import DaemonProcess, daemon_process, process_env
+
+EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
+
+
+async def run_example(proc: DaemonProcess, *argv: str, env: dict[str, str]) -> str:
+    result = await trio.run_process(
+        list(argv), capture_stdout=True, capture_stderr=True, env=process_env(env), check=False
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    return str(result.stdout.decode())
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        ("chat_sync.py", ["Say hello to trinfer in five words.", "[mock-echo] finish_reason=stop"]),
+        ("chat_stream.py", ["Tell me a very short story about a trio of ducks.", "completion_tokens=11"]),
+        ("chat_async.py", ["A: What is structured concurrency?", "unknown model -> 404 model_not_found"]),
+    ],
+)
+async def test_sdk_examples(script: str, expected: list[str]) -> None:
+    with trio.fail_after(60):
+        async with daemon_process("serve", "--backend", "mock") as proc:
+            by_env = await run_example(
+                proc, sys.executable, str(EXAMPLES / script), env={"OPENAI_BASE_URL": proc.base_url}
+            )
+            by_argv = await run_example(proc, sys.executable, str(EXAMPLES / script), proc.base_url, env={})
+    for output in (by_env, by_argv):
+        for line in expected:
+            assert line in output
+
+
+def runnable_blocks() -> list[str]:
+    """The ``sh`` blocks of examples/curl.md (``text`` blocks are for the reader only)."""
+    return re.findall(r"```sh\n(.*?)```", (EXAMPLES / "curl.md").read_text(), flags=re.DOTALL)
+
+
+async def test_curl_walkthrough() -> None:
+    blocks = runnable_blocks()
+    assert len(blocks) >= 6
+    with trio.fail_after(60):
+        async with daemon_process("serve", "--backend", "mock") as proc:
+            assert proc.inference_url is not None and proc.admin_url is not None
+            env = {"TRINFER": proc.inference_url, "TRINFER_ADMIN": proc.admin_url}
+            outputs = [
+                await run_example(proc, "bash", "-euo", "pipefail", "-c", block, env=env) for block in blocks
+            ]
+    health, status, models, chat, stream, errors = outputs
+    assert '{"status":"ok"}' in health and '{"status":"ready"}' in health
+    assert '"state":"ready"' in status
+    assert '"id":"mock-echo"' in models
+    assert '"content":"hello from curl"' in chat
+    assert stream.rstrip().endswith("data: [DONE]")
+    assert '"choices":[]' in stream
+    assert "HTTP/1.1 404" in errors and "x-request-id: req_" in errors
+    assert '"code":"invalid_json"' in errors
+
+
+def test_examples_do_not_need_the_project_installed() -> None:
+    """The SDK examples import only the openai package and their helper, so they work from a checkout."""
+    for script in ("chat_sync.py", "chat_stream.py", "chat_async.py", "_connection.py"):
+        source = (EXAMPLES / script).read_text()
+        imports = set(re.findall(r"^(?:from|import) (\w+)", source, flags=re.MULTILINE))
+        assert imports <= {"__future__", "asyncio", "os", "sys", "openai", "_connection"}, (script, imports)
