@@ -102,15 +102,17 @@ class StopScanner:
     def feed(self, text: str) -> tuple[str, StopReason | None]:
         """Add ``text``; return the text now safe to emit and, if a stop sequence completed, its reason."""
         self._pending += text
-        best: tuple[int, StopReason] | None = None
+        # The stop sequence that *completes* first wins, as it would have token by token, so the result never
+        # depends on how the text was chunked.
+        best: tuple[int, int, StopReason] | None = None
         for stop, reason in self._stops:
             at = self._pending.find(stop)
-            if at != -1 and (best is None or at < best[0]):
-                best = (at, reason)
+            if at != -1 and (best is None or (at + len(stop), at) < best[:2]):
+                best = (at + len(stop), at, reason)
         if best is not None:
-            safe = self._pending[: best[0]]
+            safe = self._pending[: best[1]]
             self._pending = ""
-            return safe, best[1]
+            return safe, best[2]
         hold = 0
         for stop, _ in self._stops:
             for length in range(min(len(stop) - 1, len(self._pending)), hold, -1):
