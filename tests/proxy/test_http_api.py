@@ -147,3 +147,20 @@ async def test_health_is_on_both_listeners() -> None:
         async with running_daemon(mock_config()) as d, d.http() as http:
             assert (await http.get("/health")).json() == {"status": "ok"}
             assert (await d.admin_get("/health")).json() == {"status": "ok"}
+
+
+async def test_a_stream_longer_than_quarts_default_response_timeout_is_not_cut(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """quart cuts responses after RESPONSE_TIMEOUT (60 s by default); a long generation must stream to its end."""
+    words = " ".join(f"w{i}" for i in range(12))
+    with trio.fail_after(600):
+        async with running_daemon(mock_config(token_delay_ms=10_000)) as d, d.client() as client:
+            started = trio.current_time()
+            stream = await client.chat.completions.create(
+                model=MOCK_MODEL, messages=[{"role": "user", "content": words}], stream=True
+            )
+            chunks = [chunk async for chunk in stream]
+            assert trio.current_time() - started >= 120  # virtual time: the 12 token delays really elapsed
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == words
+    assert chunks[-1].choices[0].finish_reason == "stop"

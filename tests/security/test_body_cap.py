@@ -83,3 +83,17 @@ async def test_body_just_under_the_cap_is_served() -> None:
             )
             assert response.status_code == 200
             assert response.json()["choices"][0]["message"]["content"] == "hi"
+
+
+async def test_a_body_that_stops_arriving_is_refused_after_the_timeout(autojump_clock: trio.abc.Clock) -> None:
+    """A client cannot park a request by sending part of its body and then nothing (slowloris)."""
+    with trio.fail_after(120):
+        async with running_daemon(mock_config(server={"write_timeout_s": 10})) as d:
+            stream = await trio.open_tcp_stream("127.0.0.1", d.inference_port)
+            async with stream:
+                await stream.send_all(request_head(d.inference_port, "Content-Length: 100\r\n") + b'{"model":')
+                status, headers, body = await read_response(stream)
+    assert status == 408
+    assert json.loads(body)["error"]["code"] == "request_timeout"
+    assert headers["x-request-id"].startswith("req_")
+    assert d.backend_status()["started"] == 0
