@@ -107,3 +107,15 @@ async def test_past_the_stop_deadline_streams_get_an_error_event_and_requests_a_
     assert queued_response.json()["error"]["code"] == "server_shutting_down"
     assert d.backend_status()["cancelled"] == 1
     assert d.backend_status()["started"] == 1
+
+
+async def test_a_stop_requested_while_loading_ends_cleanly_without_binding(autojump_clock: trio.abc.Clock) -> None:
+    config = mock_config(boot_delay_ms=60_000)
+    with trio.fail_after(30):
+        async with running_daemon(config, wait_ready=False) as d:
+            await wait_until(lambda: d.daemon.state is DaemonState.LOADING)
+            d.request_stop()
+            await wait_until(lambda: d.daemon.state is DaemonState.STOPPED)
+            assert trio.current_time() < 60  # the boot was abandoned, not waited for
+    assert d.daemon.inference_url is None
+    assert not d.backends["mock"].ready()
