@@ -4,10 +4,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from quart import Response, request
 from quart_trio import QuartTrio
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 
@@ -20,7 +22,7 @@ from . import embeddings as embedding_views
 from . import ws as ws_views
 from .asgi import RequestMiddleware
 from .errors import encode_json, render, translate_http_exception
-from .inflight import SCOPE_KEY
+from .inflight import SCOPE_KEY, RequestInfo
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -44,7 +46,7 @@ def _new_app(name: str, daemon: Daemon) -> QuartTrio:
 
     async def handle_error(exc: Exception) -> Response:
         """The one error handler: every error of either app leaves through `proxy.errors.render`."""
-        info = request.scope.get(SCOPE_KEY)
+        info: RequestInfo | None = cast(Mapping[str, Any], request.scope).get(SCOPE_KEY)
         request_id = info.request_id if info is not None else "unknown"
         allow: list[str] | None = None
         if isinstance(exc, WerkzeugMethodNotAllowed):
@@ -52,7 +54,7 @@ def _new_app(name: str, daemon: Daemon) -> QuartTrio:
         if isinstance(exc, HTTPException):
             exc = translate_http_exception(exc, request.method, request.path, server.max_body_bytes)
         status, headers, body = render(exc, request_id, allow=allow)
-        return Response(body, status=status, headers=headers)
+        return Response(body, status=status, headers=Headers(headers))
 
     app.register_error_handler(Exception, handle_error)
 

@@ -19,8 +19,8 @@ cancels the producer: the backend sees ``trio.Cancelled`` and the slot is freed 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 import trio
 from quart import Response, request
@@ -53,8 +53,15 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def current_request() -> RequestInfo:
-    info: RequestInfo = request.scope[SCOPE_KEY]
+    """The `RequestInfo` the middleware put in this request's ASGI scope."""
+    info: RequestInfo = cast(Mapping[str, Any], request.scope)[SCOPE_KEY]
     return info
+
+
+async def read_body() -> bytes:
+    """The request body (413 past ``max_body_bytes``, 408 when it stops arriving: see `proxy.apps`)."""
+    body = await request.get_data()
+    return body if isinstance(body, bytes) else body.encode()
 
 
 def shutting_down() -> ShuttingDown:
@@ -77,9 +84,10 @@ def generation_for(backend: Backend, chat: ChatRequest) -> Generate:
 async def acquire_slot(admission: Admission, info: RequestInfo) -> Slot:
     """An admission slot; the stop deadline turns a wait in the queue into `ShuttingDown`."""
     with info.abortable() as scope:
-        return await admission.acquire()
-    assert scope.cancelled_caught
-    raise shutting_down()
+        slot = await admission.acquire()
+    if scope.cancelled_caught:
+        raise shutting_down()
+    return slot
 
 
 def producer(slot: Slot, route: Route, generate: Generate, info: RequestInfo) -> Producer:
@@ -112,7 +120,7 @@ async def start_generation(router: Router, chat: ChatRequest, info: RequestInfo)
 
 async def chat_completions(router: Router) -> Response:
     info = current_request()
-    chat = parse_chat_request(parse_json(await request.get_data()))
+    chat = parse_chat_request(parse_json(await read_body()))
     info.model = chat.model
     events = await start_generation(router, chat, info)
     try:

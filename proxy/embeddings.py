@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from quart import Response, request
+from quart import Response
 
 from compat.embeddings import parse_embeddings_request, render_embeddings
 from compat.json_body import parse_json
 
 from .breaker import Outcome
-from .chat import acquire_slot, current_request, shutting_down
+from .chat import acquire_slot, current_request, read_body, shutting_down
 from .errors import encode_json
 from .routing import recording
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 async def embeddings(router: Router) -> Response:
     info = current_request()
-    req = parse_embeddings_request(parse_json(await request.get_data()))
+    req = parse_embeddings_request(parse_json(await read_body()))
     info.model = req.model
     route = router.route(req.model, embed=True)
     try:

@@ -12,7 +12,6 @@ app as ``http.disconnect`` (or ``websocket.disconnect``), so the request is canc
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, MutableMapping
 from functools import partial
 from typing import Any
 
@@ -27,7 +26,7 @@ from hypercorn.utils import repr_socket_addr, wrap_app
 
 from .logs import get_logger
 
-ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
+ASGIApp = Any  # an ASGI 3 application (hypercorn types it more narrowly than quart does)
 
 log = get_logger("listener")
 
