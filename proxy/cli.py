@@ -11,13 +11,15 @@ import argparse
 import os
 import signal
 import sys
+import textwrap
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 
 import trio
 
 from adapters.registry import KINDS
 
-from .config import ENV_VARIABLES, ConfigError, Flags, load_config
+from .config import ENV_VARIABLES, ConfigError, Flags, ServerConfig, load_config
 from .daemon import Daemon, StartupError
 from .logs import configure_logging, get_logger
 
@@ -27,16 +29,21 @@ EXIT_OK = 0
 EXIT_STARTUP = 1
 EXIT_CONFIG = 2
 
+
+def _wrapped(items: Sequence[str], indent: str) -> str:
+    return textwrap.fill(", ".join(items), width=110, initial_indent=indent, subsequent_indent=indent)
+
+
 SERVE_EPILOG = f"""\
 precedence: flags, then environment variables, then the config file, then defaults.
 
 environment variables:
-  {", ".join(ENV_VARIABLES)}
+{_wrapped(ENV_VARIABLES, "  ")}
   (TRINFER_API_KEYS is a comma-separated list; TRINFER_<KEY> sets the [server] key of the same name)
 
 config file (TOML), every key optional except the backends' kind and models:
-  [server]  host, port, admin_port, api_keys = [...], api_key_file, stop_timeout_s, ready_timeout_s,
-            queue_timeout_s, write_timeout_s, max_body_bytes, log_level
+  [server]
+{_wrapped([f.name for f in fields(ServerConfig)], "            ")}
   [[backends]]  name, kind ({" | ".join(KINDS)}), models = [...], priority (lower first), active, queue,
             plus the kind's own keys (mock: reply, token_delay_ms, boot_delay_ms, fail, fail_after_tokens,
             embed_dim; llamacpp: model_path, ...)

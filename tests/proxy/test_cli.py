@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 import trio
 
 from proxy.cli import build_parser
-from proxy.config import ENV_VARIABLES
+from proxy.config import ENV_VARIABLES, ServerConfig
 from tests.daemon_harness import daemon_process, openai_client, process_env, wait_until
 
 TRINFER = Path(sys.executable).parent / "trinfer"
@@ -49,8 +50,8 @@ def test_help_documents_every_option_and_variable() -> None:
         assert option in serve.stdout
     for variable in ENV_VARIABLES:
         assert variable in serve.stdout
-    for key in ("stop_timeout_s", "queue_timeout_s", "write_timeout_s", "max_body_bytes", "api_key_file"):
-        assert key in serve.stdout
+    for key in fields(ServerConfig):
+        assert key.name in serve.stdout
 
 
 @pytest.mark.parametrize(
