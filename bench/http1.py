@@ -187,8 +187,6 @@ class Connection:
                 if stop_after and len(result.token_times) >= stop_after:
                     result.text = "".join(parts)
                     return result
-            if result.done:
-                break
         result.text = "".join(parts)
         return result
 

@@ -8,11 +8,14 @@ a temporary directory that is printed and kept.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from .servers import CLIENT_CORE
 
 BENCHMARKS = ("P1", "P2", "P3", "P5", "P6")
 
@@ -23,6 +26,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per target (default 3)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run in P1 (default 10)")
     args = parser.parse_args()
+    os.sched_setaffinity(0, {int(CLIENT_CORE)})  # the client side; servers are pinned to SERVER_CORE
     workdir = Path(tempfile.mkdtemp(prefix="trinfer-bench-"))
     print(f"# trinfer benchmarks, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, work files in {workdir}")
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
