@@ -37,19 +37,20 @@ def prompt(i: int) -> str:
 
 def _http_runs(server: Server, first: int) -> list[StreamResult]:
     results = []
-    with Connection(HOST, server.port, timeout=300) as conn:
-        for i in range(first, first + PER_ROUND + 1):
-            body = {
-                "model": MODEL_ID,
-                "messages": [{"role": "user", "content": prompt(i)}],
-                "max_tokens": MAX_TOKENS,
-                "temperature": 0,
-                "stream": True,
-            }
+    for i in range(first, first + PER_ROUND + 1):
+        body = {
+            "model": MODEL_ID,
+            "messages": [{"role": "user", "content": prompt(i)}],
+            "max_tokens": MAX_TOKENS,
+            "temperature": 0,
+            "stream": True,
+        }
+        # A connection per request: llama-server ends a stream by closing the connection.
+        with Connection(HOST, server.port, timeout=300) as conn:
             result = conn.stream_chat("/v1/chat/completions", body)
-            if result.status != 200 or not result.token_times:
-                raise RuntimeError(f"{server.name}: {result.status} {result.error}")
-            results.append(result)
+        if result.status != 200 or not result.token_times:
+            raise RuntimeError(f"{server.name}: {result.status} {result.error}")
+        results.append(result)
     return results[1:]  # the first is a warm-up
 
 

