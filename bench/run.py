@@ -29,17 +29,24 @@ def main() -> None:
     os.sched_setaffinity(0, {int(CLIENT_CORE)})  # the client side; servers are pinned to SERVER_CORE
     workdir = Path(tempfile.mkdtemp(prefix="trinfer-bench-"))
     print(f"# trinfer benchmarks, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, work files in {workdir}")
-    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    print(f"# {platform.platform()}, load: {uptime}")
+    print(f"# {platform.platform()}, {load()}")
     chosen = BENCHMARKS if args.which == "all" else (args.which,)
     tables = []
     for name in chosen:
         print(f"\n## {name}", flush=True)
-        tables.append(run_one(name, workdir, args.rounds, args.duration))
+        before = load()
+        tables.append(
+            run_one(name, workdir, args.rounds, args.duration) + f"\n{name} ran from {before} to {load()}\n"
+        )
         print(tables[-1], flush=True)
     if len(tables) > 1:
         print("\n## all results\n")
         print("\n".join(tables))
+
+
+def load() -> str:
+    """The time and load averages, to show how quiet the machine was around a benchmark."""
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def run_one(name: str, workdir: Path, rounds: int, duration: float) -> str:
