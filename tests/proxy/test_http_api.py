@@ -164,3 +164,18 @@ async def test_a_stream_longer_than_quarts_default_response_timeout_is_not_cut(
             assert trio.current_time() - started >= 120  # virtual time: the 12 token delays really elapsed
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == words
     assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+async def test_each_request_is_logged_once_with_its_id_status_and_model(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="trinfer.http")
+    with trio.fail_after(10):
+        async with running_daemon(mock_config()) as d, d.http() as http:
+            ok = await http.post("/v1/chat/completions", json={"model": MOCK_MODEL, "messages": HELLO})
+            missing = await http.post("/v1/chat/completions", json={"model": "nope", "messages": HELLO})
+    lines = [r.getMessage() for r in caplog.records if r.name == "trinfer.http"]
+    for response, status, model in ((ok, 200, MOCK_MODEL), (missing, 404, "nope")):
+        request_id = response.headers["x-request-id"]
+        (line,) = [line for line in lines if request_id in line]
+        assert line.startswith(f"POST /v1/chat/completions {status} ")
+        assert f"id={request_id} model={model}" in line
+    assert ok.headers["x-request-id"] != missing.headers["x-request-id"]
