@@ -27,10 +27,12 @@ PROMPT = "Write a long story about a lighthouse keeper."
 EOS_BAN = ((2, -100.0),)  # SmolLM2's end-of-turn token
 
 
-async def _one_run(backend: LlamaCppBackend, tokens: int) -> tuple[float, float]:
+async def _one_run(backend: LlamaCppBackend, tokens: int, run: int) -> tuple[float, float]:
+    # A different prompt each run, so the time to first token includes evaluating it (llama.cpp reuses the
+    # KV cache for a repeated prompt; the template's shared system prefix is reused, as in real chats).
     req = Resolved(
         "measure",
-        (Message(Role.USER, PROMPT),),
+        (Message(Role.USER, f"{PROMPT} Version {run}."),),
         SamplingParams(temperature=0.0, max_tokens=tokens, logit_bias=EOS_BAN),
     )
     start = time.perf_counter()
@@ -53,8 +55,8 @@ async def measure(model: Path, threads: Sequence[int], tokens: int, runs: int) -
         backend = LlamaCppBackend.from_options({"model_path": str(model), "n_threads": n})
         await backend.boot()
         try:
-            await _one_run(backend, 8)  # warm-up
-            samples = [await _one_run(backend, tokens) for _ in range(runs)]
+            await _one_run(backend, 8, 0)  # warm-up
+            samples = [await _one_run(backend, tokens, run) for run in range(1, runs + 1)]
         finally:
             await backend.stop(10)
         results.append((n, statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples)))
