@@ -27,7 +27,10 @@ async def test_status_reports_loading_then_ready_with_the_model_and_its_template
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(backend.boot)
-            await trio.lowlevel.checkpoint()
+            # trio may run this task again before boot() has started: wait for the first change of state,
+            # which boot() makes before it hands the load to a worker thread.
+            while backend.status()["state"] == "configured":
+                await trio.lowlevel.checkpoint()
             seen.append(backend.status()["state"])
     try:
         assert seen == ["loading"]
