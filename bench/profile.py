@@ -1,6 +1,7 @@
-"""Profile trinfer under a benchmark's load with py-spy: ``python -m bench.profile P1|P2 [--seconds N]``.
+"""Profile trinfer under a benchmark's load with py-spy: ``python -m bench.profile P1|P2|P3 [--seconds N]``.
 
-Starts trinfer as P1 (mock, non-streaming, wrk c=16) or P2 (mock, 20,000-token streams) would, attaches
+Starts trinfer as P1 (mock, non-streaming, wrk c=16), P2 (mock, 20,000-token streams) or P3 (llamacpp,
+128-token streams, one after the other; py-spy also samples the decode thread, idle time included) would, attaches
 ``py-spy record`` (from ``$PEERS/tools``, installed by bench/setup_peers.sh) for the duration of the load, and
 prints where the samples fell: the functions with the most samples at the top of the stack (self) and the
 trinfer/framework functions present in the most stacks (inclusive). The raw collapsed stacks are kept in the
@@ -47,11 +48,17 @@ def summarize(collapsed: Path, top: int = 25) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", choices=["P1", "P2"])
+    parser.add_argument("which", choices=["P1", "P2", "P3"])
     parser.add_argument("--seconds", type=int, default=15)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="trinfer-profile-"))
-    backend = targets.mock_backend(reply=["w "] * 20_000) if args.which == "P2" else targets.mock_backend()
+    backend = {
+        "P1": targets.mock_backend(),
+        "P2": targets.mock_backend(reply=["w "] * 20_000),
+        "P3": targets.llamacpp_backend(targets.chat_model_path()),
+    }[args.which]
+    model = "smollm2" if args.which == "P3" else targets.MOCK_MODEL
+    tokens = 128 if args.which == "P3" else 20_000
     collapsed = workdir / f"{args.which}.collapsed.txt"
     with targets.trinfer(workdir, backend) as t:
         spy = subprocess.Popen(
@@ -83,13 +90,14 @@ def main() -> None:
 
             def load() -> None:
                 body = {
-                    "model": targets.MOCK_MODEL,
-                    "messages": [{"role": "user", "content": "go"}],
+                    "model": model,
+                    "messages": [{"role": "user", "content": "Write a long story."}],
                     "stream": True,
-                    "max_tokens": 20_000,
+                    "max_tokens": tokens,
+                    "temperature": 0,
                 }
-                with Connection(HOST, t.server.port) as conn:
-                    while not done.is_set():
+                while not done.is_set():
+                    with Connection(HOST, t.server.port) as conn:
                         conn.stream_chat("/v1/chat/completions", body, parse=False)
 
             thread = threading.Thread(target=load)
