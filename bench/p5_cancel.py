@@ -1,8 +1,8 @@
 """P5 - cancellation latency: from a client's disconnect to the generation stopped and its slot free.
 
 For trinfer (mock and llamacpp, streaming and non-streaming) the client disconnects, then polls the admin
-listener's ``/admin/status`` over a keep-alive connection until the backend's admission shows no active
-generation: the slot is released only after the backend's ``generate`` (for llamacpp: its worker thread) has
+listener's ``/admin/status`` (every 2 ms, on one keep-alive connection) until the backend's admission shows no
+active generation: the slot is released only after the backend's ``generate`` (for llamacpp: its worker thread) has
 returned, so that moment is "backend stopped + slot free". A peer server has no such status, so for every
 target - trinfer included - the other measure is black-box: right after the disconnect, send a 1-token
 request and time until its answer arrives; compared with the same request on an idle server, it shows whether
@@ -28,6 +28,7 @@ from .servers import HOST, Server
 
 LONG = 512  # max_tokens of the request that gets cancelled: seconds of work if it is not stopped
 MOCK_TOKEN_MS = 20
+POLL_S = 0.002
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,11 @@ def _slot_active(admin: Connection) -> int:
 
 
 def _wait_slot_free(admin_port: int, since: float) -> float:
+    """Poll every `POLL_S`: each poll costs the server CPU on the core its decode thread also needs, so
+    polling flat out would slow down the very generation being timed (it doubled the llamacpp numbers)."""
     with Connection(HOST, admin_port) as admin:
         while _slot_active(admin):
-            pass
+            time.sleep(POLL_S)
         return time.perf_counter() - since
 
 
@@ -155,7 +158,14 @@ def run(workdir: Path, *, rounds: int) -> str:
                     _next_request(server, target.model, i + 1)
                     next_answer[target.name, stream].append(time.perf_counter() - since)
                     i += 2
-        print(f"  round {round_index + 1} done", flush=True)
+        print(
+            f"  round {round_index + 1}: slot free ms "
+            + ", ".join(
+                f"{name} {'stream' if stream else 'plain'} {values[-1] * 1000:.1f}"
+                for (name, stream), values in slot_free.items()
+            ),
+            flush=True,
+        )
     rows = []
     for target in contenders:
         for stream in (True, False):
