@@ -1,0 +1,11 @@
+"""The reliability suite (issue 7): load, faults and bad input, bounded, self-stopping, loopback only.
+
+- ``test_load``: 200 concurrent streaming clients against 4 slots and a queue of 10.
+- ``test_faults``: every mock fault, disconnect phase and a slow reader back to back on one daemon; failed starts.
+- ``test_bad_input``: over 2,000 hypothesis-generated chat and embeddings bodies over real HTTP.
+- ``test_slowloris``: partial headers and partial bodies end on their own and hold no slot.
+
+The security regressions, one test per threat (body cap, auth on every route, ready gating, write stall, log
+redaction, open-bind refusal), live in ``tests/security/``; WebSocket auth in ``tests/ws/test_auth.py``.
+No test here asserts a duration: performance goals are measured in ``bench/`` (docs/benchmarks.md).
+"""
