@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import targets
 from .http1 import Connection, StreamResult
-from .report import median, ratio, table
+from .report import median, paired_ratio, per_round, table
 from .servers import HOST, Server
 
 TOKENS = 20_000
@@ -49,9 +49,8 @@ def run(workdir: Path, *, rounds: int) -> str:
             f"  round {round_index + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in rates.items()), flush=True
         )
     rows = [[name, median(values), min(values), max(values), len(values)] for name, values in rates.items()]
-    rows.append(
-        ["trinfer / floor", ratio(median(rates["trinfer"]), median(rates["quart-trio floor"])), "", "", ""]
-    )
+    paired = paired_ratio(per_round(rates["trinfer"], rounds), per_round(rates["quart-trio floor"], rounds))
+    rows.append(["trinfer / floor (median of per-round ratios)", paired, "", "", ""])
     return table(
         f"P2 streaming relay (SSE content chunks/s, one stream of {TOKENS:,} tokens; goal >= 20,000)",
         ["target", "median chunks/s", "min", "max", "streams"],

@@ -23,6 +23,26 @@ def ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
+def per_round(values: Sequence[float], rounds: int) -> list[float]:
+    """The median of each round's values (``values`` holds the same number of samples for every round)."""
+    size = len(values) // rounds
+    return [median(values[i * size : (i + 1) * size]) for i in range(rounds)]
+
+
+def paired_ratio(ours: Sequence[float], theirs: Sequence[float]) -> float:
+    """The median over rounds of ours/theirs, each round's pair measured minutes apart (A B A B ...).
+
+    Pairing by round cancels a noisy minute that hits both targets; taking each target's median separately
+    would not (one disturbed round can move one median and not the other).
+    """
+    return median([ratio(a, b) for a, b in zip(ours, theirs, strict=True)])
+
+
+def paired_difference(ours: Sequence[float], theirs: Sequence[float]) -> float:
+    """The median over rounds of ours - theirs (see `paired_ratio`)."""
+    return median([a - b for a, b in zip(ours, theirs, strict=True)])
+
+
 def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A Markdown table (pasted as is into docs/benchmarks.md)."""
 
