@@ -140,7 +140,7 @@ class RequestMiddleware:
     @staticmethod
     def _log_line(info: RequestInfo, duration_s: float) -> None:
         status = info.status if info.status is not None else "-"
-        level = log_level_for(info.status) if info.status is not None else logging.INFO
+        level = log_level_for(info.status, info.path) if info.status is not None else logging.INFO
         log.log(
             level,
             "%s %s %s %.1fms id=%s model=%s%s",

@@ -88,5 +88,12 @@ def encode_json(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def log_level_for(status: int) -> int:
-    return logging.ERROR if status >= 500 else logging.INFO
+def log_level_for(status: int, path: str) -> int:
+    """The level of a request's log line: a 5xx is WARNING (INFO for a ``/ready`` probe), anything else INFO.
+
+    Never ERROR: every 5xx that reaches a line is an expected refusal (loading, draining, queue timeout, no
+    backend), except a bug, which `render` has already logged at ERROR with its traceback and request id.
+    """
+    if status >= 500 and path != "/ready":
+        return logging.WARNING
+    return logging.INFO
