@@ -14,6 +14,7 @@ import sys
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
+from typing import NoReturn
 
 import trio
 
@@ -57,8 +58,19 @@ exit status: 0 stopped, 1 startup failed, 2 bad configuration, 128+N stopped by 
 """
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr and exit status 2 (bad configuration).
+
+    argparse's default prints the whole usage block first; the CLI's contract is one clear line. Subcommand
+    parsers are built from the same class (``add_subparsers`` uses the parent's class), so this covers both.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_CONFIG, f"trinfer: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="trinfer",
         description="trinfer: an OpenAI-compatible inference proxy (llama.cpp, Anthropic, mock) on trio.",
         epilog="Run `trinfer serve --help` for every option, environment variable and config key.",

@@ -72,6 +72,26 @@ def test_bad_config_exits_2_with_one_line(tmp_path: Path, toml: str, message: st
     assert message in lines[0]
 
 
+@pytest.mark.parametrize(
+    ("args", "message", "help_hint"),
+    [
+        (("serve", "--port", "abc"), "argument --port: invalid int value: 'abc'", "trinfer serve --help"),
+        (("serve", "--backend", "gpt"), "argument --backend: invalid choice: 'gpt'", "trinfer serve --help"),
+        (("serve", "--colour"), "unrecognized arguments: --colour", "trinfer --help"),
+        (("bogus",), "argument COMMAND: invalid choice: 'bogus'", "trinfer --help"),
+        ((), "the following arguments are required: COMMAND", "trinfer --help"),
+    ],
+)
+def test_bad_flags_exit_2_with_one_line(args: tuple[str, ...], message: str, help_hint: str) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"trinfer: error: {message}")
+    assert lines[0].endswith(f"(see `{help_hint}`)")
+    assert result.stdout == ""
+
+
 def test_missing_config_file_and_incomplete_backend_flags_exit_2(tmp_path: Path) -> None:
     assert run_cli("serve", "--config", str(tmp_path / "absent.toml")).returncode == 2
     result = run_cli("serve", "--backend", "llamacpp")
