@@ -3,8 +3,10 @@
 Only function tools exist here: OpenAI's ``custom`` tools (free-text or grammar input) and the
 ``allowed_tools`` tool choice are not implemented (`UnsupportedParameter`). Names follow OpenAI's rule
 (`NAME_PATTERN`) and must be unique, because a backend answers with a tool *name* and the client must be able to
-tell which tool was meant. A named ``tool_choice`` must name one of the offered tools, and ``required`` needs at
-least one tool; ``auto`` and ``none`` without tools are accepted (they change nothing).
+tell which tool was meant. A tool's ``parameters``, when given a ``type``, must have type ``object`` (the
+arguments of a call are a JSON object; OpenAI answers 400 the same way). A named ``tool_choice`` must name one
+of the offered tools, and ``required`` needs at least one tool; ``auto`` and ``none`` without tools are accepted
+(they change nothing).
 """
 
 from __future__ import annotations
@@ -65,6 +67,12 @@ def parse_tools(value: object, path: str = "tools") -> tuple[ToolSpec, ...]:
         if any(spec.name == name for spec in specs):
             raise invalid_value(name_path, f"tool names must be unique; {name!r} is given twice.")
         parameters = opt_object(function, "parameters", function_path)
+        if parameters is not None and "type" in parameters and parameters["type"] != "object":
+            # A call's arguments are a JSON object; OpenAI refuses any other parameters type the same way.
+            raise invalid_value(
+                field_path(function_path, "parameters"),
+                f"a function's parameters must be a JSON Schema of type 'object', not {parameters['type']!r:.64}.",
+            )
         specs.append(
             ToolSpec(
                 name=name,

@@ -29,7 +29,7 @@ import outcome
 import trio
 
 from ..backend import Backend
-from ..errors import Internal, InvalidRequest, NotReady, Unavailable, Unsupported
+from ..errors import InvalidRequest, NotReady, Unavailable, Unsupported
 from ..types import (
     BackendCapabilities,
     Done,
@@ -48,8 +48,8 @@ from ..types import (
 )
 from . import conversation
 from .decode import DecodeCounters, DecodeJob, DecodeResult, Mode, decode
-from .errors import Phase, translate
-from .grammar import check_schema, schema_to_gbnf, tool_arguments_schema, tool_call_gbnf, tool_call_schema
+from .errors import Phase, UnusableOutput, translate
+from .grammar import check_tools, schema_to_gbnf, tool_call_gbnf, tool_call_schema
 from .options import LlamaCppOptions, parse_options
 from .template import ChatTemplate, Prompt, resolve_template
 
@@ -204,10 +204,13 @@ class LlamaCppBackend(Backend):
                 await send.send(call)
                 await send.send(Done(StopReason.TOOL_USE, usage))
                 return
-            if output is not _Output.JSON_OR_CALL and result.stop_reason is not StopReason.MAX_TOKENS:
-                raise Internal("the model's tool call did not parse despite the grammar")
-            if result.text:  # a JSON answer, or a call cut short by max_tokens (finish_reason "length")
-                await send.send(Text(result.text))
+            if output is _Output.JSON_OR_CALL:
+                if result.text:  # a JSON answer (cut short by max_tokens: finish_reason "length")
+                    await send.send(Text(result.text))
+            elif result.stop_reason is not StopReason.MAX_TOKENS:
+                raise UnusableOutput("the model's tool call did not parse")
+            # A call cut short by max_tokens ends with finish_reason "length" and no content: its partial JSON
+            # is never shown as if it were the answer.
         await send.send(Done(result.stop_reason, usage))
 
     def _plan(self, req: ResolvedV2, prompt: Prompt, tools: tuple[ToolSpec, ...]) -> tuple[_Output, DecodeJob]:
@@ -227,8 +230,7 @@ class LlamaCppBackend(Backend):
             return _Output.FORCED_CALL, job
         answer = _answer_schema(req)
         if tools and answer is not None:
-            for index, tool in enumerate(tools):
-                check_schema(tool_arguments_schema(tool), limits, f"tools[{index}].function.parameters")
+            check_tools(tools, limits)
             schema = {"anyOf": [tool_call_schema(tools), answer]}
             grammar = schema_to_gbnf(schema, limits, "response_format", prop_order=("name", "arguments"))
             return _Output.JSON_OR_CALL, DecodeJob(

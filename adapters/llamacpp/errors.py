@@ -110,3 +110,14 @@ def translate(exc: BaseException, phase: Phase, *, param: str | None = None) -> 
         if row_phase is phase and isinstance(exc, classes):
             return factory(exc, param)
     return _bug(exc, param)
+
+
+class UnusableOutput(Internal):
+    """The model's output could not be delivered as the request asked (a tool call that does not parse).
+
+    A 500 like any internal error, but not the backend's fault in the circuit breaker's sense: the same model
+    serves other requests fine, and one client's odd request must not take the model away from everyone.
+    """
+
+    default_code = "model_output_unusable"
+    backend_fault = False

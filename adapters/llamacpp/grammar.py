@@ -300,12 +300,33 @@ def _json_safe_strings(gbnf: str) -> str:
     return _DOT_RULE.sub(lambda _: _SAFE_DOT, gbnf)
 
 
+#: The arguments of a tool that declares no parameters: exactly ``{}`` (any object would let the model ramble
+#: through invented arguments until max_tokens).
+NO_ARGUMENTS: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
+
+
 def tool_arguments_schema(tool: ToolSpec) -> dict[str, Any]:
-    """The schema a call's ``arguments`` must match: the tool's parameters, or any object when it has none."""
+    """The schema a call's ``arguments`` must match: the tool's parameters, or ``{}`` when it has none.
+
+    Parameters without a ``type`` are given ``"type": "object"`` (unless they use ``anyOf``/``$ref``, which
+    take no siblings), so the grammar can only produce an arguments object.
+    """
     parameters = dict(tool.parameters)
     if not _constraints(parameters):
-        return {"type": "object"}
+        return dict(NO_ARGUMENTS)
+    if "type" not in parameters and not {"anyOf", "$ref"} & set(parameters):
+        return {"type": "object", **parameters}
     return parameters
+
+
+def check_tools(tools: Sequence[ToolSpec], limits: GrammarLimits) -> None:
+    """Check every tool's arguments schema (param ``tools[i].function.parameters``): an object, within limits."""
+    for index, tool in enumerate(tools):
+        param = f"tools[{index}].function.parameters"
+        schema = tool_arguments_schema(tool)
+        if "type" in schema and schema["type"] != "object":
+            raise _reject("a function's parameters must be a JSON Schema of type 'object'", param)
+        check_schema(schema, limits, param)
 
 
 def tool_call_schema(tools: Sequence[ToolSpec]) -> dict[str, Any]:
@@ -324,8 +345,7 @@ def tool_call_schema(tools: Sequence[ToolSpec]) -> dict[str, Any]:
 
 def tool_call_gbnf(tools: Sequence[ToolSpec], limits: GrammarLimits) -> str:
     """GBNF forcing one call of one of ``tools``; each tool's schema is checked (param ``tools[i]...``)."""
-    for index, tool in enumerate(tools):
-        check_schema(tool_arguments_schema(tool), limits, f"tools[{index}].function.parameters")
+    check_tools(tools, limits)
     return schema_to_gbnf(tool_call_schema(tools), limits, "tools", prop_order=("name", "arguments"))
 
 

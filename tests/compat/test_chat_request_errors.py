@@ -395,6 +395,20 @@ CASES: list[tuple[str, dict[str, Any], type[RVE], str | None, str]] = [
         "invalid_type",
     ),
     (
+        "tool parameters of type string",
+        {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}]},
+        RVE,
+        "tools[0].function.parameters",
+        "invalid_value",
+    ),
+    (
+        "tool parameters of a list of types",
+        {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": ["object", "null"]}}}]},
+        RVE,
+        "tools[0].function.parameters",
+        "invalid_value",
+    ),
+    (
         "tool description a number",
         {"tools": [{"type": "function", "function": {"name": "f", "description": 5}}]},
         RVE,

@@ -172,3 +172,36 @@ async def test_trinfer_serve_without_config_answers_from_smollm2(chat_model_path
                 )
     assert [m.id for m in models.data] == [MODEL]
     assert reply.choices[0].message.content
+
+
+def breaker_state(status: dict[str, Any], name: str = "smollm2") -> Any:
+    return next(b["breaker"] for b in status["backends"] if b["name"] == name)
+
+
+async def test_tool_calls_that_cannot_be_objects_never_open_the_breaker(chat_model_path: Path) -> None:
+    """Three requests whose tool parameters are a string schema (400 in compat), then three whose parameters
+    are an anyOf of strings (the model's call cannot parse: 500, the model's output, not a backend fault): the
+    breaker stays closed and the next normal request is served by the model."""
+    as_type: Any = [{"type": "function", "function": {"name": "echo", "parameters": {"type": "string"}}}]
+    as_any_of: Any = [
+        {"type": "function", "function": {"name": "echo", "parameters": {"anyOf": [{"type": "string"}]}}}
+    ]
+    messages: Any = [{"role": "user", "content": "Say hi."}]
+    with trio.fail_after(120):
+        async with running_daemon(config(chat_model_path)) as d, d.client() as client:
+            for _ in range(3):
+                with pytest.raises(openai.BadRequestError) as bad:
+                    await client.chat.completions.create(
+                        model=MODEL, messages=messages, tools=as_type, tool_choice="required", max_tokens=20
+                    )
+                assert bad.value.param == "tools[0].function.parameters"
+            for _ in range(3):
+                with pytest.raises(openai.InternalServerError) as failed:
+                    await client.chat.completions.create(
+                        model=MODEL, messages=messages, tools=as_any_of, tool_choice="required", max_tokens=20
+                    )
+                assert failed.value.code == "model_output_unusable"
+            breaker = breaker_state((await d.admin_get("/admin/status")).json())
+            reply = await client.chat.completions.create(model=MODEL, messages=messages, max_tokens=8)
+    assert breaker["state"] == "closed" and breaker["recent_failures"] == 0
+    assert reply.choices[0].message.content

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 import trio
 
-from adapters.errors import InvalidRequest
+from adapters.errors import Internal, InvalidRequest
 from adapters.llamacpp import LlamaCppBackend
 from adapters.llamacpp.grammar import validate_in_llama
 from adapters.types import (
@@ -279,3 +279,25 @@ async def test_llama_cpp_itself_judges_a_grammar_last(backend: LlamaCppBackend) 
     with pytest.raises(InvalidRequest):
         await trio.to_thread.run_sync(validate_in_llama, backend._llama, "root ::= undefined-rule", "tools")
     await trio.to_thread.run_sync(validate_in_llama, backend._llama, 'root ::= "ok"', "tools")
+
+
+async def test_tool_parameters_of_a_type_other_than_object_are_a_400_naming_the_tool(
+    backend: LlamaCppBackend,
+) -> None:
+    text = ToolSpec("echo", None, {"type": "string"})
+    req = ask("Say hi.", tools=(WEATHER, text), tool_choice=ToolChoice(ToolChoiceMode.REQUIRED))
+    error = await rejected(backend, req)
+    assert error.param == "tools[1].function.parameters"
+    assert "type 'object'" in error.message
+
+
+async def test_a_forced_call_that_does_not_parse_is_not_the_backends_fault(backend: LlamaCppBackend) -> None:
+    """Parameters an anyOf of strings: the grammar makes the arguments a string, which is no call. The client
+    gets a 500, but one that does not count against the circuit breaker (the model is fine)."""
+    text = ToolSpec("echo", None, {"anyOf": [{"type": "string", "maxLength": 10}]})
+    req = ask("Say hi.", tools=(text,), tool_choice=ToolChoice(ToolChoiceMode.REQUIRED))
+    with trio.fail_after(60), pytest.raises(Internal) as raised:
+        await run_to_end(lambda send: backend.generate_v2(req, send))
+    assert raised.value.http_status == 500
+    assert raised.value.backend_fault is False
+    assert raised.value.code == "model_output_unusable"
