@@ -2,8 +2,8 @@
 
 Theory of operation:
 1. The handshake is checked before the socket opens: the same API keys as HTTP, from the ``Authorization``
-   header or the ``openai-insecure-api-key.<key>`` subprotocol (echoed back when accepted). A refused upgrade
-   gets an HTTP 401 (503 while draining) with the OpenAI error body, and no socket.
+   header or the ``openai-insecure-api-key.<key>`` subprotocol (echoed back only when that key is valid). A
+   refused upgrade gets an HTTP 401 (503 while draining) with the OpenAI error body, and no socket.
 2. One `WebSocketConnection` per socket owns a nursery. Its read loop parses each text frame with
    `compat.ws_protocol.parse_client_frame`; a frame it cannot act on gets an ``error`` frame and the loop goes
    on. A binary frame closes the socket with 1003. Each ``create`` becomes one task in the nursery, inside its
@@ -79,18 +79,22 @@ SendText = Callable[[str], Awaitable[None]]
 
 
 def authenticate(keys: ApiKeys, authorization: str | None, subprotocols: Iterable[str]) -> str | None:
-    """Check the upgrade's credentials; return the subprotocol to echo (the key one, if offered), or None.
+    """Check the upgrade's credentials; return the subprotocol to echo (the key one, if valid), or None.
 
     The ``Authorization`` header, when present, decides alone (exactly as on HTTP); otherwise the first
     ``openai-insecure-api-key.<key>`` subprotocol does. Raises `AuthenticationError` naming neither key.
+    A key subprotocol is echoed only when its key is itself valid: echoing a wrong key would tell the client
+    that key was accepted (the header, not the subprotocol, authorised such a socket).
     """
     offered = next((p for p in subprotocols if p.startswith(KEY_SUBPROTOCOL_PREFIX)), None)
+    key_ok = offered is not None and (
+        not keys.enabled or keys.matches(offered.removeprefix(KEY_SUBPROTOCOL_PREFIX))
+    )
     if authorization is not None or offered is None:
         keys.check_header(authorization)
-        return offered
-    if keys.enabled and not keys.matches(offered.removeprefix(KEY_SUBPROTOCOL_PREFIX)):
+    elif not key_ok:
         raise AuthenticationError("Incorrect API key provided.")
-    return offered
+    return offered if key_ok else None
 
 
 def _refusal(exc: TrinferError, request_id: str) -> Response:

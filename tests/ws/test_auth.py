@@ -74,6 +74,21 @@ async def test_the_key_subprotocol_opens_the_socket_and_is_echoed() -> None:
             assert text_of((await until_terminal(ws, "a"))["a"]) == "via subprotocol"
 
 
+@pytest.mark.parametrize(("subprotocol_key", "echoed"), [("sk-nope", False), (TEST_KEY, True)])
+async def test_with_a_valid_bearer_a_key_subprotocol_is_echoed_only_if_its_key_is_valid(
+    subprotocol_key: str, echoed: bool
+) -> None:
+    offered = SUBPROTOCOL + subprotocol_key
+    with trio.fail_after(30):
+        async with (
+            running_daemon(keyed_config(mock_config())) as d,
+            connect(d, key=TEST_KEY, subprotocols=[offered]) as ws,
+        ):
+            assert ws.subprotocol == (offered if echoed else None)
+            await ws.send_message(create("a", "bearer decides"))
+            assert text_of((await until_terminal(ws, "a"))["a"]) == "bearer decides"
+
+
 async def test_without_configured_keys_any_socket_opens_and_an_offered_key_subprotocol_is_echoed() -> None:
     with trio.fail_after(30):
         async with running_daemon(mock_config()) as d:
