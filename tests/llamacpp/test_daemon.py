@@ -205,3 +205,19 @@ async def test_tool_calls_that_cannot_be_objects_never_open_the_breaker(chat_mod
             reply = await client.chat.completions.create(model=MODEL, messages=messages, max_tokens=8)
     assert breaker["state"] == "closed" and breaker["recent_failures"] == 0
     assert reply.choices[0].message.content
+
+
+async def test_a_forced_tool_call_cut_short_shows_no_partial_json(chat_model_path: Path) -> None:
+    city = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 40}}, "required": ["city"]}
+    tools: Any = [{"type": "function", "function": {"name": "get_weather", "parameters": city}}]
+    with trio.fail_after(120):
+        async with running_daemon(config(chat_model_path)) as d, d.client() as client:
+            reply = await client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "What is the weather in Oslo?"}],
+                tools=tools, tool_choice="required", max_tokens=3, temperature=0,
+            )  # fmt: skip
+    choice = reply.choices[0]
+    assert choice.finish_reason == "length"
+    assert not choice.message.content
+    assert not choice.message.tool_calls
+    assert reply.usage is not None and reply.usage.completion_tokens == 3

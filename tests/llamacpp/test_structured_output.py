@@ -301,3 +301,26 @@ async def test_a_forced_call_that_does_not_parse_is_not_the_backends_fault(backe
     assert raised.value.http_status == 500
     assert raised.value.backend_fault is False
     assert raised.value.code == "model_output_unusable"
+
+
+async def test_a_forced_call_of_a_tool_without_parameters_has_empty_arguments(backend: LlamaCppBackend) -> None:
+    """No ``parameters`` means no arguments: the grammar allows only ``{}``, so the model cannot invent any."""
+    weather_now = ToolSpec("weather_now", "The weather where the user is.", {})
+    req = ask("What is the weather in Paris, in celsius?", tools=(weather_now,), tool_choice=ToolChoice(
+        ToolChoiceMode.REQUIRED))  # fmt: skip
+    content, done = await events_of(backend, req)
+    assert done.stop_reason is StopReason.TOOL_USE
+    assert len(content) == 1 and isinstance(content[0], ToolUse)
+    assert (content[0].name, content[0].arguments) == ("weather_now", "{}")
+
+
+async def test_a_forced_call_cut_short_by_max_tokens_ends_with_length_and_no_content(
+    backend: LlamaCppBackend,
+) -> None:
+    """The partial call's JSON is not an answer: no Text, no ToolUse, just Done(max_tokens)."""
+    req = ask("What is the weather in Paris?", max_tokens=3, tools=(WEATHER,), tool_choice=ToolChoice(
+        ToolChoiceMode.REQUIRED))  # fmt: skip
+    content, done = await events_of(backend, req)
+    assert content == []
+    assert done.stop_reason is StopReason.MAX_TOKENS
+    assert done.usage.completion_tokens == 3
