@@ -209,6 +209,7 @@ class Daemon:
                     shutdown,
                     graceful_timeout_s=ABORT_GRACE_S,
                     write_timeout_s=self.config.server.write_timeout_s,
+                    max_body_bytes=self.config.server.max_body_bytes,
                     task_status=task_status,
                 )
             )

@@ -34,6 +34,17 @@ log = get_logger("listener")
 KEEP_ALIVE_S = 30.0
 
 
+def websocket_message_limit(max_body_bytes: int) -> int:
+    """hypercorn's ``websocket_max_message_size`` for a ``max_body_bytes``: twice it (16 MiB by default).
+
+    The route answers a frame over ``max_body_bytes`` with a ``request_too_large`` error frame, so hypercorn's
+    own limit (which closes the socket with 1009 before the route sees the frame) must sit above it, with
+    headroom for those frames; only frames over this bound, which hypercorn would have to buffer whole, are
+    closed with 1009.
+    """
+    return 2 * max_body_bytes
+
+
 class BoundedWriteTCPServer(TCPServer):
     """hypercorn's per-connection server, with every socket write bounded by ``write_timeout_s``."""
 
@@ -61,8 +72,12 @@ class BoundedWriteTCPServer(TCPServer):
                 await self.protocol.handle(Closed())
 
 
-def hypercorn_config(host: str, port: int, *, graceful_timeout_s: float) -> HypercornConfig:
+def hypercorn_config(
+    host: str, port: int, *, graceful_timeout_s: float, max_body_bytes: int | None = None
+) -> HypercornConfig:
     config = HypercornConfig()
+    if max_body_bytes is not None:
+        config.websocket_max_message_size = websocket_message_limit(max_body_bytes)
     config.bind = [f"[{host.strip('[]')}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None  # RequestMiddleware logs one line per request, with the request id
     config.errorlog = get_logger("hypercorn")
@@ -80,13 +95,15 @@ async def serve_listener(
     *,
     graceful_timeout_s: float,
     write_timeout_s: float = math.inf,
+    max_body_bytes: int | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on ``host:port`` until ``shutdown`` is set; ``task_status.started(url)`` once bound.
 
     After ``shutdown``: stop accepting, close idle connections, give busy ones ``graceful_timeout_s``.
+    ``max_body_bytes`` sets the WebSocket message limit (`websocket_message_limit`); None keeps hypercorn's.
     """
-    config = hypercorn_config(host, port, graceful_timeout_s=graceful_timeout_s)
+    config = hypercorn_config(host, port, graceful_timeout_s=graceful_timeout_s, max_body_bytes=max_body_bytes)
     wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")
     lifespan_state: LifespanState = {}
     lifespan = Lifespan(wrapped, config, lifespan_state)

@@ -217,17 +217,33 @@ async def test_queue_full_is_an_error_frame_for_that_request(autojump_clock: tri
             assert frames["holder"][-1]["type"] == "chat.completion.done"
 
 
-async def test_a_frame_over_hypercorns_message_limit_closes_the_socket_with_1009() -> None:
-    """Frames above hypercorn's websocket_max_message_size (16 MiB) never reach the route (docs/websocket.md)."""
-    config = mock_config(server={"max_body_bytes": 32 * 1024 * 1024})
-    with trio.fail_after(60):
+async def test_only_a_frame_over_twice_max_body_bytes_closes_the_socket_with_1009() -> None:
+    """Up to 2 x max_body_bytes a too-large frame gets an error frame; above it hypercorn closes with 1009."""
+    config = mock_config(server={"max_body_bytes": 1024})
+    with trio.fail_after(30):
         async with running_daemon(config) as d, connect(d) as ws:
-            await ws.send_message(create("huge", "x" * (16 * 1024 * 1024 + 1)))
+            await ws.send_message(create("big", "x" * 1800))  # over 1024, within 2048
+            frame = await next_frame(ws)
+            assert (frame["type"], frame["error"]["code"]) == ("error", "request_too_large")
+            await ws.send_message(create("huge", "x" * 2100))  # over 2048
             with pytest.raises(ConnectionClosed) as caught:
                 await next_frame(ws)
             assert caught.value.reason is not None
             assert caught.value.reason.code == 1009
             assert d.backend_status()["started"] == 0
+
+
+async def test_with_max_body_bytes_above_16_mib_a_larger_in_limit_frame_reaches_the_route() -> None:
+    """hypercorn's default limit (16 MiB) would close this socket with 1009; the route answers it instead."""
+    config = mock_config(server={"max_body_bytes": 32 * 1024 * 1024})
+    padding = "x" * (17 * 1024 * 1024)
+    with trio.fail_after(60):
+        async with running_daemon(config) as d, connect(d) as ws:
+            await ws.send_message(json.dumps({"type": "response.create", "id": "big", "pad": padding}))
+            frame = await next_frame(ws)
+            assert (frame["type"], frame["id"], frame["error"]["code"]) == ("error", "big", "unknown_frame_type")
+            await ws.send_message(create("after", "still open"))
+            assert text_of((await until_terminal(ws, "after"))["after"]) == "still open"
 
 
 async def test_a_backend_bug_is_an_internal_error_frame_revealing_only_the_request_id(
