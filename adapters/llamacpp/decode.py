@@ -45,6 +45,20 @@ DEFAULT_TOP_K = 40
 DEFAULT_MIN_P = 0.05
 
 
+#: llama.cpp's sampler takes a 32-bit seed and treats 0xFFFFFFFF as "pick a random one".
+SEED_MODULUS = 0xFFFFFFFF
+
+
+def sampler_seed(seed: int) -> int:
+    """Map any request seed (OpenAI allows int64, negative too) to a fixed sampler seed in [0, 2**32 - 2].
+
+    ``seed % 0xFFFFFFFF``: never llama.cpp's "random" value, so every seed is repeatable; seeds in
+    [0, 2**32 - 2] are used as they are, -1 becomes 2**32 - 2, 2**32 - 1 becomes 0, and since 2**32 leaves
+    remainder 1, 2**32 becomes 1 and 2**40 becomes 2**8 = 256.
+    """
+    return seed % SEED_MODULUS
+
+
 class Mode(enum.Enum):
     TEXT = "text"
     WHOLE = "whole"
@@ -188,7 +202,7 @@ class _Run:
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         vocab = self.llama._model.vocab
         seed = sampling.seed if sampling.seed is not None else self.job.default_seed
-        self.llama.set_seed(seed if seed is not None else random.getrandbits(32))
+        self.llama.set_seed(sampler_seed(seed) if seed is not None else random.randrange(SEED_MODULUS))
         temperature = sampling.temperature if sampling.temperature is not None else DEFAULT_TEMPERATURE
         tokens = self.llama.generate(
             self.prompt,

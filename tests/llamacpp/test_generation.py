@@ -117,6 +117,31 @@ async def test_the_same_seed_gives_the_same_sampled_answer_and_another_seed_anot
     assert other != first
 
 
+@pytest.mark.parametrize("seed", [-1, 2**32 - 1, -(2**63), 2**63 - 1])
+async def test_every_int64_seed_is_repeatable(backend: LlamaCppBackend, seed: int) -> None:
+    """llama.cpp treats 0xFFFFFFFF as "random": seeds that would reach it (-1, 2**32 - 1) are mapped away."""
+    prompt = "Invent a name for a new planet and describe it."
+    first, _ = await answer(backend, chat(prompt, temperature=1.2, max_tokens=16, seed=seed, logit_bias=NO_EOS))
+    again, _ = await answer(backend, chat(prompt, temperature=1.2, max_tokens=16, seed=seed, logit_bias=NO_EOS))
+    assert first == again
+
+
+@pytest.mark.parametrize(("seed", "same_as"), [(2**32, 1), (2**40, 256), (-1, 2**32 - 2), (2**32 - 1, 0)])
+async def test_seeds_beyond_32_bits_map_as_documented(backend: LlamaCppBackend, seed: int, same_as: int) -> None:
+    """seed % 0xFFFFFFFF (docs/llamacpp.md): 2**32 samples like 1 and 2**40 like 256, not like their low bits."""
+    prompt = "Invent a name for a new planet and describe it."
+    mapped, _ = await answer(backend, chat(prompt, temperature=1.2, max_tokens=16, seed=seed, logit_bias=NO_EOS))
+    expected, _ = await answer(
+        backend, chat(prompt, temperature=1.2, max_tokens=16, seed=same_as, logit_bias=NO_EOS)
+    )
+    low_bits, _ = await answer(
+        backend, chat(prompt, temperature=1.2, max_tokens=16, seed=seed & 0xFFFFFFFF, logit_bias=NO_EOS)
+    )
+    assert mapped == expected
+    if seed & 0xFFFFFFFF != same_as and seed & 0xFFFFFFFF != 0xFFFFFFFF:
+        assert mapped != low_bits
+
+
 @pytest.mark.parametrize(
     "narrowing", [{"top_k": 1}, {"top_p": 1e-6}, {"min_p": 1.0}], ids=["top_k", "top_p", "min_p"]
 )
