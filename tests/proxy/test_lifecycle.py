@@ -119,3 +119,33 @@ async def test_a_stop_requested_while_loading_ends_cleanly_without_binding(autoj
             assert trio.current_time() < 60  # the boot was abandoned, not waited for
     assert d.daemon.inference_url is None
     assert not d.backends["mock"].ready()
+
+
+async def test_stop_order_inference_listener_closes_then_backends_stop_while_admin_still_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The order docs/design-notes.md records: inference listener closed, backends' stop() awaited (admin up,
+    state ``draining``), then the admin listener closes."""
+    seen: dict[str, Any] = {}
+    with trio.fail_after(30):
+        async with running_daemon(mock_config()) as d:
+            backend = d.backends["mock"]
+            real_stop = backend.stop
+
+            async def observed_stop(timeout: float) -> None:
+                try:
+                    stream = await trio.open_tcp_stream("127.0.0.1", d.inference_port)
+                except OSError:
+                    seen["inference"] = "refused"
+                else:
+                    seen["inference"] = "accepted"
+                    await stream.aclose()
+                seen["health"] = (await d.admin_get("/health")).status_code
+                seen["state"] = (await d.admin_get("/admin/status")).json()["state"]
+                await real_stop(timeout)
+
+            monkeypatch.setattr(backend, "stop", observed_stop)
+    assert seen == {"inference": "refused", "health": 200, "state": "draining"}
+    assert not d.backends["mock"].ready()
+    with pytest.raises(OSError):
+        await trio.open_tcp_stream("127.0.0.1", d.admin_port)
