@@ -310,9 +310,9 @@ def _decode(
     reason, cancelled, restart = run.generate(job.grammar, budget)
     if restart and not cancelled:
         # The tokens that began the call are discarded and the call is generated again, from the prompt,
-        # under the call grammar; usage counts the tokens of the answer actually returned.
-        run.mode, run.kept, run.undecided, run.completion_tokens = Mode.WHOLE, [], "", 0
-        reason, cancelled, _ = run.generate(job.call_grammar, budget)
+        # under the call grammar. They were computed, so usage counts them, and they come out of max_tokens.
+        run.mode, run.kept, run.undecided = Mode.WHOLE, [], ""
+        reason, cancelled, _ = run.generate(job.call_grammar, budget - run.completion_tokens)
     if run.mode is Mode.AUTO and run.undecided:  # only blank text was generated: it is the answer
         run.mode = Mode.TEXT
         run.emit(run.undecided)

@@ -162,8 +162,11 @@ async def test_auto_turns_an_answer_that_starts_with_a_brace_into_a_valid_call(b
         {"type": "object", "properties": {"city": {"enum": ["Paris", "Rome"]}}, "required": ["city"]},
     )
     sampling = SamplingParams(temperature=0.0, max_tokens=60, logit_bias=((brace, 100.0),))
+    decoded_before = backend.status()["tokens_decoded"]
     content, done = await events_of(backend, ask("Pick a city.", sampling=sampling, tools=(only_enums,)))
     assert done.stop_reason is StopReason.TOOL_USE, content
+    # Usage counts every token computed, the discarded "{" included (only the end-of-turn token is not).
+    assert done.usage.completion_tokens == backend.status()["tokens_decoded"] - decoded_before - 1
     assert len(content) == 1 and isinstance(content[0], ToolUse)
     assert content[0].name == "set_city"
     assert json.loads(content[0].arguments) in ({"city": "Paris"}, {"city": "Rome"})
