@@ -132,7 +132,7 @@ async def test_stop_order_inference_listener_closes_then_backends_stop_while_adm
             backend = d.backends["mock"]
             real_stop = backend.stop
 
-            async def observed_stop(timeout: float) -> None:
+            async def observed_stop(grace_s: float) -> None:
                 try:
                     stream = await trio.open_tcp_stream("127.0.0.1", d.inference_port)
                 except OSError:
@@ -142,7 +142,7 @@ async def test_stop_order_inference_listener_closes_then_backends_stop_while_adm
                     await stream.aclose()
                 seen["health"] = (await d.admin_get("/health")).status_code
                 seen["state"] = (await d.admin_get("/admin/status")).json()["state"]
-                await real_stop(timeout)
+                await real_stop(grace_s)
 
             monkeypatch.setattr(backend, "stop", observed_stop)
     assert seen == {"inference": "refused", "health": 200, "state": "draining"}
