@@ -150,6 +150,7 @@ class LlamaCppBackend(Backend):
             "active": self.counters.threads_running,
             "generations": self.counters.generations,
             "tokens_decoded": self.counters.tokens_decoded,
+            "prompt_batches": self.counters.prompt_batches,
             "threads_running": self.counters.threads_running,
             "cancelled": self.counters.cancelled,
             "waiting_for_model": self._lock.statistics().tasks_waiting,

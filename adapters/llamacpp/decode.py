@@ -5,8 +5,9 @@ backend's lock held, so a `Llama` (not thread-safe) is never used by two generat
 
 1. tokenizes the prompt and refuses (400 ``context_length_exceeded``) a prompt that leaves no room for even one
    generated token - the prompt is never truncated;
-2. iterates llama-cpp-python's low-level ``Llama.generate`` (which evaluates the prompt, reusing the KV cache
-   for a shared prefix, then samples one token per step), and after *every* sampled token checks the
+2. evaluates a long prompt in ``n_batch`` chunks, checking ``cancel`` between them (`_Run.prefill`), then
+   iterates llama-cpp-python's low-level ``Llama.generate`` (which evaluates the rest of the prompt, reusing the
+   KV cache for a shared prefix, then samples one token per step), and after *every* sampled token checks the
    generation's ``cancel`` event; the trio side sets it the moment the request is cancelled, so decoding
    stops within one token (the token being computed when the cancel arrived);
 3. turns tokens into text with an incremental UTF-8 decoder (a character split across tokens is held back
@@ -102,6 +103,7 @@ class DecodeCounters:
 
     generations: int = 0
     tokens_decoded: int = 0
+    prompt_batches: int = 0  # prompt chunks evaluated before llama.cpp's own generate (see `_Run.prefill`)
     threads_running: int = 0
     cancelled: int = 0
 
@@ -204,6 +206,8 @@ class _Run:
         seed = sampling.seed if sampling.seed is not None else self.job.default_seed
         self.llama.set_seed(sampler_seed(seed) if seed is not None else random.randrange(SEED_MODULUS))
         temperature = sampling.temperature if sampling.temperature is not None else DEFAULT_TEMPERATURE
+        if self.prefill():
+            return StopReason.END, True, False
         tokens = self.llama.generate(
             self.prompt,
             temp=temperature,
@@ -248,6 +252,42 @@ class _Run:
             return StopReason.END, False, False
         finally:
             tokens.close()
+
+    def prefill(self) -> bool:
+        """Evaluate the prompt's uncached part, all but its last ``n_batch`` chunk, one chunk at a time; True
+        if cancelled between chunks.
+
+        ``Llama.generate`` evaluates the whole prompt in one call, with no way to stop it: a 2,000-token prompt
+        kept the thread busy for seconds after a client left. This does the same work first, in the same
+        ``n_batch`` chunks from the same starting point (the longest cached prefix, as ``generate`` finds it),
+        checking ``cancel`` between them. ``generate`` then finds all but the last chunk cached and evaluates
+        that one, so each token is evaluated in the same batch as before and the output is unchanged. A prompt
+        that fits one chunk is left to ``generate`` untouched.
+        """
+        llama, prompt = self.llama, self.prompt
+        n_batch = int(llama.n_batch)
+        cached = 0
+        if llama.n_tokens > 0:
+            for held, wanted in zip(llama._input_ids, prompt, strict=False):
+                if held != wanted:
+                    break
+                cached += 1
+            cached = min(cached, len(prompt) - 1)  # generate re-evaluates at least the last prompt token
+        if len(prompt) - cached <= n_batch:
+            return False
+        try:
+            if cached > 0 and llama._ctx.kv_cache_seq_rm(-1, cached, -1):
+                llama.n_tokens = cached
+            else:
+                llama.reset()
+            while len(prompt) - llama.n_tokens > n_batch:
+                if self.cancel.is_set():
+                    return True
+                llama.eval(prompt[llama.n_tokens : llama.n_tokens + n_batch])
+                self.counters.prompt_batches += 1
+        except Exception as exc:
+            raise translate(exc, Phase.DECODE) from exc
+        return False
 
     def take(self, text: str) -> bool:
         """Route a safe piece of text by mode; True when AUTO just saw the start of a tool call."""

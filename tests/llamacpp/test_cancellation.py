@@ -3,7 +3,9 @@ producer returns (releasing the daemon's admission slot) only after its worker t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -11,6 +13,8 @@ import trio.testing
 
 from adapters.errors import NotReady, Unavailable
 from adapters.llamacpp import LlamaCppBackend
+from adapters.llamacpp.conversation import v1_messages
+from adapters.llamacpp.template import Prompt
 from adapters.stream import open_event_stream
 from adapters.types import (
     Event,
@@ -28,6 +32,7 @@ from adapters.types import (
 )
 
 from ..adapters.conformance import run_to_end, split_done, text_of
+from .conftest import booted
 
 pytestmark = pytest.mark.llama
 
@@ -233,3 +238,81 @@ async def test_a_generation_waiting_for_the_model_is_served_after_the_running_on
             nursery.cancel_scope.cancel()
     assert len(texts) == 2 and all(texts)
     assert most_threads == 1
+
+
+LONG_PROMPT = " ".join(f"Sentence {i}: the quick brown fox jumps over the lazy dog." for i in range(80))
+
+
+@pytest.fixture
+async def chunked(chat_model_path: Path) -> AsyncIterator[LlamaCppBackend]:
+    """The chat backend with n_batch = 32: a long prompt is evaluated in many chunks."""
+    async for booted_backend in booted(chat_model_path, {"n_batch": 32}):
+        yield booted_backend
+
+
+async def test_cancel_during_a_long_prompt_stops_within_one_prompt_chunk(chunked: LlamaCppBackend) -> None:
+    """A prompt of ~1,400 tokens is evaluated in ~45 chunks with a cancel check between them. Cancelled after
+    two chunks, at most the chunk being evaluated finishes; no token is sampled and the thread has returned
+    when the stream's block exits."""
+    scope = trio.CancelScope()
+    received: list[Event] = []
+
+    async def consume() -> None:
+        with scope:
+            async with open_event_stream(lambda send: chunked.generate(endless(LONG_PROMPT), send)) as events:
+                async for event in events:
+                    received.append(event)
+        assert events.producer_done.is_set()
+        assert chunked.status()["threads_running"] == 0
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consume)
+            await wait_until(lambda: chunked.status()["prompt_batches"] >= 2)
+            scope.cancel()
+            await trio.testing.wait_all_tasks_blocked()  # the cancel has reached the generation's watcher
+            at_cancel = chunked.status()["prompt_batches"]
+    assert scope.cancelled_caught
+    assert received == []
+    assert chunked.status()["threads_running"] == 0
+    assert chunked.status()["prompt_batches"] - at_cancel <= 1
+    assert chunked.status()["prompt_batches"] < 30, "the whole prompt was evaluated"
+    assert decoded(chunked) == 0
+    assert chunked.status()["cancelled"] == 1
+
+
+def _greedy_reference(llama: Any, prompt: Prompt, count: int) -> str:
+    """llama-cpp-python's own ``Llama.generate`` from an empty cache: ``count`` greedy tokens, EOS banned."""
+    import llama_cpp
+
+    def ban_eos(_ids: Any, scores: Any) -> Any:
+        scores[EOS] -= 100.0
+        return scores
+
+    tokens = llama.tokenize(prompt.text.encode(), add_bos=prompt.add_bos, special=True)
+    llama.reset()
+    out: list[int] = []
+    for token in llama.generate(
+        tokens, temp=0.0, top_k=40, top_p=1.0, min_p=0.05, repeat_penalty=1.0,
+        logits_processor=llama_cpp.LogitsProcessorList([ban_eos]),
+    ):  # fmt: skip
+        out.append(token)
+        if len(out) == count:
+            break
+    text: str = llama.detokenize(out).decode("utf-8", errors="replace")
+    return text
+
+
+async def test_a_long_prompt_evaluated_in_chunks_gives_llama_cpps_own_answer(chunked: LlamaCppBackend) -> None:
+    """The chunked prompt evaluation changes nothing: the greedy answer equals llama-cpp-python's own
+    ``Llama.generate`` over the same prompt from an empty cache (same n_batch)."""
+    sampling = SamplingParams(temperature=0.0, max_tokens=12, logit_bias=((EOS, -100.0),))
+    text = " ".join(f"Sentence {i}: the quick brown fox jumps over the lazy dog." for i in range(25))
+    req = Resolved("smollm2", (Message(Role.USER, text + " Summarize."),), sampling)
+    assert chunked._template is not None
+    prompt = chunked._template.render(v1_messages(req.messages))
+    with trio.fail_after(60):
+        content, _ = split_done(await run_to_end(lambda send: chunked.generate(req, send)))
+        assert chunked.status()["prompt_batches"] > 10
+        expected = await trio.to_thread.run_sync(_greedy_reference, chunked._llama, prompt, 12)
+    assert text_of(content) == expected
