@@ -14,6 +14,8 @@ import trio
 from adapters.llamacpp.defaults import DEFAULT_CHAT_MODEL_ID
 
 from ..daemon_harness import daemon_process, openai_client, running_daemon, wait_until
+from ..ws.wsclient import cancel, chat_body, connect, create, next_frame, until_terminal
+from ..ws.wsclient import text_of as ws_text_of
 
 pytestmark = pytest.mark.llama
 
@@ -221,3 +223,52 @@ async def test_a_forced_tool_call_cut_short_shows_no_partial_json(chat_model_pat
     assert not choice.message.content
     assert not choice.message.tool_calls
     assert reply.usage is not None and reply.usage.completion_tokens == 3
+
+
+async def test_a_websocket_cancel_stops_decoding_and_frees_the_slot(chat_model_path: Path) -> None:
+    """active = 1. ``chat.completion.cancel`` after three chunks: the request ends with ``request_cancelled``
+    once the worker thread has returned, the slot is free, and the same socket is served again at once."""
+    endless = chat_body("Tell me a very long story.", model=MODEL, max_tokens=400, logit_bias={EOS: -100})
+    with trio.fail_after(120):
+        async with running_daemon(config(chat_model_path)) as d, connect(d) as ws:
+            await ws.send_message(json.dumps({"type": "chat.completion.create", "id": "long", "request": endless}))
+            for _ in range(3):
+                assert (await next_frame(ws))["type"] == "chat.completion.chunk"
+            await ws.send_message(cancel("long"))
+            frames = (await until_terminal(ws, "long"))["long"]
+            assert frames[-1]["type"] == "error"
+            assert frames[-1]["error"]["code"] == "request_cancelled"
+            status = d.backend_status("smollm2")
+            assert (status["cancelled"], status["threads_running"]) == (1, 0)
+            assert status["tokens_decoded"] < 400
+            assert d.admission("smollm2").active == 0
+            await ws.send_message(create("next", "Say hi.", model=MODEL, max_tokens=8))
+            after = (await until_terminal(ws, "next"))["next"]
+            assert d.admission("smollm2").queued == 0
+    assert after[-1]["type"] == "chat.completion.done"
+    assert ws_text_of(after)
+
+
+async def test_the_stop_deadline_cancels_a_real_model_stream(chat_model_path: Path) -> None:
+    """A stream that cannot finish in time (400 tokens, end-of-turn banned) when the stop begins with
+    ``stop_timeout_s = 0.2``: at the deadline the SDK gets the in-band error event (no finish, no [DONE]), and
+    the generation's worker thread returns, counted as cancelled, well short of the 400 tokens."""
+    cfg = {**config(chat_model_path), "server": {"stop_timeout_s": 0.2}}
+    seen = 0
+    with trio.fail_after(120):
+        async with running_daemon(cfg) as d, d.client() as client:
+            stream = await client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "Tell me a very long story."}],
+                max_tokens=400, logit_bias={EOS: -100}, stream=True,
+            )  # fmt: skip
+            with pytest.raises(openai.APIError) as raised:
+                async for _ in stream:
+                    seen += 1
+                    if seen == 3:
+                        d.request_stop()
+            await wait_until(lambda: d.backend_status("smollm2")["threads_running"] == 0)
+            status = d.backend_status("smollm2")
+    assert "shutting down" in raised.value.message
+    assert 3 <= seen < 400
+    assert status["cancelled"] == 1
+    assert status["tokens_decoded"] < 400
