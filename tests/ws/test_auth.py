@@ -7,18 +7,18 @@ import json
 
 import pytest
 import trio
-from trio_websocket import ConnectionRejected, open_websocket_url
+from trio_websocket import ConnectionRejected
 
 from tests.daemon_harness import TEST_KEY, keyed_config, mock_config, running_daemon, wait_until
 
-from .wsclient import connect, create, text_of, until_terminal, ws_url
+from .wsclient import connect, create, open_ws, text_of, until_terminal, ws_url
 
 SUBPROTOCOL = "openai-insecure-api-key."
 
 
 async def assert_refused(url: str, status: int, code: str, **kwargs: object) -> None:
     with pytest.raises(ConnectionRejected) as caught:
-        async with open_websocket_url(url, **kwargs):  # type: ignore[arg-type]
+        async with open_ws(url, **kwargs):  # type: ignore[arg-type]
             raise AssertionError("the upgrade was accepted")
     assert caught.value.status_code == status
     assert caught.value.body is not None
@@ -67,7 +67,7 @@ async def test_the_key_subprotocol_opens_the_socket_and_is_echoed() -> None:
     with trio.fail_after(30):
         async with (
             running_daemon(keyed_config(mock_config())) as d,
-            open_websocket_url(ws_url(d), subprotocols=["realtime", offered]) as ws,
+            open_ws(ws_url(d), subprotocols=["realtime", offered]) as ws,
         ):
             assert ws.subprotocol == offered  # browsers fail the handshake unless it is echoed
             await ws.send_message(create("a", "via subprotocol"))
@@ -92,11 +92,11 @@ async def test_with_a_valid_bearer_a_key_subprotocol_is_echoed_only_if_its_key_i
 async def test_without_configured_keys_any_socket_opens_and_an_offered_key_subprotocol_is_echoed() -> None:
     with trio.fail_after(30):
         async with running_daemon(mock_config()) as d:
-            async with open_websocket_url(ws_url(d)) as ws:
+            async with open_ws(ws_url(d)) as ws:
                 assert ws.subprotocol is None
                 await ws.send_message(create("a", "open"))
                 assert text_of((await until_terminal(ws, "a"))["a"]) == "open"
-            async with open_websocket_url(ws_url(d), subprotocols=[SUBPROTOCOL + "anything"]) as ws:
+            async with open_ws(ws_url(d), subprotocols=[SUBPROTOCOL + "anything"]) as ws:
                 assert ws.subprotocol == SUBPROTOCOL + "anything"
 
 

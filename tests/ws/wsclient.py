@@ -10,8 +10,10 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
-from trio_websocket import WebSocketConnection, open_websocket_url
+import trio
+from trio_websocket import WebSocketConnection, wrap_client_stream
 
 from tests.daemon_harness import MOCK_MODEL, RunningDaemon
 
@@ -23,13 +25,60 @@ def ws_url(d: RunningDaemon) -> str:
 
 
 @asynccontextmanager
+async def open_ws(
+    url: str,
+    *,
+    subprotocols: list[str] | None = None,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+    **options: Any,
+) -> AsyncIterator[WebSocketConnection]:
+    """A trio-websocket client socket to ``url`` whose TCP stream this helper owns and always closes.
+
+    ``options`` go to ``trio_websocket.wrap_client_stream`` (e.g. ``message_queue_size``).
+
+    Why not ``trio_websocket.open_websocket_url``: its client never closes its TCP socket after a rejected
+    upgrade, nor after a close the server started (it returns from ``aclose`` before closing the stream), so
+    every such test leaked a socket (a ``ResourceWarning`` at garbage collection). A refused upgrade raises
+    ``ConnectionRejected`` itself, as ``open_websocket_url`` does.
+    """
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None, url
+    stream = await trio.open_tcp_stream(parts.hostname, parts.port)
+    async with stream:
+        try:
+            async with trio.open_nursery() as nursery:
+                conn = await wrap_client_stream(
+                    nursery,
+                    stream,
+                    f"{parts.hostname}:{parts.port}",
+                    parts.path or "/",
+                    subprotocols=subprotocols,
+                    extra_headers=extra_headers,
+                    **options,
+                )
+                try:
+                    yield conn
+                finally:
+                    await conn.aclose()
+        except BaseExceptionGroup as group:
+            raise _sole_error(group) from None
+
+
+def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception in (nested) single-exception groups, so tests see the error itself."""
+    while len(group.exceptions) == 1 and isinstance(group.exceptions[0], BaseExceptionGroup):
+        group = group.exceptions[0]
+    return group.exceptions[0] if len(group.exceptions) == 1 else group
+
+
+@asynccontextmanager
 async def connect(
     d: RunningDaemon, *, key: str | None = None, **kwargs: Any
 ) -> AsyncIterator[WebSocketConnection]:
     """A socket to ``d`` sending ``Authorization: Bearer <key>`` when the daemon has keys (or ``key`` is given)."""
     api_key = key if key is not None else (d.api_key if d.daemon.api_keys.enabled else None)
     headers = [(b"Authorization", f"Bearer {api_key}".encode())] if api_key else None
-    async with open_websocket_url(ws_url(d), extra_headers=headers, **kwargs) as conn:
+    async with open_ws(ws_url(d), extra_headers=headers, **kwargs) as conn:
         yield conn
 
 
