@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import NoReturn
 
 import trio
 
@@ -69,8 +70,33 @@ class EventStream:
         try:
             item = await self._receive.receive()
         except trio.EndOfChannel:
-            self._finished = True
-            raise Internal("backend ended the stream without Done") from None
+            self._end_of_channel()
+        return self._accept(item)
+
+    def receive_nowait(self) -> Event | None:
+        """The next event if one is already waiting in the channel, else None; never blocks or checkpoints.
+
+        Lets a consumer batch what a fast producer has already buffered (one socket write for many SSE
+        events) without waiting for more. Otherwise exactly like ``__anext__``: a buffered failure is raised
+        here, `Done` is returned and finishes the stream, a channel closed without `Done` raises `Internal`.
+        Once the stream has finished nothing more will come, so it returns None.
+        """
+        if self._finished:
+            return None
+        try:
+            item = self._receive.receive_nowait()
+        except trio.WouldBlock:
+            return None
+        except trio.EndOfChannel:
+            self._end_of_channel()
+        return self._accept(item)
+
+    def _end_of_channel(self) -> NoReturn:
+        self._finished = True
+        raise Internal("backend ended the stream without Done") from None
+
+    def _accept(self, item: Event | _Failure) -> Event:
+        """Count and return an event, or raise a carried failure; either way mark the end of the stream."""
         if isinstance(item, _Failure):
             self._finished = True
             raise item.error

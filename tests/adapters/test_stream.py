@@ -257,3 +257,57 @@ async def test_several_failures_leave_the_block_as_a_group() -> None:
             finally:
                 raise ValueError("consumer failed while being cancelled")
     assert {type(error) for error in caught.value.exceptions} == {Fatal, ValueError}
+
+
+async def test_receive_nowait_takes_only_what_is_already_buffered() -> None:
+    """What a fast producer has buffered can be taken without waiting; then None, never a block."""
+    release = trio.Event()
+
+    async def produce(send: trio.MemorySendChannel[Event]) -> None:
+        await send.send(Token("a"))
+        await send.send(Token("b"))
+        await release.wait()
+        await send.send(DONE)
+
+    with trio.fail_after(10):
+        async with open_event_stream(produce) as events:
+            assert events.receive_nowait() is None  # the producer has not run yet
+            await trio.testing.wait_all_tasks_blocked()
+            assert [events.receive_nowait(), events.receive_nowait()] == [Token("a"), Token("b")]
+            assert events.receive_nowait() is None  # the producer is waiting: nothing buffered
+            assert events.events_received == 2
+            release.set()
+            await trio.testing.wait_all_tasks_blocked()
+            assert events.receive_nowait() == DONE
+            assert events.receive_nowait() is None  # finished, although the producer may still be running
+            assert [event async for event in events] == []
+            assert events.events_received == 3
+
+
+async def test_receive_nowait_raises_a_buffered_failure_where_it_happened() -> None:
+    async def produce(send: trio.MemorySendChannel[Event]) -> None:
+        await send.send(Token("a"))
+        raise Unavailable("upstream went away")
+
+    with trio.fail_after(10):
+        async with open_event_stream(produce) as events:
+            await trio.testing.wait_all_tasks_blocked()
+            assert events.receive_nowait() == Token("a")
+            with pytest.raises(Unavailable, match="upstream went away"):
+                events.receive_nowait()
+            assert events.receive_nowait() is None
+            assert [event async for event in events] == []
+            assert events.events_received == 1
+
+
+async def test_receive_nowait_on_a_stream_ended_without_done_gives_internal() -> None:
+    async def produce(send: trio.MemorySendChannel[Event]) -> None:
+        await send.send(Token("partial"))
+
+    with trio.fail_after(10):
+        async with open_event_stream(produce) as events:
+            await trio.testing.wait_all_tasks_blocked()
+            assert events.receive_nowait() == Token("partial")
+            with pytest.raises(Internal, match="without Done"):
+                events.receive_nowait()
+            assert events.receive_nowait() is None
