@@ -7,6 +7,8 @@ interrupt it. `serve_listener` runs the same pieces as ``hypercorn.trio.run.work
 sockets, ``trio.serve_listeners``, graceful shutdown), but its connections bound every write by
 ``write_timeout_s``: a write still blocked after that closes the connection, which hypercorn reports to the
 app as ``http.disconnect`` (or ``websocket.disconnect``), so the request is cancelled and its slot freed.
+They also close a connection that cannot be reused even when the app's task is being cancelled (see
+`BoundedWriteTCPServer._close`), so a request body that stopped arriving gets its 408 and then EOF.
 """
 
 from __future__ import annotations
@@ -70,6 +72,17 @@ class BoundedWriteTCPServer(TCPServer):
                     raise trio.ClosedResourceError("write timed out")
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 await self.protocol.handle(Closed())
+
+    async def _close(self) -> None:
+        """Close the socket, shielded: a close that is cancelled half-way leaves the connection open forever.
+
+        hypercorn closes a connection it cannot reuse (a response sent before the request body was read, such
+        as the 408 for a body that stopped arriving) from inside the app's own task, right after telling the
+        app ``http.disconnect``; quart cancels that task on the disconnect, which cancelled the close at its
+        first checkpoint. Both steps (``shutdown`` and ``close`` on a plain socket) return at once.
+        """
+        with trio.CancelScope(shield=True):
+            await super()._close()
 
 
 def hypercorn_config(
