@@ -156,8 +156,10 @@ BIG_REPLY = ["x" * 4096] * 128  # 512 KiB of tokens: more than both socket buffe
 
 async def test_a_slow_reader_gets_its_whole_stream(autojump_clock: trio.abc.Clock) -> None:
     """A client reading far slower than the server writes (but within write_timeout_s) is never cut off."""
+    # On the autojump clock, every moment the kernel takes to reopen the TCP window is also a jump of virtual
+    # time; a write timeout of 300 sleeps keeps a loaded machine from turning slow reading into a stall.
     config = {
-        "server": {"write_timeout_s": 5},
+        "server": {"write_timeout_s": 30},
         "backends": [
             {"name": "mock", "kind": "mock", "models": [MOCK_MODEL], "active": 1, "queue": 0, "reply": BIG_REPLY}
         ],
@@ -179,7 +181,7 @@ async def test_a_slow_reader_gets_its_whole_stream(autojump_clock: trio.abc.Cloc
                     data = await sock.recv(16384)
                     assert data, "the server closed the stream before [DONE]"
                     received += data
-                    await trio.sleep(0.5)  # small reads, slowly: the server's writes block in between
+                    await trio.sleep(0.1)  # small reads, slowly: the server's writes block in between
             assert d.backend_status()["completed"] == 1
             assert d.backend_status()["cancelled"] == 0
             await served_normally_single(d)
