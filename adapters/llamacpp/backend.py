@@ -14,15 +14,12 @@ A generation (`_run`):
   longer in use;
 - next to the thread, a watcher task sets the generation's ``cancel`` event when the request is cancelled
   (client disconnect, stop deadline, ``chat.completion.cancel``); the thread checks it after every token.
-  Text reaches the consumer through a `_Handoff` (below): the thread hands each piece to the event loop without
-  waiting for it while it holds one of `HANDOFF_CREDITS` credits, and blocks only when the consumer is that
-  far behind - so a reader that stops reading still stops decoding, and the loop, which shares a core with
-  the thread, is not woken for a synchronous round trip per token.
+  Text reaches the consumer through the bounded channel it was given (``trio.from_thread.run(send.send, ...)``),
+  which also raises ``Cancelled`` in the thread if the request is cancelled while it waits for room.
 """
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import threading
 from collections.abc import Callable, Mapping
@@ -50,85 +47,11 @@ from ..types import (
     Usage,
 )
 from . import conversation
-from .decode import DecodeCounters, DecodeJob, DecodeResult, EmitCancelled, Mode, decode
+from .decode import DecodeCounters, DecodeJob, DecodeResult, Mode, decode
 from .errors import Phase, UnusableOutput, translate
 from .grammar import check_tools, schema_to_gbnf, tool_call_gbnf, tool_call_schema
 from .options import LlamaCppOptions, parse_options
 from .template import ChatTemplate, Prompt, resolve_template
-
-#: How many text pieces the worker thread may hand off before the consumer has taken them: the decode thread
-#: runs at most this many pieces (plus the one token it is computing) ahead of a reader that stopped reading.
-HANDOFF_CREDITS = 16
-
-#: How often (seconds) a thread waiting for a credit rechecks the cancel flag (`stop` sets it without waking it).
-CREDIT_POLL_S = 0.05
-
-
-class _Handoff:
-    """Hands text pieces from the worker thread to the request's channel without a round trip per piece.
-
-    Thread side (`emit`): take a credit, then queue the event on the event loop with
-    ``TrioToken.run_sync_soon`` (FIFO, so order is kept), which puts it into an internal channel whose buffer
-    holds every credit, so delivering never blocks the loop. With no credit left the thread waits, rechecking
-    the cancel flag. Trio side (`pump`): forward each event to the request's channel (which may block on a
-    slow reader) and only then return its credit. A failure to forward (the reader closed its end) is kept,
-    the thread is told to stop, and `_run` raises it once the thread has returned.
-    """
-
-    def __init__(
-        self, send: trio.MemorySendChannel[Event], cancel: threading.Event, counters: DecodeCounters
-    ) -> None:
-        self._send = send
-        self._cancel = cancel
-        self._counters = counters
-        self._credits = threading.Semaphore(HANDOFF_CREDITS)
-        self._token = trio.lowlevel.current_trio_token()
-        self._inbox, self._outbox = trio.open_memory_channel[Event](HANDOFF_CREDITS)
-        self.failure: Exception | None = None
-        self.pumped = trio.Event()
-
-    def emit(self, event: Event) -> None:
-        """Worker thread: queue ``event`` for the consumer; `EmitCancelled` if cancelled while waiting."""
-        if not self._credits.acquire(blocking=False):
-            self._counters.waiting_for_reader += 1
-            try:
-                while not self._credits.acquire(timeout=CREDIT_POLL_S):
-                    if self._cancel.is_set():
-                        raise EmitCancelled
-            finally:
-                self._counters.waiting_for_reader -= 1
-        if self._cancel.is_set():  # also after `wake`, whose credit is not one the consumer returned
-            raise EmitCancelled
-        self._token.run_sync_soon(self._deliver, event)
-
-    def _deliver(self, event: Event) -> None:
-        """Trio thread, between tasks: never blocks (one buffer slot per credit) and must never raise."""
-        # A closed or broken inbox: the pump has ended (the generation failed or was cancelled), so the event
-        # has nowhere to go.
-        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
-            self._inbox.send_nowait(event)
-
-    def finish(self) -> None:
-        """Trio thread, after the worker thread has returned: nothing more will be delivered."""
-        self._inbox.close()
-
-    def wake(self) -> None:
-        """Let a thread waiting for a credit see the cancel flag now rather than at its next poll."""
-        self._credits.release()
-
-    async def pump(self) -> None:
-        """Forward events in order; return each credit once the consumer's channel has taken its event."""
-        try:
-            async with self._outbox:
-                async for event in self._outbox:
-                    await self._send.send(event)
-                    self._credits.release()
-        except Exception as exc:
-            self.failure = exc
-            self._cancel.set()
-            self.wake()
-        finally:
-            self.pumped.set()
 
 
 class _Output(enum.Enum):
@@ -230,7 +153,6 @@ class LlamaCppBackend(Backend):
             "prompt_batches": self.counters.prompt_batches,
             "threads_running": self.counters.threads_running,
             "cancelled": self.counters.cancelled,
-            "waiting_for_reader": self.counters.waiting_for_reader,
             "waiting_for_model": self._lock.statistics().tasks_waiting,
         }
 
@@ -324,11 +246,14 @@ class LlamaCppBackend(Backend):
     async def _run(
         self, job: DecodeJob, send: trio.MemorySendChannel[Event], event_type: Callable[[str], Event]
     ) -> DecodeResult:
-        """Run ``job`` in one worker thread (see the module docstring); return once that thread has returned and
-        every piece it emitted has been passed on to ``send``."""
+        """Run ``job`` in one worker thread (see the module docstring); return once that thread has returned."""
 
         def emit(text: str) -> None:
-            handoff.emit(event_type(text))
+            try:
+                trio.from_thread.run(send.send, event_type(text))
+            except trio.Cancelled:
+                cancel.set()  # so the thread knows why it is unwinding (counted as cancelled)
+                raise
 
         async def in_thread() -> DecodeResult:
             return await trio.to_thread.run_sync(
@@ -340,25 +265,15 @@ class LlamaCppBackend(Backend):
             if self._state != "ready":
                 raise NotReady(f"the llamacpp backend is not ready ({self._state})")
             self._cancel_events.add(cancel)
-            handoff = _Handoff(send, cancel, self.counters)
             try:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_set_when_cancelled, cancel, handoff.wake)
-                    nursery.start_soon(handoff.pump)
+                    nursery.start_soon(_set_when_cancelled, cancel)
                     # Captured, not raised here: an error leaving the nursery body would come out wrapped in an
                     # ExceptionGroup. A Cancelled captured here is not lost: the nursery re-raises it on exit.
                     finished = await outcome.acapture(in_thread)
-                    # The thread's result is reported through the same FIFO queue as its events, so they are
-                    # all in the pump's inbox by now: let it pass them on before Done or an error follows -
-                    # unless the generation was cancelled (`stop`), whose reader may never take them.
-                    handoff.finish()
-                    if not (isinstance(finished, outcome.Value) and finished.value.cancelled):
-                        await handoff.pumped.wait()
                     nursery.cancel_scope.cancel()
             finally:
                 self._cancel_events.discard(cancel)
-        if handoff.failure is not None:
-            raise handoff.failure
         result: DecodeResult = finished.unwrap()
         if result.cancelled:
             await trio.lowlevel.checkpoint()  # raises Cancelled when the request was cancelled
@@ -383,14 +298,12 @@ class LlamaCppBackend(Backend):
         return EmbedResult(vectors=tuple(tuple(v) for v in vectors), prompt_tokens=tokens)
 
 
-async def _set_when_cancelled(cancel: threading.Event, wake: Callable[[], None]) -> None:
-    """Sleep until cancelled (the request, or the generation finishing), then tell the worker thread to stop
-    (and ``wake`` it, should it be waiting for the consumer)."""
+async def _set_when_cancelled(cancel: threading.Event) -> None:
+    """Sleep until cancelled (the request, or the generation finishing), then tell the worker thread to stop."""
     try:
         await trio.sleep_forever()
     finally:
         cancel.set()
-        wake()
 
 
 def _offered_tools(req: ResolvedV2) -> tuple[ToolSpec, ...]:

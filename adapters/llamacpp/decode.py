@@ -12,9 +12,8 @@ backend's lock held, so a `Llama` (not thread-safe) is never used by two generat
    stops within one token (the token being computed when the cancel arrived);
 3. turns tokens into text with an incremental UTF-8 decoder (a character split across tokens is held back
    until complete) and a stop-sequence scanner (text that might be the start of a stop sequence is held back
-   until it is known not to be one), and hands each piece to ``emit`` - which, from the backend, returns at
-   once while the consumer is less than a few pieces behind and blocks otherwise, so a slow reader slows
-   decoding instead of growing a buffer. An ``emit`` cancelled while blocked raises `EmitCancelled`.
+   until it is known not to be one), and hands each piece to ``emit`` - which, from the backend, blocks on the
+   trio side's bounded channel, so a slow reader slows decoding instead of growing a buffer.
 
 Output modes (`Mode`): ``TEXT`` streams pieces; ``WHOLE`` keeps everything and returns it (a forced tool call,
 or a JSON answer that may be a call, is only known to be one when complete); ``AUTO`` is ``tool_choice:
@@ -94,11 +93,6 @@ class DecodeResult:
     cancelled: bool = False
 
 
-class EmitCancelled(Exception):
-    """Raised by an ``emit`` that could not hand its text on because the generation was cancelled meanwhile:
-    `decode` ends the generation as cancelled (the text must not be dropped from one that goes on)."""
-
-
 @dataclass(slots=True)
 class DecodeCounters:
     """Observable totals (shown on /admin/status; tests use them to see when decoding really stopped).
@@ -112,7 +106,6 @@ class DecodeCounters:
     prompt_batches: int = 0  # prompt chunks evaluated before llama.cpp's own generate (see `_Run.prefill`)
     threads_running: int = 0
     cancelled: int = 0
-    waiting_for_reader: int = 0  # threads blocked in ``emit`` until the consumer takes what they handed off
 
 
 class StopScanner:
@@ -323,8 +316,6 @@ def decode(
     counters.generations += 1
     try:
         result = _decode(llama, job, emit, cancel, counters)
-    except EmitCancelled:
-        result = DecodeResult(StopReason.END, prompt_tokens=0, completion_tokens=0, cancelled=True)
     except BaseException:
         if cancel.is_set():  # ended by the request's cancellation (e.g. Cancelled raised by emit)
             counters.cancelled += 1
