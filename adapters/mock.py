@@ -59,6 +59,7 @@ from .types import (
     ToolSpec,
     ToolUse,
     Usage,
+    embed_width,
 )
 
 FAIL_MODES = ("none", "pre-stream", "mid-stream", "boot")
@@ -301,11 +302,7 @@ class MockBackend(Backend):
             raise Unsupported(
                 f"model {req.model!r} does not support embeddings (mock embed_dim = 0)", param="model"
             )
-        wanted = dim if req.dimensions is None else req.dimensions
-        if not 1 <= wanted <= dim:
-            raise InvalidRequest(
-                f"dimensions must be between 1 and {dim} for model {req.model!r}, got {wanted}", param="dimensions"
-            )
+        wanted = embed_width(req.dimensions, dim)
         vectors = tuple(embedding(text, wanted) for text in req.inputs)
         return EmbedResult(vectors=vectors, prompt_tokens=count_words(req.inputs))
 

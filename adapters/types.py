@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeAlias
+
+from .errors import InvalidRequest
 
 JSONObject: TypeAlias = Mapping[str, Any]
 
@@ -248,6 +250,17 @@ class EmbedResolved:
     dimensions: int | None = None
 
 
+def embed_width(dimensions: int | None, width: int) -> int:
+    """The vector length to return from a model of ``width``: ``dimensions`` if given (OpenAI semantics: a
+    prefix, normalised again), else the full width; `InvalidRequest` when it is not between 1 and ``width``."""
+    wanted = width if dimensions is None else dimensions
+    if not 1 <= wanted <= width:
+        raise InvalidRequest(
+            f"dimensions must be between 1 and {width} for this model, got {wanted}", param="dimensions"
+        )
+    return wanted
+
+
 @dataclass(frozen=True, slots=True)
 class EmbedResult:
     """One vector per input, in input order."""
@@ -273,13 +286,4 @@ class BackendCapabilities:
     accelerator: str = "cpu"
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "v2": self.v2,
-            "vision": self.vision,
-            "tools": self.tools,
-            "embed": self.embed,
-            "json_schema": self.json_schema,
-            "thinking": self.thinking,
-            "embed_dimensions": self.embed_dimensions,
-            "accelerator": self.accelerator,
-        }
+        return asdict(self)

@@ -12,7 +12,7 @@ generation that is the producer task, after the backend's ``generate`` has retur
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import trio
 
@@ -35,15 +35,7 @@ class AdmissionStatistics:
     timed_out_total: int
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            "active": self.active,
-            "queued": self.queued,
-            "active_limit": self.active_limit,
-            "queue_capacity": self.queue_capacity,
-            "admitted_total": self.admitted_total,
-            "rejected_total": self.rejected_total,
-            "timed_out_total": self.timed_out_total,
-        }
+        return asdict(self)
 
 
 class _Waiter:

@@ -21,6 +21,7 @@ import numpy as np
 import trio
 
 from ..errors import Internal, InvalidRequest, Unavailable
+from ..types import embed_width
 
 #: Tokens per llama.cpp decode when batching several inputs. A decode attends over all of its tokens at once, so
 #: big batches cost more per token: measured on this model, 64-128 tokens per decode gave ~1.9x the throughput of
@@ -80,11 +81,7 @@ def embed_texts(llama: Any, texts: Sequence[str], dimensions: int | None) -> tup
     Raises `InvalidRequest` for a bad ``dimensions`` or an input over the context, `Unavailable` if llama.cpp
     fails, and ``trio.Cancelled`` between batches when the trio task running this thread is cancelled.
     """
-    width = embedding_dimensions(llama)
-    if dimensions is not None and not 1 <= dimensions <= width:
-        raise InvalidRequest(
-            f"dimensions must be between 1 and {width} for this model, got {dimensions}", param="dimensions"
-        )
+    embed_width(dimensions, embedding_dimensions(llama))
     if not llama.context_params.embeddings:
         raise Internal("the llama.cpp model was not loaded for embeddings (embedding=True)")
     if int(llama.pooling_type()) == _POOLING_NONE:
