@@ -172,9 +172,12 @@ class LlamaCppBackend(Backend):
 
     # --- generation -----------------------------------------------------------------------------------------
 
-    def _chat_ready(self) -> ChatTemplate:
+    def _require_ready(self) -> None:
         if self._state != "ready":
             raise NotReady(f"the llamacpp backend is not ready ({self._state})")
+
+    def _chat_ready(self) -> ChatTemplate:
+        self._require_ready()
         if self._template is None:
             raise Unsupported(
                 f"{self.options.model_path.name} is an embedding model; it does not answer chat completions",
@@ -262,8 +265,7 @@ class LlamaCppBackend(Backend):
 
         cancel = threading.Event()
         async with self._lock:
-            if self._state != "ready":
-                raise NotReady(f"the llamacpp backend is not ready ({self._state})")
+            self._require_ready()
             self._cancel_events.add(cancel)
             try:
                 async with trio.open_nursery() as nursery:
@@ -285,13 +287,11 @@ class LlamaCppBackend(Backend):
     async def embed(self, req: EmbedResolved) -> EmbedResult:
         if not self.options.embedding:
             raise Unsupported(f"model {req.model!r} does not support embeddings", param="model")
-        if self._state != "ready":
-            raise NotReady(f"the llamacpp backend is not ready ({self._state})")
+        self._require_ready()
         from .embeddings import embed_texts
 
         async with self._lock:
-            if self._state != "ready":
-                raise NotReady(f"the llamacpp backend is not ready ({self._state})")
+            self._require_ready()
             vectors, tokens = await trio.to_thread.run_sync(
                 embed_texts, self._llama, list(req.inputs), req.dimensions, abandon_on_cancel=False
             )
