@@ -164,10 +164,13 @@ class ResolvedV2:
     tool_choice: ToolChoice = field(default_factory=ToolChoice)
     response_format: ResponseFormat = field(default_factory=ResponseFormat)
     parallel_tool_calls: bool = True
+    #: Raw-text prompt (OpenAI legacy completions): when set, ``messages`` is empty and the backend evaluates
+    #: this text as it is, with no chat template. Only backends whose capabilities say ``raw_prompt`` take it.
+    prompt: str | None = None
 
     def needs_v2(self) -> bool:
         """True when this request cannot be expressed as a plain-text v1 `Resolved`."""
-        if self.tools or self.response_format.kind is not ResponseFormatKind.TEXT:
+        if self.prompt is not None or self.tools or self.response_format.kind is not ResponseFormatKind.TEXT:
             return True
         if self.tool_choice.mode not in (ToolChoiceMode.AUTO, ToolChoiceMode.NONE):
             return True
@@ -282,6 +285,8 @@ class BackendCapabilities:
     embed: bool = False
     json_schema: bool = False
     thinking: bool = False
+    #: Takes a raw-text prompt (`ResolvedV2.prompt`) evaluated without a chat template.
+    raw_prompt: bool = False
     embed_dimensions: int | None = None
     accelerator: str = "cpu"
 

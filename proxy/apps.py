@@ -15,7 +15,7 @@ from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 
 from adapters.errors import NotReady
 from compat.errors import ShuttingDown
-from compat.models import model_list, model_object
+from compat.openai.models import model_list, model_object
 
 from . import chat as chat_views
 from . import embeddings as embedding_views

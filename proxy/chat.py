@@ -29,11 +29,11 @@ from adapters.backend import Backend
 from adapters.errors import TrinferError
 from adapters.stream import EventStream, Producer, start_event_stream
 from adapters.types import Done, Event
-from compat.chat_request import ChatRequest, parse_chat_request
-from compat.chat_response import ChunkEncoder, CompletionAccumulator, new_completion_id
 from compat.errors import ShuttingDown, UnsupportedParameter
 from compat.json_body import parse_json
-from compat.sse import SSE_DONE, sse_error, sse_event
+from compat.openai.chat_request import ChatRequest, parse_chat_request
+from compat.openai.chat_response import ChunkEncoder, CompletionAccumulator, new_completion_id
+from compat.openai.sse import SSE_DONE, sse_error, sse_event
 
 from .admission import Admission, Slot
 from .breaker import Outcome

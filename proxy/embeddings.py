@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 from quart import Response
 
-from compat.embeddings import parse_embeddings_request, render_embeddings
 from compat.json_body import parse_json
+from compat.openai.embeddings import parse_embeddings_request, render_embeddings
 
 from .breaker import Outcome
 from .chat import acquire_slot, current_request, read_body, shutting_down

@@ -5,10 +5,10 @@ Theory of operation:
    header or the ``openai-insecure-api-key.<key>`` subprotocol (echoed back only when that key is valid). A
    refused upgrade gets an HTTP 401 (503 while draining) with the OpenAI error body, and no socket.
 2. One `WebSocketConnection` per socket owns a nursery. Its read loop parses each text frame with
-   `compat.ws_protocol.parse_client_frame`; a frame it cannot act on gets an ``error`` frame and the loop goes
-   on. A binary frame closes the socket with 1003. Each ``create`` becomes one task in the nursery, inside its
-   own cancel scope, bounded per socket by ``ws_max_requests_per_socket`` (over it: an ``error`` frame for that
-   id); a ``cancel`` cancels that scope.
+   `compat.openai.ws_protocol.parse_client_frame`; a frame it cannot act on gets an ``error`` frame and the
+   loop goes on. A binary frame closes the socket with 1003. Each ``create`` becomes one task in the nursery,
+   inside its own cancel scope, bounded per socket by ``ws_max_requests_per_socket`` (over it: an ``error``
+   frame for that id); a ``cancel`` cancels that scope.
 3. A request runs through the same functions as ``POST /v1/chat/completions`` (`proxy.chat.start_generation`:
    routing, admission, v1/v2 dispatch, the producer that frees the slot after the backend returned, the
    breaker) and the same `ChunkEncoder` as SSE. It is tracked in the daemon's `Inflight`, so the graceful stop
@@ -39,9 +39,9 @@ from werkzeug.datastructures import Headers
 from adapters.errors import TrinferError
 from adapters.stream import EventStream
 from adapters.types import Done
-from compat.chat_response import ChunkEncoder, new_completion_id
 from compat.errors import AuthenticationError, RequestValidationError, ShuttingDown
-from compat.ws_protocol import (
+from compat.openai.chat_response import ChunkEncoder, new_completion_id
+from compat.openai.ws_protocol import (
     CancelFrame,
     CreateFrame,
     FrameEncoder,

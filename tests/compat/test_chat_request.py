@@ -25,7 +25,7 @@ from adapters.types import (
     ToolSpec,
     ToolUseBlock,
 )
-from compat.chat_request import ChatRequest, parse_chat_request
+from compat.openai.chat_request import ChatRequest, parse_chat_request
 
 from .sdk_shapes import assert_sdk_accepts_chat_body
 

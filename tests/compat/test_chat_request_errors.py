@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from compat.chat_request import IGNORED_FIELDS, UNSUPPORTED_FIELDS, parse_chat_request
 from compat.errors import RequestValidationError, UnsupportedParameter, render_error
+from compat.openai.chat_request import IGNORED_FIELDS, UNSUPPORTED_FIELDS, parse_chat_request
 
 RVE = RequestValidationError
 UNS = UnsupportedParameter

@@ -21,8 +21,8 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from adapters.errors import Unavailable
 from adapters.types import Done, Event, StopReason, Text, Thinking, Token, ToolUse, Usage
-from compat.chat_response import ChunkEncoder, CompletionAccumulator, finish_reason, new_completion_id
-from compat.sse import SSE_DONE, sse_error, sse_event
+from compat.openai.chat_response import ChunkEncoder, CompletionAccumulator, finish_reason, new_completion_id
+from compat.openai.sse import SSE_DONE, sse_error, sse_event
 
 ID = "chatcmpl-test"
 CREATED = 1_700_000_000

@@ -7,9 +7,9 @@ import base64
 import pytest
 
 from adapters.types import ImageBlock, Role
-from compat.chat_request import parse_chat_request
-from compat.content import IMAGE_MEDIA_TYPES
 from compat.errors import RequestValidationError
+from compat.openai.chat_request import parse_chat_request
+from compat.openai.content import IMAGE_MEDIA_TYPES
 
 DATA = bytes(range(256))
 B64 = base64.b64encode(DATA).decode()

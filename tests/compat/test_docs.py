@@ -11,7 +11,7 @@ import pytest
 from openai.types import embedding_create_params
 from openai.types.chat import completion_create_params
 
-from compat.chat_request import IGNORED_FIELDS, MAPPED_FIELDS, UNSUPPORTED_FIELDS
+from compat.openai.chat_request import IGNORED_FIELDS, MAPPED_FIELDS, UNSUPPORTED_FIELDS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "api-compat.md"
 ROW = re.compile(r"^\| `([a-z_]+)` \| (mapped|unsupported|ignored) \|", re.MULTILINE)

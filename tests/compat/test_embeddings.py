@@ -18,8 +18,8 @@ from pydantic import TypeAdapter
 
 from adapters.errors import Internal
 from adapters.types import EmbedResolved, EmbedResult
-from compat.embeddings import MAX_INPUTS, EmbeddingsRequest, parse_embeddings_request, render_embeddings
 from compat.errors import RequestValidationError, UnsupportedParameter
+from compat.openai.embeddings import MAX_INPUTS, EmbeddingsRequest, parse_embeddings_request, render_embeddings
 
 SDK_PARAMS = TypeAdapter(embedding_create_params.EmbeddingCreateParams)
 

@@ -26,8 +26,11 @@ def test_importing_compat_pulls_in_no_io_library() -> None:
         [sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
     )
     report = json.loads(result.stdout)
-    assert {"compat.chat_request", "compat.chat_response", "compat.sse", "compat.embeddings"} <= set(
-        report["imported"]
-    )
+    assert {
+        "compat.openai.chat_request",
+        "compat.openai.chat_response",
+        "compat.openai.sse",
+        "compat.openai.embeddings",
+    } <= set(report["imported"])
     leaked = sorted(m for m in report["modules"] if m.split(".")[0] in FORBIDDEN)
     assert leaked == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from openai.pagination import SyncPage
 from openai.types import Model
 
-from compat.models import model_list, model_object
+from compat.openai.models import model_list, model_object
 
 
 def test_model_object_exact_form_and_sdk_shape() -> None:

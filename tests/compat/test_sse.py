@@ -10,8 +10,8 @@ from openai import OpenAI, Stream
 from openai.types.chat import ChatCompletionChunk
 
 from adapters.types import Done, StopReason, Text, Usage
-from compat.chat_response import ChunkEncoder
-from compat.sse import SSE_DONE, SSE_KEEPALIVE, sse_event
+from compat.openai.chat_response import ChunkEncoder
+from compat.openai.sse import SSE_DONE, SSE_KEEPALIVE, sse_event
 
 
 def test_event_is_one_compact_data_line() -> None:

@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 
 from adapters.errors import Unavailable
 from adapters.types import Done, StopReason, Text, Thinking, Token, ToolUse, Usage
-from compat.chat_request import parse_chat_request
-from compat.chat_response import ChunkEncoder
 from compat.errors import RequestTooLarge, RequestValidationError, error_object
-from compat.sse import sse_event
-from compat.ws_protocol import (
+from compat.openai.chat_request import parse_chat_request
+from compat.openai.chat_response import ChunkEncoder
+from compat.openai.sse import sse_event
+from compat.openai.ws_protocol import (
     CancelFrame,
     CreateFrame,
     FrameEncoder,

@@ -19,7 +19,7 @@ import trio.testing
 
 from adapters import Done, Event, StopReason, Token, Unavailable, Usage
 from adapters.stream import start_event_stream
-from compat.chat_response import ChunkEncoder
+from compat.openai.chat_response import ChunkEncoder
 from proxy.chat import SSE_BATCH, SSE_BATCH_BYTES, sse_body
 from proxy.inflight import RequestInfo
 from tests.daemon_harness import MOCK_MODEL, mock_config, running_daemon

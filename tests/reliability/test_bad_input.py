@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compat.chat_request import IGNORED_FIELDS, MAPPED_FIELDS, UNSUPPORTED_FIELDS
+from compat.openai.chat_request import IGNORED_FIELDS, MAPPED_FIELDS, UNSUPPORTED_FIELDS
 from tests.daemon_harness import MOCK_MODEL, mock_config
 from tests.reliability.threaded_daemon import threaded_daemon
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from adapters.types import ContentBlock, MessageV2, Role, TextBlock, ToolResultBlock, ToolUseBlock
 
-from ._fields import (
+from .._fields import (
     JSONDict,
     as_list,
     as_object,
@@ -23,9 +23,9 @@ from ._fields import (
     item_path,
     required,
 )
+from ..errors import UnsupportedParameter
+from ..json_body import loads_text
 from .content import ASSISTANT_PARTS, TEXT_PARTS, USER_PARTS, parse_content
-from .errors import UnsupportedParameter
-from .json_body import loads_text
 
 _ROLES: dict[str, Role] = {"system": Role.SYSTEM, "developer": Role.SYSTEM, "user": Role.USER}
 ROLE_NAMES: tuple[str, ...] = ("system", "developer", "user", "assistant", "tool")

@@ -15,7 +15,7 @@ import re
 
 from adapters.types import ResponseFormat, ResponseFormatKind, ToolChoice, ToolChoiceMode, ToolSpec
 
-from ._fields import (
+from .._fields import (
     as_list,
     as_object,
     as_str,
@@ -28,7 +28,7 @@ from ._fields import (
     opt_str,
     required,
 )
-from .errors import UnsupportedParameter
+from ..errors import UnsupportedParameter
 
 NAME_PATTERN = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 

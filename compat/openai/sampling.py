@@ -11,7 +11,7 @@ import re
 
 from adapters.types import SamplingParams
 
-from ._fields import (
+from .._fields import (
     JSONDict,
     as_number,
     as_object,

@@ -18,8 +18,8 @@ from typing import Any
 from adapters.errors import Internal
 from adapters.types import EmbedResolved, EmbedResult
 
-from ._fields import as_str, invalid_type, invalid_value, item_path, opt_choice, opt_int, opt_str, required
-from .errors import RequestValidationError, UnsupportedParameter
+from .._fields import as_str, invalid_type, invalid_value, item_path, opt_choice, opt_int, opt_str, required
+from ..errors import RequestValidationError, UnsupportedParameter
 
 MAX_INPUTS = 2048
 ENCODING_FORMATS: tuple[str, ...] = ("float", "base64")

@@ -17,7 +17,7 @@ import binascii
 
 from adapters.types import ContentBlock, ImageBlock, TextBlock
 
-from ._fields import (
+from .._fields import (
     as_list,
     as_object,
     as_str,
@@ -28,7 +28,7 @@ from ._fields import (
     opt_choice,
     required,
 )
-from .errors import RequestValidationError, UnsupportedParameter
+from ..errors import RequestValidationError, UnsupportedParameter
 
 IMAGE_MEDIA_TYPES: tuple[str, ...] = ("image/png", "image/jpeg", "image/gif", "image/webp")
 IMAGE_DETAILS: tuple[str, ...] = ("auto", "low", "high", "original")

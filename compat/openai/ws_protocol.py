@@ -22,10 +22,10 @@ from typing import Any
 from adapters.errors import TrinferError
 from adapters.types import Done, Event
 
+from ..errors import RequestTooLarge, RequestValidationError, error_object
+from ..json_body import parse_json
 from .chat_request import ChatRequest, parse_chat_request
 from .chat_response import ChunkEncoder
-from .errors import RequestTooLarge, RequestValidationError, error_object
-from .json_body import parse_json
 
 CREATE = "chat.completion.create"
 CANCEL = "chat.completion.cancel"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from adapters.types import ResolvedV2
 
-from ._fields import (
+from .._fields import (
     JSONDict,
     as_list,
     as_str,
@@ -33,7 +33,7 @@ from ._fields import (
     opt_str,
     required,
 )
-from .errors import RequestValidationError, UnsupportedParameter
+from ..errors import RequestValidationError, UnsupportedParameter
 from .messages import parse_messages
 from .sampling import parse_sampling
 from .tools import parse_response_format, parse_tool_choice, parse_tools
