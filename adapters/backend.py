@@ -53,6 +53,15 @@ class Backend(abc.ABC):
         docs/design-notes.md.)
         """
 
+    async def maintain(self) -> None:  # noqa: B027 - default: no background work
+        """Background upkeep while the backend serves: health probes of upstream URLs, and the like.
+
+        The daemon runs it in a task it owns, started after `boot` returned and cancelled before `stop` is
+        awaited, so the backend needs no nursery of its own and nothing it starts outlives it. It may run
+        forever (it is cancelled) or return early; an exception it raises is logged and ends only the upkeep.
+        Default: nothing. (Addition to the Rust trait; see docs/design-notes.md.)
+        """
+
     @abc.abstractmethod
     def ready(self) -> bool:
         """True once `boot` has finished and until `stop` begins."""

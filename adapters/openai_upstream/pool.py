@@ -1,0 +1,173 @@
+"""The base URLs of one ``openai`` backend: health, outstanding requests, least-outstanding choice, probes.
+
+Theory of operation. Each base URL has its own ``httpx.AsyncClient`` (its own keep-alive connection pool) and
+a small mutable state: healthy or down (since when, and why), and how many requests it has outstanding.
+
+    event                                   state change
+    boot                                    every URL starts down ("not probed yet")
+    probe ``GET {base}/models`` -> 2xx       healthy (logged when it was down)
+    probe fails (any status, any error)      down (logged when it was healthy)
+    a request finds it unfit (`Failure`)     down; the request may move on (see `errors`)
+
+`pick` chooses, among the healthy URLs a request has not tried yet, the one with the fewest outstanding
+requests; ties go round-robin, so light traffic still spreads. Probes run per URL every
+``health_interval_s``: at boot (`probe_until_healthy`, which returns once one URL passed) and then for as long
+as the backend serves (`keep_probing`, run by the daemon through ``Backend.maintain``). Times are taken from
+``trio.current_time()`` for durations and from the wall clock only for the ``down_since`` shown to operators.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import trio
+
+from .errors import transport_failure
+
+log = logging.getLogger("trinfer.backend.openai")
+
+NOT_PROBED = "not probed yet"
+
+
+@dataclass(eq=False)
+class UpstreamURL:
+    """One base URL and its state. ``client``'s base URL is ``base``; its headers carry the key."""
+
+    base: str
+    client: httpx.AsyncClient
+    healthy: bool = False
+    down_since: float | None = field(default_factory=time.time)
+    outstanding: int = 0
+    last_error: str | None = NOT_PROBED
+    requests: int = 0
+
+    def status(self) -> dict[str, Any]:
+        """This URL's entry in /admin/status (no key: the client's headers are never shown)."""
+        return {
+            "url": self.base,
+            "healthy": self.healthy,
+            "down_since": _iso(self.down_since),
+            "outstanding": self.outstanding,
+            "requests": self.requests,
+            "last_error": self.last_error,
+        }
+
+
+def _iso(when: float | None) -> str | None:
+    if when is None:
+        return None
+    return datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Pool:
+    """The base URLs of one backend (see the module docstring)."""
+
+    def __init__(self, urls: Sequence[UpstreamURL], *, probe_timeout_s: float) -> None:
+        self.urls = tuple(urls)
+        self._turn = 0
+        self._probe_timeout = probe_timeout_s
+
+    def any_healthy(self) -> bool:
+        return any(url.healthy for url in self.urls)
+
+    def pick(self, tried: set[UpstreamURL]) -> UpstreamURL | None:
+        """The healthy, untried URL with the fewest outstanding requests (ties round-robin), or None."""
+        count = len(self.urls)
+        start = self._turn
+        self._turn = (self._turn + 1) % count
+        best: UpstreamURL | None = None
+        for offset in range(count):
+            url = self.urls[(start + offset) % count]
+            if url.healthy and url not in tried and (best is None or url.outstanding < best.outstanding):
+                best = url
+        return best
+
+    def has_candidate(self, tried: set[UpstreamURL]) -> bool:
+        """True when some healthy URL has not been tried yet."""
+        return any(url.healthy and url not in tried for url in self.urls)
+
+    @contextmanager
+    def lease(self, url: UpstreamURL) -> Iterator[None]:
+        """Count one outstanding request on ``url`` for the duration of the block."""
+        url.outstanding += 1
+        url.requests += 1
+        try:
+            yield
+        finally:
+            url.outstanding -= 1
+
+    def mark_down(self, url: UpstreamURL, reason: str) -> None:
+        url.last_error = reason
+        if url.healthy:
+            url.healthy = False
+            url.down_since = time.time()
+            log.warning("upstream %s is down: %s", url.base, reason)
+
+    def mark_up(self, url: UpstreamURL) -> None:
+        if url.last_error == NOT_PROBED:
+            url.last_error = None
+        if not url.healthy:
+            url.healthy = True
+            url.down_since = None
+            log.info("upstream %s is healthy", url.base)
+
+    def note_error(self, url: UpstreamURL, reason: str) -> None:
+        """Record a failure that does not make ``url`` unfit (a read timeout, an in-band error)."""
+        url.last_error = reason
+
+    async def probe(self, url: UpstreamURL) -> bool:
+        """``GET {base}/models``: mark ``url`` healthy on a 2xx, down otherwise; True when it passed."""
+        reason: str | None = None
+        with trio.move_on_after(self._probe_timeout) as scope:
+            try:
+                response = await url.client.get("/models")
+            except httpx.HTTPError as exc:
+                reason = f"probe failed: {transport_failure(exc).reason}"
+            else:
+                if not 200 <= response.status_code < 300:
+                    reason = f"probe failed: HTTP {response.status_code}"
+        if scope.cancelled_caught:
+            reason = "probe failed: no answer in time"
+        if reason is None:
+            self.mark_up(url)
+            return True
+        self.mark_down(url, reason)
+        return False
+
+    async def probe_until_healthy(self, interval_s: float) -> None:
+        """Probe every URL each ``interval_s`` until one passes; return as soon as one has (boot)."""
+        passed = trio.Event()
+
+        async def until_passed(url: UpstreamURL) -> None:
+            while True:
+                if await self.probe(url):
+                    passed.set()
+                    return
+                await trio.sleep(interval_s)
+
+        async with trio.open_nursery() as nursery:
+            for url in self.urls:
+                nursery.start_soon(until_passed, url)
+            await passed.wait()
+            nursery.cancel_scope.cancel()
+
+    async def keep_probing(self, interval_s: float) -> None:
+        """Probe every URL each ``interval_s``, each URL in its own task, until cancelled."""
+        async with trio.open_nursery() as nursery:
+            for url in self.urls:
+                nursery.start_soon(self._probe_loop, url, interval_s)
+
+    async def _probe_loop(self, url: UpstreamURL, interval_s: float) -> None:
+        while True:
+            await self.probe(url)
+            await trio.sleep(interval_s)
+
+    def status(self) -> list[dict[str, Any]]:
+        return [url.status() for url in self.urls]
