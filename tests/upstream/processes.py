@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,10 +43,15 @@ class UpstreamServer:
     """A trinfer process with one mock backend (see the module docstring)."""
 
     def __init__(
-        self, *, models: tuple[str, ...] = (UPSTREAM_MODEL,), api_keys: tuple[str, ...] = (), **options: Any
+        self,
+        *,
+        port: int = 0,
+        models: tuple[str, ...] = (UPSTREAM_MODEL,),
+        api_keys: tuple[str, ...] = (),
+        **options: Any,
     ) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="trinfer-upstream-")
-        lines = ["[server]", 'host = "127.0.0.1"', "port = 0", "admin_port = 0", "stop_timeout_s = 1"]
+        lines = ["[server]", 'host = "127.0.0.1"', f"port = {port}", "admin_port = 0", "stop_timeout_s = 1"]
         if api_keys:
             lines.append(f"api_keys = {_toml(list(api_keys))}")
         lines += ["[[backends]]", 'name = "mock"', 'kind = "mock"', f"models = {_toml(list(models))}"]
@@ -121,12 +125,17 @@ class UpstreamServer:
         self._dir.cleanup()
 
 
-def closed_port_url() -> str:
-    """A loopback base URL nothing listens on (bound, then closed: connecting to it is refused)."""
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then closed: connecting to it is refused)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def closed_port_url() -> str:
+    """A loopback base URL nothing listens on."""
+    return f"http://127.0.0.1:{free_port()}/v1"
 
 
 def gateway_config(
@@ -146,12 +155,3 @@ def gateway_config(
         **options,
     }
     return {"server": {"ready_timeout_s": 30, "stop_timeout_s": 2, **(server or {})}, "backends": [backend]}
-
-
-def wait_for(predicate: Any, timeout_s: float = 20.0) -> None:
-    """Poll a blocking predicate (from a worker thread or sync code) until it is true."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
