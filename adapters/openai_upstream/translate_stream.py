@@ -16,7 +16,10 @@ keep-alives skipped; LF or CRLF line ends; input may be cut anywhere, even insid
     usage (any chunk that carries it)     -> kept for Done
     finish_reason                         -> Done's stop reason: stop -> END, length -> MAX_TOKENS,
                                              tool_calls / function_call -> TOOL_USE (also when a server says
-                                             "stop" after calling tools), anything else -> END
+                                             "stop" after calling tools), anything else -> END. OpenAI's
+                                             "stop" covers both the end of the answer and a stop sequence;
+                                             only a server that says which (vLLM's ``stop_reason``: the
+                                             matched string) gives STOP_SEQUENCE
     {"error": {...}}                      -> `Unavailable` carrying the upstream's message
     [DONE]                                -> the end: Done
 
@@ -107,6 +110,7 @@ class ChunkTranslator:
         self._pending: dict[int, _PendingCall] = {}
         self._calls_sent = 0
         self._finish: str | None = None
+        self._stop_string = False
         self._usage = Usage()
 
     @property
@@ -148,6 +152,7 @@ class ChunkTranslator:
             reason = choice.get("finish_reason")
             if reason is not None:
                 self._finish = str(reason)
+                self._stop_string = isinstance(choice.get("stop_reason"), str)
                 events.extend(self._flush(None))
         return events
 
@@ -157,6 +162,8 @@ class ChunkTranslator:
         stop = _STOP_REASONS.get(self._finish or "stop", StopReason.END)
         if stop is StopReason.END and self._calls_sent:
             stop = StopReason.TOOL_USE
+        elif stop is StopReason.END and self._stop_string:
+            stop = StopReason.STOP_SEQUENCE
         events.append(Done(stop, self._usage))
         return events
 
