@@ -93,8 +93,7 @@ class OpenAIUpstreamBackend(Backend):
         # Loading the trust store is blocking file I/O: done in a worker thread, and only when a URL needs it.
         tls = await trio.to_thread.run_sync(ssl.create_default_context) if https else _PLAIN_HTTP
         urls = [UpstreamURL(base, self._client(base, headers, tls)) for base in self.options.base_urls]
-        probe_timeout = max(self.options.connect_timeout_s, self.options.health_interval_s)
-        self._pool = Pool(urls, probe_timeout_s=probe_timeout)
+        self._pool = Pool(urls)
         await self._pool.probe_until_healthy(self.options.health_interval_s)
 
     def _client(self, base: str, headers: Mapping[str, str], tls: ssl.SSLContext) -> httpx.AsyncClient:
@@ -205,7 +204,7 @@ class OpenAIUpstreamBackend(Backend):
         self, pool: Pool, url: UpstreamURL, failure: Failure, tried: set[UpstreamURL], *, retry_allowed: bool
     ) -> None:
         """Record ``failure`` on ``url``; return to try another URL, or raise the client's error."""
-        if failure.failover:
+        if failure.marks_down:
             pool.mark_down(url, failure.reason)
         elif failure.kind is not Kind.REFUSED:
             pool.note_error(url, failure.reason)
@@ -278,9 +277,13 @@ def _encode(body: dict[str, Any]) -> bytes:
 
 async def _open(url: UpstreamURL, path: str, body: bytes) -> httpx.Response:
     """POST ``body`` to ``url``; the 2xx response, its body still to be read; every failure is a `Failure`."""
-    request = url.client.build_request("POST", path, content=body, headers=_JSON_HEADERS)
     try:
-        response = await url.client.send(request, stream=True)
+        try:
+            response = await _send(url, path, body)
+        except _STALE_CONNECTION:
+            # A kept-alive connection the server had closed (or was closing) as we reused it: the pool drops
+            # it, and the request goes once more, on a fresh connection, before the URL is judged.
+            response = await _send(url, path, body)
     except httpx.HTTPError as exc:
         raise transport_failure(exc) from exc
     if 200 <= response.status_code < 300:
@@ -290,6 +293,11 @@ async def _open(url: UpstreamURL, path: str, body: bytes) -> httpx.Response:
     finally:
         await _close(response)
     raise status_failure(response.status_code, response.headers, error_body)
+
+
+async def _send(url: UpstreamURL, path: str, body: bytes) -> httpx.Response:
+    request = url.client.build_request("POST", path, content=body, headers=_JSON_HEADERS)
+    return await url.client.send(request, stream=True)
 
 
 async def _close(response: httpx.Response) -> None:
@@ -323,12 +331,12 @@ async def _relay(response: httpx.Response, sent: _Sent) -> None:
                     await sent.many(_translate(translator, event.data))
         except httpx.HTTPError as exc:
             if not ended:
-                raise transport_failure(exc) from exc
+                raise transport_failure(exc).cut() from exc
     if ended:
         return
     if not translator.finished:
         raise Failure(
-            Kind.BROKEN,
+            Kind.CUT,
             "the stream ended before the answer was complete",
             Unavailable("the upstream server ended the stream before the answer was complete"),
         )
@@ -382,4 +390,6 @@ def _embed_result(payload: Any, count: int) -> EmbedResult:
 
 #: The TLS context given to clients whose base URL is plain http: never used, and cheap to make (no trust store).
 _PLAIN_HTTP = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+#: What a reused connection the server closed looks like before any answer arrived.
+_STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}

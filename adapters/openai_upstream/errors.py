@@ -8,9 +8,11 @@ scanned in order, most specific class first (``ConnectTimeout`` before ``Timeout
 
 May another URL be tried (``failover``)? Only when nothing has reached the client yet - the caller checks
 that - and only for failures that say the URL is unfit: the connection was refused or timed out, it was
-reset or closed before the answer was complete on a pooled connection, or the upstream answered 5xx. Those
-also mark the URL down until its health probe passes. A read timeout is not one: a slow upstream is busy,
-not dead, and sending the same long prompt elsewhere would double the load.
+reset or closed before the answer's headers (a pooled connection the server dropped counts the same), or
+the upstream answered 5xx. Those also mark the URL down until its health probe passes. A stream that broke
+off after a 2xx but before its first event moves on too, without marking the URL down (`Failure.cut`). A
+read timeout is not a reason: a slow upstream is busy, not dead, and sending the same long prompt elsewhere
+would double the load.
 
 What the client sees: an upstream 4xx keeps its status and OpenAI error object (`UpstreamRejected`), except
 401 and 403, which refuse the *operator's* key, so the client gets 502 (its own key was fine) and the
@@ -35,8 +37,9 @@ from ..errors import TrinferError, Unavailable, UpstreamRateLimited, UpstreamRej
 class Kind(enum.Enum):
     """What went wrong with one base URL."""
 
-    UNREACHABLE = "unreachable"  # refused, DNS, connect timeout: failover, 503 when it was the last
-    BROKEN = "broken"  # reset / closed / 5xx: failover, 502 when it was the last
+    UNREACHABLE = "unreachable"  # refused, DNS, connect timeout: down, failover, 503 when it was the last
+    BROKEN = "broken"  # reset / closed before the answer's headers, or 5xx: down, failover, 502 as the last
+    CUT = "cut"  # the answer (2xx) broke off before its first event: failover, but the probe says if it is down
     FAILED = "failed"  # read timeout, protocol error, in-band error: 502, no failover
     REFUSED = "refused"  # the upstream's own answer to the client (4xx, 429): passed on, no failover
 
@@ -56,8 +59,21 @@ class Failure(Exception):
 
     @property
     def failover(self) -> bool:
-        """True when the URL is unfit (mark it down) and the request may go to another one."""
+        """True when the request may go to another URL (if nothing was sent to the client yet)."""
+        return self.kind in (Kind.UNREACHABLE, Kind.BROKEN, Kind.CUT)
+
+    @property
+    def marks_down(self) -> bool:
+        """True when the URL is unfit: it is down until its probe passes."""
         return self.kind in (Kind.UNREACHABLE, Kind.BROKEN)
+
+    def cut(self) -> Failure:
+        """This failure as it counts once the upstream had answered 2xx: a broken stream, not a dead URL.
+
+        (llama-cpp-python, for one, answers a streamed request whose prompt is too long with a 200 and an
+        empty body: the client's doing, which must not take the URL out of the pool.)
+        """
+        return Failure(Kind.CUT, self.reason, self.error) if self.kind is Kind.BROKEN else self
 
 
 def _unreachable(reason: str) -> Callable[[Exception], Failure]:

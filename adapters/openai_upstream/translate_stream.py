@@ -13,7 +13,10 @@ keep-alives skipped; LF or CRLF line ends; input may be cut anywhere, even insid
                                              higher index starts, when a finish_reason arrives, or at the end;
                                              its arguments (the joined pieces, "" meaning {}) must be the JSON
                                              text of an object, as the engine's `ToolUse` promises
-    usage (any chunk that carries it)     -> kept for Done
+    usage (any chunk that carries it)     -> kept for Done; a server that ignores ``include_usage``
+                                             (llama-cpp-python's) gets completion_tokens = the number of
+                                             chunks that carried content (one token each on llama.cpp and
+                                             vLLM) and prompt_tokens = 0: unknown, not invented
     finish_reason                         -> Done's stop reason: stop -> END, length -> MAX_TOKENS,
                                              tool_calls / function_call -> TOOL_USE (also when a server says
                                              "stop" after calling tools), anything else -> END. OpenAI's
@@ -111,7 +114,8 @@ class ChunkTranslator:
         self._calls_sent = 0
         self._finish: str | None = None
         self._stop_string = False
-        self._usage = Usage()
+        self._usage: Usage | None = None
+        self._content_chunks = 0
 
     @property
     def finished(self) -> bool:
@@ -148,7 +152,10 @@ class ChunkTranslator:
             delta = choice.get("delta") or {}
             if not isinstance(delta, dict):
                 raise _protocol_error("a 'delta' that is not an object")
+            before = len(events)
             events.extend(self._delta(delta))
+            if len(events) > before or delta.get("tool_calls"):
+                self._content_chunks += 1
             reason = choice.get("finish_reason")
             if reason is not None:
                 self._finish = str(reason)
@@ -164,7 +171,8 @@ class ChunkTranslator:
             stop = StopReason.TOOL_USE
         elif stop is StopReason.END and self._stop_string:
             stop = StopReason.STOP_SEQUENCE
-        events.append(Done(stop, self._usage))
+        usage = self._usage if self._usage is not None else Usage(completion_tokens=self._content_chunks)
+        events.append(Done(stop, usage))
         return events
 
     def _delta(self, delta: dict[str, Any]) -> list[Event]:

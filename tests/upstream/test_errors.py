@@ -113,23 +113,40 @@ async def test_a_5xx_with_no_other_url_is_502_and_the_url_returns_once_its_probe
 
 
 @pytest.mark.parametrize(
-    "failure",
-    [error(503, "overloaded"), Reply(before_headers=DROP)],
-    ids=["5xx", "closed-before-headers"],
+    ("failures", "tries"),
+    [((error(503, "overloaded"),), 1), ((Reply(before_headers=DROP),) * 2, 2)],
+    ids=["5xx", "closed-before-headers-twice"],
 )
 async def test_a_failure_before_the_first_byte_moves_the_request_to_the_next_url(
-    autojump_clock: trio.abc.Clock, upstream_a: ScriptedUpstream, upstream_b: ScriptedUpstream, failure: Reply
+    autojump_clock: trio.abc.Clock,
+    upstream_a: ScriptedUpstream,
+    upstream_b: ScriptedUpstream,
+    failures: tuple[Reply, ...],
+    tries: int,
 ) -> None:
-    upstream_a.reply(failure)
+    upstream_a.reply(*failures)
     upstream_b.reply(text_answer("from ", "b"))
     with trio.fail_after(30):
         async with gateway(upstream_a, upstream_b) as d, d.client() as client:
             reply = await client.chat.completions.create(model=GATEWAY_MODEL, messages=MESSAGES)
             assert reply.choices[0].message.content == "from b"
-            assert (len(upstream_a.requests), len(upstream_b.requests)) == (1, 1)
+            assert (len(upstream_a.requests), len(upstream_b.requests)) == (tries, 1)
             assert url_status(d, 0)["healthy"] is False
             assert d.backend_status("fleet")["failovers"] == 1
             assert breaker_state(d) == "closed"
+
+
+async def test_a_connection_closed_before_the_answer_is_tried_once_more_on_a_fresh_one(
+    autojump_clock: trio.abc.Clock, upstream_a: ScriptedUpstream
+) -> None:
+    upstream_a.reply(text_answer("first"), Reply(before_headers=DROP), text_answer("second"))
+    with trio.fail_after(30):
+        async with gateway(upstream_a) as d, d.client() as client:
+            for expected in ("first", "second"):  # the second goes out on the kept-alive connection first
+                reply = await client.chat.completions.create(model=GATEWAY_MODEL, messages=MESSAGES)
+                assert reply.choices[0].message.content == expected
+            assert len(upstream_a.requests) == 3
+            assert url_status(d, 0)["healthy"] is True
 
 
 async def test_a_failure_after_the_first_byte_is_an_in_band_error_and_is_never_retried(
@@ -209,7 +226,7 @@ async def test_a_malformed_stream_is_an_upstream_error_not_a_crash(
         async with gateway(upstream_a, health_interval_s=1) as d, d.client() as client:
             messages = []
             for _ in range(3):  # (three is also what opens the breaker)
-                await wait_until(lambda: url_status(d, 0)["healthy"])  # a cut-short stream marks it down
+                assert url_status(d, 0)["healthy"]  # a broken stream is not a dead URL
                 with pytest.raises(openai.APIStatusError) as caught:
                     await client.chat.completions.create(model=GATEWAY_MODEL, messages=MESSAGES)
                 assert caught.value.status_code == 502
