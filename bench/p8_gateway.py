@@ -86,7 +86,8 @@ def run(workdir: Path, *, rounds: int, duration_s: float) -> str:
         for round_index in range(rounds):
             for name, start in contenders.items():
                 with start(workdir) as server:
-                    wrk.run(server.port, connections=16, duration_s=2, workdir=workdir)  # warm-up
+                    # Warm-up, long enough for LiteLLM's first requests (seconds each on a busy machine).
+                    wrk.run(server.port, connections=16, duration_s=max(5.0, duration_s), workdir=workdir)
                     for mode, body in MODES.items():
                         for c in CONCURRENCY:
                             result = wrk.run(

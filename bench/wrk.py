@@ -59,6 +59,8 @@ def run(
         f"-c{connections}",
         f"-d{max(1, round(duration_s))}s",
         "--latency",
+        "--timeout",
+        "30s",  # a slow response is a slow sample, not a dropped one
         "-s",
         str(_script(workdir, CHAT_BODY if body is None else body)),
         f"http://{HOST}:{port}/v1/chat/completions",
