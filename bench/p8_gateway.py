@@ -11,7 +11,9 @@ round (A B C A B C ...):
 Each is measured non-streaming and streaming (``"stream": true``: wrk times the whole SSE response), at c=1
 and c=16. The goals are stated as paired ratios and differences per round (median over rounds), which is
 what stays meaningful on a shared machine: added p50 over the floor at c=1 <= 1 ms, and trinfer's requests/s
-at c=16 >= 5x LiteLLM's.
+at c=16 >= 5x LiteLLM's. Each run also records the CPU time the measured process tree used per request (the
+gateway's; the upstream's for the floor), read from /proc: on a busy machine it moves far less than latency
+or throughput, so it says what each gateway costs even when the clock says little.
 """
 
 from __future__ import annotations
@@ -76,6 +78,8 @@ def litellm_gateway(upstream_port: int) -> Callable[[Path], AbstractContextManag
 
 def run(workdir: Path, *, rounds: int, duration_s: float) -> str:
     results: dict[tuple[str, str, int], list[wrk.WrkResult]] = defaultdict(list)
+    #: CPU milliseconds per request of the gateway process (the upstream's for the floor), per run.
+    cpu: dict[tuple[str, str, int], list[float]] = defaultdict(list)
     with upstream(workdir) as up:
         contenders: dict[str, Callable[[Path], AbstractContextManager[Server]]] = {
             FLOOR: lambda _workdir: _already_running(up),
@@ -90,9 +94,12 @@ def run(workdir: Path, *, rounds: int, duration_s: float) -> str:
                     wrk.run(server.port, connections=16, duration_s=max(5.0, duration_s), workdir=workdir)
                     for mode, body in MODES.items():
                         for c in CONCURRENCY:
+                            before = server.cpu_seconds()
                             result = wrk.run(
                                 server.port, connections=c, duration_s=duration_s, workdir=workdir, body=body
                             )
+                            used_ms = 1000 * (server.cpu_seconds() - before)
+                            cpu[name, mode, c].append(used_ms / max(1, result.requests))
                             print(f"  round {round_index + 1} {name} {mode} c={c}: {result}", flush=True)
                             if result.errors:
                                 raise RuntimeError(f"{name} {mode} c={c}: {result.errors} failed requests")
@@ -105,13 +112,14 @@ def run(workdir: Path, *, rounds: int, duration_s: float) -> str:
             median([r.requests_per_s for r in runs]),
             median([r.p50_ms for r in runs]),
             median([r.p99_ms for r in runs]),
+            median(cpu[name, mode, c]),
             len(runs),
         ]
         for (name, mode, c), runs in results.items()
     ]
     out = table(
         "P8 gateway overhead (mock upstream; medians)",
-        ["target", "mode", "c", "requests/s", "p50 ms", "p99 ms", "rounds"],
+        ["target", "mode", "c", "requests/s", "p50 ms", "p99 ms", "CPU ms/request", "rounds"],
         rows,
     )
 
@@ -134,6 +142,13 @@ def run(workdir: Path, *, rounds: int, duration_s: float) -> str:
                 [
                     f"LiteLLM added p50 over the upstream, {mode}, c=1 (ms)",
                     paired_difference(of(LITELLM, mode, 1, "p50_ms"), of(FLOOR, mode, 1, "p50_ms")),
+                    "",
+                ]
+            )
+            summary.append(
+                [
+                    f"LiteLLM / trinfer CPU per request, {mode}, c=16",
+                    paired_ratio(cpu[LITELLM, mode, 16], cpu[OURS, mode, 16]),
                     "",
                 ]
             )
