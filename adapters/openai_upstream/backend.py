@@ -1,12 +1,13 @@
 """`OpenAIUpstreamBackend`: any OpenAI-compatible server (vLLM, SGLang, llama-server, another trinfer, a
 hosted API) behind the engine contract, spread over several base URLs.
 
-HTTP client: ``httpx.AsyncClient``, one per base URL, which runs under trio (httpcore picks its trio backend),
-keeps connections alive between requests, and bounds connecting (``connect_timeout_s``) and every silence
-between two bytes (``read_timeout_s``) separately - exactly the two limits the config exposes. Streaming the
-response body and closing it early are first-class (``client.stream`` / ``response.aclose``), which is what
-cancellation needs. The official ``openai`` SDK is built on the same httpx, but adds retries, response
-models and its own error classes between us and the status, headers and raw bytes this adapter translates.
+HTTP client: httpx, one ``AsyncHTTPTransport`` (connection pool) per base URL, used through its one-method
+transport interface (see `UpstreamURL.send`). It runs under trio (httpcore picks its trio backend), keeps
+connections alive between requests, and bounds connecting (``connect_timeout_s``) and every silence between
+two bytes (``read_timeout_s``) separately - exactly the two limits the config exposes. Streaming a response
+body and closing it early are first-class (``response.aclose``), which is what cancellation needs. The
+official ``openai`` SDK is built on the same httpx, but adds retries, response models and its own error
+classes between us and the status, headers and raw bytes this adapter translates.
 
 One generation (`_generate`) is an attempt loop: pick the healthy base URL with the fewest outstanding
 requests, stream the chat completion from it, translate its chunks and send the engine events on. A failure
@@ -46,12 +47,10 @@ from ..types import (
 )
 from .errors import Failure, Kind, status_failure, transport_failure
 from .options import UpstreamOptions, parse_options, read_api_key
-from .pool import Pool, UpstreamURL
+from .pool import CLOSE_TIMEOUT_S, Pool, UpstreamURL
 from .translate_request import chat_body, embeddings_body
 from .translate_stream import DONE_SENTINEL, ChunkTranslator, SseDecoder
 
-#: Bound on closing an upstream response (the close is shielded from the cancellation that caused it).
-CLOSE_TIMEOUT_S = 5.0
 #: How many idle keep-alive connections each base URL's pool keeps.
 KEEPALIVE_CONNECTIONS = 64
 #: Idle keep-alive connections are dropped after this long: less than the 5 s idle timeout of uvicorn
@@ -92,24 +91,22 @@ class OpenAIUpstreamBackend(Backend):
         https = any(url.startswith("https://") for url in self.options.base_urls)
         # Loading the trust store is blocking file I/O: done in a worker thread, and only when a URL needs it.
         tls = await trio.to_thread.run_sync(ssl.create_default_context) if https else _PLAIN_HTTP
-        urls = [UpstreamURL(base, self._client(base, headers, tls)) for base in self.options.base_urls]
+        opts = self.options
+        timeout = {
+            "connect": opts.connect_timeout_s,
+            "read": opts.read_timeout_s,
+            "write": opts.read_timeout_s,
+            "pool": opts.connect_timeout_s,
+        }
+        urls = [UpstreamURL(base, self._transport(tls), headers, timeout) for base in opts.base_urls]
         self._pool = Pool(urls)
         await self._pool.probe_until_healthy(self.options.health_interval_s)
 
-    def _client(self, base: str, headers: Mapping[str, str], tls: ssl.SSLContext) -> httpx.AsyncClient:
-        opts = self.options
-        return httpx.AsyncClient(
-            base_url=base,
-            headers=headers,
+    def _transport(self, tls: ssl.SSLContext) -> httpx.AsyncHTTPTransport:
+        return httpx.AsyncHTTPTransport(
             verify=tls,
             # Proxies and certificates come from the config, not from HTTP(S)_PROXY variables around the daemon.
             trust_env=False,
-            timeout=httpx.Timeout(
-                connect=opts.connect_timeout_s,
-                read=opts.read_timeout_s,
-                write=opts.read_timeout_s,
-                pool=opts.connect_timeout_s,
-            ),
             limits=httpx.Limits(
                 max_connections=None,  # admission (``active``) bounds concurrency; the pool must not add a queue
                 max_keepalive_connections=KEEPALIVE_CONNECTIONS,
@@ -133,7 +130,7 @@ class OpenAIUpstreamBackend(Backend):
             return
         with trio.move_on_after(timeout):
             for url in self._pool.urls:
-                await url.client.aclose()
+                await url.transport.aclose()
 
     def capabilities(self) -> BackendCapabilities:
         return BackendCapabilities(
@@ -296,8 +293,7 @@ async def _open(url: UpstreamURL, path: str, body: bytes) -> httpx.Response:
 
 
 async def _send(url: UpstreamURL, path: str, body: bytes) -> httpx.Response:
-    request = url.client.build_request("POST", path, content=body, headers=_JSON_HEADERS)
-    return await url.client.send(request, stream=True)
+    return await url.send("POST", path, body, _JSON_HEADERS)
 
 
 async def _close(response: httpx.Response) -> None:

@@ -1,7 +1,7 @@
 """The base URLs of one ``openai`` backend: health, outstanding requests, least-outstanding choice, probes.
 
-Theory of operation. Each base URL has its own ``httpx.AsyncClient`` (its own keep-alive connection pool) and
-a small mutable state: healthy or down (since when, and why), and how many requests it has outstanding.
+Theory of operation. Each base URL has its own ``httpx.AsyncHTTPTransport`` (its own keep-alive connection
+pool) and a small mutable state: healthy or down (since when, and why), and how many requests it has outstanding.
 
     event                                   state change
     boot                                    every URL starts down ("not probed yet")
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,22 +34,47 @@ from .errors import transport_failure
 log = logging.getLogger("trinfer.backend.openai")
 
 NOT_PROBED = "not probed yet"
+#: Bound on closing a response (shielded: a cancelled probe or request still releases its connection).
+CLOSE_TIMEOUT_S = 5.0
 
 
 @dataclass(eq=False)
 class UpstreamURL:
-    """One base URL and its state. ``client``'s base URL is ``base``; its headers carry the key."""
+    """One base URL, its connection pool (``transport``) and its state. ``headers`` carry the key."""
 
     base: str
-    client: httpx.AsyncClient
+    transport: httpx.AsyncHTTPTransport
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    #: httpx's per-request timeout extension: connect, read, write, pool (seconds).
+    timeout: Mapping[str, float] = field(default_factory=dict)
     healthy: bool = False
     down_since: float | None = field(default_factory=time.time)
     outstanding: int = 0
     last_error: str | None = NOT_PROBED
     requests: int = 0
 
+    async def send(
+        self, method: str, path: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        """One request on this URL's pool; the response's body is still to be read, and must be closed.
+
+        Straight to the transport (httpx's one-method interface): a client's URL merging, cookie jar, auth
+        and redirect machinery would cost more CPU per request than everything else the gateway does for
+        it, and none of it applies to a fixed upstream.
+        """
+        request = httpx.Request(
+            method,
+            self.base + path,
+            content=body,
+            headers={**self.headers, **headers} if headers else self.headers,
+            extensions={"timeout": dict(self.timeout)},
+        )
+        response = await self.transport.handle_async_request(request)
+        response.request = request
+        return response
+
     def status(self) -> dict[str, Any]:
-        """This URL's entry in /admin/status (no key: the client's headers are never shown)."""
+        """This URL's entry in /admin/status (no key: the headers are never shown)."""
         return {
             "url": self.base,
             "healthy": self.healthy,
@@ -130,7 +155,12 @@ class Pool:
         """
         reason: str | None = None
         try:
-            response = await url.client.get("/models")
+            response = await url.send("GET", "/models")
+            try:
+                await response.aread()
+            finally:
+                with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+                    await response.aclose()
         except httpx.HTTPError as exc:
             reason = f"probe failed: {transport_failure(exc).reason}"
         else:

@@ -19,7 +19,8 @@ def echo_upstream() -> Iterator[UpstreamServer]:
 
 @pytest.fixture(scope="session")
 def slow_upstream() -> Iterator[UpstreamServer]:
-    """A mock upstream that waits 200 ms before each token: long enough to catch a request in any phase."""
-    server = UpstreamServer(token_delay_ms=200)
+    """A mock upstream that waits 500 ms before each token: long enough, even on a busy machine, to catch a
+    request in any phase."""
+    server = UpstreamServer(token_delay_ms=500)
     yield server
     server.close()
