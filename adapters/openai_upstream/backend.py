@@ -31,7 +31,7 @@ import httpx
 import trio
 
 from ..backend import Backend
-from ..errors import Internal, NotReady, Unavailable
+from ..errors import InvalidRequest, NotReady, Unavailable
 from ..types import (
     BackendCapabilities,
     Done,
@@ -167,9 +167,13 @@ class OpenAIUpstreamBackend(Backend):
         await self._generate(req, send, v1=False)
 
     async def _generate(self, req: ResolvedV2, send: trio.MemorySendChannel[Event], *, v1: bool) -> None:
+        if req.prompt is not None:  # DESIGN.md section 8: a backend that cannot take raw text answers 400
+            raise InvalidRequest(
+                f"model {req.model!r} takes chat requests only: raw-text prompts are not forwarded upstream",
+                param="prompt",
+                code="unsupported_parameter",
+            )
         pool = self._require_pool()
-        if req.prompt is not None:
-            raise Internal("the openai backend takes chat requests only (it has no raw_prompt capability)")
         body = _encode(chat_body(req, self.options.model_for(req.model)))
         self._active += 1
         try:

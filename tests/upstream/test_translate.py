@@ -7,13 +7,15 @@ import json
 from typing import Any
 
 import pytest
+import trio
 
 from adapters.backend import BackendConfigError
-from adapters.errors import Unavailable
+from adapters.errors import InvalidRequest, Unavailable
+from adapters.openai_upstream import OpenAIUpstreamBackend
 from adapters.openai_upstream.errors import error_object, retry_after_s, status_failure
 from adapters.openai_upstream.options import parse_options, read_api_key
 from adapters.openai_upstream.translate_stream import ChunkTranslator, SseDecoder, SseEvent
-from adapters.types import Done, StopReason, Text, Thinking, ToolUse, Usage
+from adapters.types import Done, Event, ResolvedV2, StopReason, Text, Thinking, ToolUse, Usage
 
 STREAM = (
     b": keep-alive\r\n\r\n"
@@ -195,3 +197,12 @@ def test_bad_options_name_the_key(table: dict[str, Any], message: str) -> None:
 def test_a_missing_key_variable_is_named_never_a_value() -> None:
     with pytest.raises(BackendConfigError, match="FLEET_KEY"):
         read_api_key(parse_options({"base_urls": ["http://a"], "api_key_env": "FLEET_KEY"}), {})
+
+
+async def test_a_raw_text_prompt_is_refused_with_400_before_any_upstream_is_asked() -> None:
+    backend = OpenAIUpstreamBackend(parse_options({"base_urls": ["http://127.0.0.1:9/v1"]}))  # never asked
+    send, _receive = trio.open_memory_channel[Event](1)
+    with pytest.raises(InvalidRequest) as caught:
+        await backend.generate_v2(ResolvedV2(model="m", messages=(), prompt="Once upon"), send)
+    assert (caught.value.http_status, caught.value.code) == (400, "unsupported_parameter")
+    assert not backend.capabilities().raw_prompt
