@@ -47,7 +47,7 @@ def url_status(d: RunningDaemon, index: int) -> dict[str, Any]:
 
 
 def breaker_state(d: RunningDaemon) -> str:
-    return str(d.daemon.handle("fleet").breaker.state)
+    return str(d.handle("fleet").breaker.state)
 
 
 async def test_an_upstream_4xx_reaches_the_client_with_its_status_and_error_object(
