@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-from quart import Response, request
+from quart import Response, has_request_context, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
@@ -45,14 +45,18 @@ def _new_app(name: str, daemon: Daemon) -> QuartTrio:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
 
     async def handle_error(exc: Exception) -> Response:
-        """The one error handler: every error of either app leaves through `proxy.errors.render`."""
-        info: RequestInfo | None = cast(Mapping[str, Any], request.scope).get(SCOPE_KEY)
+        """The one error handler: every error of either app leaves through `proxy.errors.render`.
+
+        It also answers WebSocket upgrades that fail before the route (an unknown path: 404), as HTTP.
+        """
+        current = request if has_request_context() else websocket
+        info: RequestInfo | None = cast(Mapping[str, Any], current.scope).get(SCOPE_KEY)
         request_id = info.request_id if info is not None else "unknown"
         allow: list[str] | None = None
         if isinstance(exc, WerkzeugMethodNotAllowed):
             allow = sorted(exc.valid_methods or ())
         if isinstance(exc, HTTPException):
-            exc = translate_http_exception(exc, request.method, request.path, server.max_body_bytes)
+            exc = translate_http_exception(exc, current.method, current.path, server.max_body_bytes)
         status, headers, body = render(exc, request_id, allow=allow)
         return Response(body, status=status, headers=Headers(headers))
 
