@@ -14,20 +14,24 @@ by the latter), and ``Transfer-Encoding`` on an HTTP/1.0 request (which has no c
 
 Every status line carries its reason phrase (``HTTP/1.1 404 Not Found``), and the errors the HTTP parser
 answers itself (400 unparsable request, 431 headers too large, 501 unsupported transfer coding) carry the
-OpenAI error body like every other error.
+OpenAI error body like every other error. WebSocket upgrades get `proxy.ws_stream.FailingWSStream`.
 """
 
 from __future__ import annotations
 
 from http import HTTPStatus
 from itertools import chain
+from typing import cast
 
 import h11
 from hypercorn.events import Closed, Event
-from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.protocol.events import Request
+from hypercorn.protocol.h11 import STREAM_ID, H11Protocol, H11WSConnection
+from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.typing import H11SendableEvent
 
 from .errors import HTTPProblem, render
+from .ws_stream import FailingWSStream
 
 #: What a client is told for each status the HTTP parser can answer on its own (any other: the reason phrase).
 PARSER_ERRORS = {
@@ -93,6 +97,30 @@ class Http11Protocol(H11Protocol):
         problem = request_refusal(event)
         if problem is not None:
             raise RefusedRequest(problem)
+
+    async def _create_stream(self, request: h11.Request) -> None:
+        # hypercorn's, with `FailingWSStream` for WebSocket upgrades.
+        headers = {name: value.strip().lower() for name, value in request.headers}  # h11 lower-cases names
+        tokens = {token.strip() for token in headers.get(b"connection", b"").split(b",")}
+        upgrade = b"upgrade" in tokens and headers.get(b"upgrade") == b"websocket" and request.method == b"GET"
+        args = (self.app, self.config, self.context, self.task_group, self.ssl, self.client, self.server)
+        if upgrade:
+            self.stream = FailingWSStream(*args, self.stream_send, STREAM_ID)
+            self.connection = H11WSConnection(cast(h11.Connection, self.connection))
+        else:
+            self.stream = HTTPStream(*args, self.stream_send, STREAM_ID)
+        await self.stream.handle(
+            Request(
+                stream_id=STREAM_ID,
+                headers=request.headers.raw_items() if self.config.h11_pass_raw_headers else list(request.headers),
+                http_version=request.http_version.decode(),
+                method=request.method.decode("ascii").upper(),
+                raw_path=request.target,
+                state=self.connection_state,
+            )
+        )
+        self.keep_alive_requests += 1
+        await self.context.mark_request()
 
     async def _send_h11_event(self, event: H11SendableEvent) -> None:
         if isinstance(event, h11.Response | h11.InformationalResponse):
