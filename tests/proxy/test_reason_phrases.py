@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import trio
 
-from tests.daemon_harness import keyed_config, mock_config, running_daemon
+from tests.daemon_harness import TEST_KEY, keyed_config, mock_config, running_daemon
 from tests.reliability.raw_http import exchange
 
 REQUESTS = [
     (b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200 OK"),
     (b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 401 Unauthorized"),
-    (b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 404 Not Found"),
+    (
+        b"GET /nowhere HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TEST_KEY.encode() + b"\r\n\r\n",
+        "HTTP/1.1 404 Not Found",
+    ),
     (b"DELETE /health HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 405 Method Not Allowed"),
 ]
 
