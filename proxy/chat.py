@@ -36,6 +36,7 @@ from compat.openai.chat_response import ChunkEncoder, CompletionAccumulator, new
 from compat.openai.sse import SSE_DONE, sse_error, sse_event
 
 from .admission import Admission, Slot
+from .body_parsing import parse_off_loop
 from .breaker import Outcome
 from .errors import encode_json
 from .inflight import SCOPE_KEY, RequestInfo
@@ -126,7 +127,8 @@ async def start_generation(router: Router, chat: ChatRequest, info: RequestInfo)
 
 async def chat_completions(router: Router) -> Response:
     info = current_request()
-    chat = parse_chat_request(parse_json(await read_body()))
+    body = await read_body()
+    chat = await parse_off_loop(len(body), lambda: parse_chat_request(parse_json(body)))
     info.model = chat.model
     events = await start_generation(router, chat, info)
     try:

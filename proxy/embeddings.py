@@ -9,6 +9,7 @@ from quart import Response
 from compat.json_body import parse_json
 from compat.openai.embeddings import parse_embeddings_request, render_embeddings
 
+from .body_parsing import parse_off_loop
 from .breaker import Outcome
 from .chat import acquire_slot, current_request, read_body, shutting_down
 from .errors import encode_json
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
 
 async def embeddings(router: Router) -> Response:
     info = current_request()
-    req = parse_embeddings_request(parse_json(await read_body()))
+    body = await read_body()
+    req = await parse_off_loop(len(body), lambda: parse_embeddings_request(parse_json(body)))
     info.model = req.model
     route = router.route(req.model, embed=True)
     try:

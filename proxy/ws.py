@@ -53,6 +53,7 @@ from compat.openai.ws_protocol import (
 )
 
 from .auth import ApiKeys
+from .body_parsing import parse_off_loop
 from .chat import start_generation
 from .errors import render
 from .inflight import Inflight, RequestInfo, new_request_id
@@ -217,7 +218,9 @@ class WebSocketConnection:
                 await self._close_socket(CLOSE_UNSUPPORTED_DATA, "binary frames are not supported; send JSON text")
                 return "binary frame: closed with 1003"
             try:
-                frame = parse_client_frame(message, max_bytes=self._max_frame_bytes)
+                frame = await parse_off_loop(
+                    len(message), partial(parse_client_frame, message, max_bytes=self._max_frame_bytes)
+                )
             except FrameError as exc:
                 await self._send_frame(error_frame(exc.frame_id, exc.error))
                 continue
