@@ -30,7 +30,7 @@ from hypercorn.protocol.h11 import STREAM_ID, H11Protocol, H11WSConnection
 from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.typing import H11SendableEvent
 
-from .errors import HTTPProblem, render
+from .errors import ErrorRenderers, HTTPProblem
 from .ws_stream import FailingWSStream
 
 #: What a client is told for each status the HTTP parser can answer on its own (any other: the reason phrase).
@@ -132,12 +132,15 @@ class Http11Protocol(H11Protocol):
         await self._send_problem(HTTPProblem(message, status=status_code, code=code))
 
     async def _send_problem(self, problem: HTTPProblem) -> None:
-        """Answer ``problem`` with the OpenAI error body and ``Connection: close`` (no request id: no request)."""
-        status, headers, body = render(problem, "-")
-        raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
-        raw += [(b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+        """Answer ``problem`` with the OpenAI error body and ``Connection: close`` (no request id: no request).
+
+        OpenAI's body whatever the path: these refusals come before routing, often with no usable path at all.
+        """
+        error = ErrorRenderers().render(problem, "-", "/")
+        raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in error.headers]
+        raw += [(b"content-length", str(len(error.body)).encode()), (b"connection", b"close")]
         await self._send_h11_event(
-            h11.Response(status_code=status, headers=list(chain(raw, self.config.response_headers("h11"))))
+            h11.Response(status_code=error.status, headers=list(chain(raw, self.config.response_headers("h11"))))
         )
-        await self._send_h11_event(h11.Data(data=body))
+        await self._send_h11_event(h11.Data(data=error.body))
         await self._send_h11_event(h11.EndOfMessage())
