@@ -44,6 +44,14 @@ async def assert_unharmed(d: RunningDaemon, caplog: pytest.LogCaptureFixture) ->
     assert not errors, [r.getMessage() for r in errors]
 
 
+def upgrade_request(path: bytes = b"/v1/ws", host: bytes = b"x", extra: bytes = b"") -> bytes:
+    """A WebSocket upgrade request (``extra``: more header lines, each ending in CRLF)."""
+    return (
+        b"GET " + path + b" HTTP/1.1\r\nHost: " + host + b"\r\n" + extra + b"Upgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+
+
 def h2_request(key: str) -> tuple[bytes, bytes]:
     """An HTTP/2 prior-knowledge POST: (preface + SETTINGS + HEADERS, then its DATA frame)."""
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
@@ -164,11 +172,7 @@ async def test_a_malformed_host_header_is_400_on_every_route_never_500(
                 [response] = result.responses
                 assert response.status_line == "HTTP/1.1 400 Bad Request", (path, response)
                 assert response.error()["code"] == "invalid_host"
-            upgrade = (
-                b"GET /v1/ws HTTP/1.1\r\nHost: " + raw_host + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            )
-            [response] = (await exchange(d.inference_port, upgrade)).responses
+            [response] = (await exchange(d.inference_port, upgrade_request(host=raw_host))).responses
             assert response.status == 400
             assert response.error()["code"] == "invalid_host"
             await assert_unharmed(d, caplog)
@@ -189,10 +193,7 @@ async def test_well_formed_host_headers_are_served(
 async def test_a_websocket_upgrade_on_an_unknown_path_is_404_with_the_error_body(
     autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    upgrade = (
-        b"GET /v1/nowhere HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
+    upgrade = upgrade_request(b"/v1/nowhere")
     with trio.fail_after(60):
         async with running_daemon(CONFIG) as d:
             for port in (d.inference_port, d.admin_port):
@@ -211,9 +212,7 @@ async def test_two_authorization_headers_are_400_on_http_and_websocket(
             requests = [
                 b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + good + b"Authorization: Bearer other\r\n\r\n",
                 b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + good + good + b"\r\n",
-                b"GET /v1/ws HTTP/1.1\r\nHost: x\r\n" + good + good + b"Upgrade: websocket\r\n"
-                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                b"Sec-WebSocket-Version: 13\r\n\r\n",
+                upgrade_request(extra=good + good),
             ]
             for request in requests:
                 [response] = (await exchange(d.inference_port, request)).responses
