@@ -11,8 +11,8 @@ other malformed frames.
 
 from __future__ import annotations
 
-from hypercorn.protocol.events import StreamClosed
-from hypercorn.protocol.ws_stream import FrameTooLargeError, WSStream
+from hypercorn.protocol.events import Body, Data, Event, StreamClosed
+from hypercorn.protocol.ws_stream import ASGIWebsocketState, FrameTooLargeError, WSStream
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message, Ping, TextMessage
 from wsproto.frame_protocol import CloseReason
@@ -30,7 +30,20 @@ NOT_UTF8 = error_frame(
 
 
 class FailingWSStream(WSStream):
-    """`WSStream` whose connection failures (see the module docstring) end with an error frame and a close."""
+    """`WSStream` whose connection failures (see the module docstring) end with an error frame and a close,
+    and which drops what a client sends after its upgrade was refused.
+
+    hypercorn answers data that arrives before the upgrade is accepted with a 400; once the app has refused
+    the upgrade with its own response (401 without a key, 404, 400), that second response is illegal and h11
+    raised ``LocalProtocolError`` out of the connection's reader (which ended every listener, before
+    `proxy.listener` isolated connections). The refusal already tells the client; the connection closes after it.
+    """
+
+    async def handle(self, event: Event) -> None:
+        refused = not self.closed and self.state in {ASGIWebsocketState.RESPONSE, ASGIWebsocketState.HTTPCLOSED}
+        if isinstance(event, Body | Data) and refused:
+            return
+        await super().handle(event)
 
     async def _handle_events(self) -> None:
         # hypercorn's loop, plus the branch for a close that wsproto raised while the connection was open.

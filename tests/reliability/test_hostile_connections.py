@@ -203,6 +203,23 @@ async def test_a_websocket_upgrade_on_an_unknown_path_is_404_with_the_error_body
             await assert_unharmed(d, caplog)
 
 
+@pytest.mark.parametrize("path", [b"/v1/ws", b"/v1/nowhere"], ids=["no key", "unknown path"])
+async def test_a_frame_sent_after_a_refused_upgrade_is_dropped_and_the_daemon_lives(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture, path: bytes
+) -> None:
+    # hypercorn answered the frame with a second response after the refusal; h11 raised out of the
+    # connection's reader, which ended every listener.
+    frame = b"\x81\x85abcd" + bytes(b ^ b"abcd"[i % 4] for i, b in enumerate(b"hello"))
+    with trio.fail_after(60):
+        async with running_daemon(CONFIG) as d:
+            for _ in range(3):
+                result = await exchange(d.inference_port, upgrade_request(path), frame, between_s=1)
+                [response] = result.responses
+                assert response.status == (401 if path == b"/v1/ws" else 404)
+                assert response.error()["code"] in {"invalid_api_key", "unknown_url"}
+            await assert_unharmed(d, caplog)
+
+
 async def test_two_authorization_headers_are_400_on_http_and_websocket(
     autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
