@@ -131,8 +131,10 @@ def test_a_bad_tool_parameters_schema_is_refused_with_its_request_path() -> None
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_infinity=False, allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.sampled_from([*KEYWORD_KINDS, "x", "0"]), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.sampled_from([*KEYWORD_KINDS, "x", "0"]), children, max_size=4)
+    ),
     max_leaves=15,
 )
 
