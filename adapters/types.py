@@ -194,8 +194,17 @@ class ResolvedV2:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Token counts of one generation.
+
+    ``cached_tokens``: prompt tokens served from a prefix cache instead of evaluated (part of
+    ``prompt_tokens``); ``reasoning_tokens``: completion tokens spent thinking (part of ``completion_tokens``).
+    Both are 0 where a backend has none, as OpenAI reports them.
+    """
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

@@ -54,5 +54,5 @@ def test_keepalives_between_chunks_are_invisible_to_the_sdk(client: OpenAI) -> N
             client=client,
         )
     )
-    assert [c.choices[0].delta.content for c in chunks] == ["a\n", "b", None]
-    assert [c.choices[0].finish_reason for c in chunks] == [None, None, "stop"]
+    assert [c.choices[0].delta.content for c in chunks] == ["", "a\n", "b", None]
+    assert [c.choices[0].finish_reason for c in chunks] == [None, None, None, "stop"]
