@@ -265,6 +265,12 @@ class MockBackend(Backend):
             raise Unsupported(
                 f"model {req.model!r} does not support embeddings (mock embed_dim = 0)", param="model"
             )
+        if req.token_ids:
+            raise Unsupported(
+                "the mock backend has no vocabulary: send text, not token ids",
+                param="input",
+                code="unsupported_parameter",
+            )
         wanted = embed_width(req.dimensions, dim)
         vectors = tuple(embedding(text, wanted) for text in req.inputs)
         return EmbedResult(vectors=vectors, prompt_tokens=count_words(req.inputs))

@@ -1,4 +1,8 @@
-"""``POST /v1/embeddings``: answered only by backends with the ``embed`` capability, under admission."""
+"""``POST /v1/embeddings``: answered only by backends with the ``embed`` capability, under admission.
+
+Token-id input goes only to a backend that says ``embed_token_ids`` (its own vocabulary ids); any other answers
+400 ``unsupported_parameter`` before taking an admission slot.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from quart import Response
 
+from compat.errors import UnsupportedParameter
 from compat.json_body import parse_json
 from compat.openai.embeddings import parse_embeddings_request, render_embeddings
 
@@ -24,6 +29,11 @@ async def embeddings(router: Router) -> Response:
     info.model = req.model
     route = router.route(req.model, embed=True)
     try:
+        if req.request.token_ids and not route.handle.backend.capabilities().embed_token_ids:
+            raise UnsupportedParameter(
+                f"The model '{req.model}' takes text input only: its backend cannot embed token ids.",
+                param="input",
+            )
         slot = await acquire_slot(route.handle.admission, info)
     except BaseException:
         route.record(Outcome.NEUTRAL)

@@ -134,6 +134,18 @@ async def test_embeddings_float_and_base64_agree() -> None:
     assert decoded == pytest.approx(floats.data[0].embedding, rel=1e-6)
 
 
+@pytest.mark.parametrize("tokens", [[12, 34, 56], [[12, 34], [56]]], ids=["one", "several"])
+async def test_token_id_embeddings_for_a_backend_without_a_vocabulary_are_400(tokens: list[Any]) -> None:
+    with trio.fail_after(10):
+        async with running_daemon(mock_config(embed_dim=8)) as d, d.client() as client:
+            with pytest.raises(openai.BadRequestError) as caught:
+                await client.embeddings.create(model=MOCK_MODEL, input=tokens)
+            status = (await d.admin_get("/admin/status")).json()
+    assert (caught.value.code, caught.value.body["param"]) == ("unsupported_parameter", "input")  # type: ignore[index]
+    assert "cannot embed token ids" in caught.value.message
+    assert status["backends"][0]["breaker"]["recent_failures"] == 0
+
+
 async def test_embeddings_for_a_model_that_cannot_embed_is_400() -> None:
     with trio.fail_after(10):
         async with running_daemon(mock_config()) as d, d.client() as client:
