@@ -217,3 +217,20 @@ def test_every_well_formed_schema_gives_a_grammar_or_a_400(candidate: object) ->
         assert exc.param == "response_format"
         return
     assert "root ::= " in gbnf
+
+
+@pytest.mark.parametrize(
+    "exc", [AttributeError("'bool' object has no attribute 'get'"), AssertionError(), RuntimeError("odd")]
+)
+def test_whatever_the_converter_raises_is_the_schemas_400_not_the_backends_fault(exc: Exception) -> None:
+    from adapters.llamacpp.errors import Phase, translate
+
+    error = translate(exc, Phase.GRAMMAR, param="tools[0].function.parameters")
+    assert isinstance(error, InvalidRequest) and not error.backend_fault
+    assert (error.http_status, error.param) == (400, "tools[0].function.parameters")
+    assert error.message.startswith("cannot build a grammar from this JSON schema: ")
+
+
+def test_the_schema_true_is_any_value_where_the_converter_used_to_crash() -> None:
+    gbnf = schema_to_gbnf({"type": "array", "items": True}, LIMITS, "response_format")
+    assert "root ::= " in gbnf and "value" in gbnf
