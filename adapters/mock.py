@@ -22,6 +22,9 @@ Echo tokenisation: one whitespace-delimited word per token, each word carrying t
 ``["hello  ", "big ", "world"]`` and the joined tokens always equal the text. Whitespace-only text is one token;
 empty text is no token.
 
+Structured answers: a forced tool call carries, and a ``json_schema`` answer is, the simplest value valid for the
+schema (`adapters.schema_example`); a schema with no such value is a 400 naming it, never a crash.
+
 Usage is honest: ``prompt_tokens`` counts the whitespace-delimited words of every message's text,
 ``completion_tokens`` counts the content events actually sent (one for a tool call).
 """
@@ -35,12 +38,13 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import trio
 
 from .backend import Backend, BackendConfigError
 from .errors import InvalidRequest, NotReady, Unavailable, Unsupported
+from .schema_example import NoExample, example, example_arguments
 from .types import (
     BackendCapabilities,
     Done,
@@ -66,57 +70,41 @@ FAIL_MODES = ("none", "pre-stream", "mid-stream", "boot")
 
 _TOKEN = re.compile(r"\s*\S+\s*|\s+")
 
-#: The simplest JSON value of each JSON-schema type ("number" gets 0, which is also a valid integer).
-_EMPTY_BY_TYPE: dict[str, Callable[[], Any]] = {
-    "string": str,
-    "integer": int,
-    "number": int,
-    "boolean": bool,
-    "array": list,
-    "null": type(None),
-}
-
 
 def echo_tokens(text: str) -> list[str]:
     """Split ``text`` into the tokens the echo reply streams (see the module docstring); joined they equal it."""
     return _TOKEN.findall(text)
 
 
+#: A prompt of at least this many characters (plus `MESSAGE_COST_CHARS` per message) is prepared - split into
+#: echo tokens, counted - in a worker thread, as a real backend tokenizes off the event loop: near the body cap
+#: (one 8 MiB message, or 240,000 short ones) that work takes seconds and stalled every other client.
+PREPARE_IN_THREAD_CHARS = 256 * 1024
+MESSAGE_COST_CHARS = 64
+
+T = TypeVar("T")
+
+
+def prompt_size(messages: Sequence[Any], text: Callable[[Any], str]) -> int:
+    """How much preparing a prompt of ``messages`` costs, in characters (see `PREPARE_IN_THREAD_CHARS`).
+
+    Only a short prompt has its texts measured: a long message list is past the threshold by its count alone.
+    """
+    if len(messages) * MESSAGE_COST_CHARS >= PREPARE_IN_THREAD_CHARS:
+        return len(messages) * MESSAGE_COST_CHARS
+    return sum(len(text(m)) + MESSAGE_COST_CHARS for m in messages)
+
+
+async def off_loop_if_large(size: int, prepare: Callable[[], T]) -> T:
+    """``prepare()``: inline for a small prompt, in a worker thread from `PREPARE_IN_THREAD_CHARS` on."""
+    if size < PREPARE_IN_THREAD_CHARS:
+        return prepare()
+    return await trio.to_thread.run_sync(prepare)
+
+
 def count_words(texts: Iterable[str]) -> int:
     """The mock's token count for a prompt: whitespace-delimited words across all the texts."""
     return sum(len(text.split()) for text in texts)
-
-
-def example_value(schema: Mapping[str, Any]) -> Any:
-    """The simplest value valid against a plain JSON schema.
-
-    Handles ``const``, ``enum``, ``anyOf``/``oneOf`` (first alternative), ``type`` (a name or a list of names,
-    the first that is not "null") and objects (their required properties, filled recursively). Not a general
-    generator: enough for tool parameters and response schemas as clients write them.
-    """
-    if "const" in schema:
-        return schema["const"]
-    if "enum" in schema:
-        return schema["enum"][0]
-    alternatives = schema.get("anyOf") or schema.get("oneOf")
-    if alternatives:
-        return example_value(alternatives[0])
-    declared = schema.get("type", ())
-    names = [declared] if isinstance(declared, str) else list(declared)
-    concrete = [name for name in names if name != "null"]
-    kind = concrete[0] if concrete else ("object" if "properties" in schema else "null")
-    if kind == "object":
-        return example_object(schema)
-    return _EMPTY_BY_TYPE.get(kind, type(None))()
-
-
-def example_object(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """An object with each required property of ``schema`` set to its `example_value`.
-
-    Used for tool arguments and ``json_schema`` answers, whose root OpenAI requires to be an object.
-    """
-    properties: Mapping[str, Any] = schema.get("properties", {})
-    return {name: example_value(properties.get(name, {})) for name in schema.get("required", ())}
 
 
 def embedding(text: str, dimensions: int) -> tuple[float, ...]:
@@ -263,34 +251,42 @@ class MockBackend(Backend):
         }
 
     async def generate(self, req: Resolved, send: trio.MemorySendChannel[Event]) -> None:
-        prompt_tokens = count_words(m.content for m in req.messages)
-        last_user = _last([m.content for m in req.messages if m.role is Role.USER])
+        def prepare() -> tuple[int, list[Event], StopReason]:
+            prompt_tokens = count_words(m.content for m in req.messages)
+            last_user = _last([m.content for m in req.messages if m.role is Role.USER])
+            tokens, reason = apply_limits(self._reply_tokens(last_user), req.sampling)
+            return prompt_tokens, [Token(t) for t in tokens], reason
 
         async def answer() -> None:
-            tokens, reason = apply_limits(self._reply_tokens(last_user), req.sampling)
-            await self._emit(send, [Token(t) for t in tokens], reason, prompt_tokens)
+            size = prompt_size(req.messages, lambda m: m.content)
+            prompt_tokens, events, reason = await off_loop_if_large(size, prepare)
+            await self._emit(send, events, reason, prompt_tokens)
 
         await self._run(answer)
 
     async def generate_v2(self, req: ResolvedV2, send: trio.MemorySendChannel[Event]) -> None:
-        prompt_tokens = count_words(m.text() for m in req.messages)
-        last_user = _last([m.text() for m in req.messages if m.role is Role.USER])
-
-        async def answer() -> None:
+        def prepare() -> tuple[int, list[Event], StopReason]:
+            prompt_tokens = count_words(m.text() for m in req.messages)
             tool = _forced_tool(req)
             if tool is not None:
-                arguments = json.dumps(example_object(tool.parameters))
+                param = f"tools[{req.tools.index(tool)}].function.parameters"
+                arguments = _json(example_arguments, tool.parameters, param)
                 call = ToolUse(id=f"call_mock_{self._started}", name=tool.name, arguments=arguments)
-                await self._emit(send, [call], StopReason.TOOL_USE, prompt_tokens)
-                return
+                return prompt_tokens, [call], StopReason.TOOL_USE
+            last_user = _last([m.text() for m in req.messages if m.role is Role.USER])
             tokens = self._reply_tokens(last_user)
             fmt = req.response_format
             if fmt.kind is ResponseFormatKind.JSON_OBJECT:
                 tokens = echo_tokens(json.dumps({"echo": "".join(tokens)}))
             elif fmt.kind is ResponseFormatKind.JSON_SCHEMA:
-                tokens = echo_tokens(json.dumps(example_object(fmt.schema or {})))
+                tokens = echo_tokens(_json(example, fmt.schema or {}, "response_format.json_schema.schema"))
             limited, reason = apply_limits(tokens, req.sampling)
-            await self._emit(send, [Text(t) for t in limited], reason, prompt_tokens)
+            return prompt_tokens, [Text(t) for t in limited], reason
+
+        async def answer() -> None:
+            size = prompt_size(req.messages, lambda m: m.text())
+            prompt_tokens, events, reason = await off_loop_if_large(size, prepare)
+            await self._emit(send, events, reason, prompt_tokens)
 
         await self._run(answer)
 
@@ -301,6 +297,12 @@ class MockBackend(Backend):
         if dim == 0:
             raise Unsupported(
                 f"model {req.model!r} does not support embeddings (mock embed_dim = 0)", param="model"
+            )
+        if req.token_ids:
+            raise Unsupported(
+                "the mock backend has no vocabulary: send text, not token ids",
+                param="input",
+                code="unsupported_parameter",
             )
         wanted = embed_width(req.dimensions, dim)
         vectors = tuple(embedding(text, wanted) for text in req.inputs)
@@ -347,6 +349,15 @@ class MockBackend(Backend):
         if fail_at is not None:
             raise Unavailable(f"mock backend configured to fail mid-stream, after {fail_at} tokens")
         await send.send(Done(reason, Usage(prompt_tokens=prompt_tokens, completion_tokens=len(events))))
+
+
+def _json(make: Callable[[Any], Any], schema: Any, param: str) -> str:
+    """The mock's value for ``schema`` as strict JSON; a schema it has no value for is the client's 400."""
+    try:
+        return json.dumps(make(schema), allow_nan=False)
+    except NoExample as exc:
+        message = f"the mock backend cannot produce a value for this schema: {exc}"
+        raise InvalidRequest(message, param=param) from exc
 
 
 def _last(texts: Sequence[str]) -> str:
