@@ -159,7 +159,7 @@ async def test_a_failure_after_the_first_byte_is_an_in_band_error_and_is_never_r
             async with http.stream("POST", "/v1/chat/completions", json=body) as response:
                 assert response.status_code == 200
                 events = [line async for line in response.aiter_lines() if line.startswith("data: ")]
-            assert '"content":"hel"' in events[0]
+            assert any('"content":"hel"' in event for event in events[:-1])
             assert events[-1].startswith('data: {"error":')
             assert "upstream_error" in events[-1]
             assert "data: [DONE]" not in events
@@ -424,7 +424,7 @@ async def test_usage_is_always_asked_of_the_upstream_and_shown_only_as_the_clien
                 bodies.append(reply.text)
     assert [r.body["stream_options"] for r in upstream_a.requests] == [{"include_usage": True}] * 2
     assert '"usage"' not in bodies[0]
-    assert '"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}' in bodies[1]
+    assert '"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6' in bodies[1]
     for text in bodies:
         assert '"reasoning_content":"think"' in text
         assert '"finish_reason":"length"' in text
