@@ -137,3 +137,20 @@ class EventEncoder:
             ("message_delta", {"type": "message_delta", "delta": delta, "usage": usage}),
             ("message_stop", {"type": "message_stop"}),
         ]
+
+
+class MessagesSSEEncoder:
+    """A Messages stream's SSE framing as one value: each event's bytes, nothing after ``message_stop``, and
+    the one ``event: error`` for a failure after streaming began (the shape the proxy's SSE body takes)."""
+
+    def __init__(self, events: EventEncoder) -> None:
+        self._events = events
+
+    def encode(self, event: Event) -> bytes:
+        return b"".join(sse_event(name, data) for name, data in self._events.encode(event))
+
+    def end(self) -> bytes:
+        return b""
+
+    def error(self, exc: BaseException, request_id: str) -> bytes:
+        return sse_error(exc, request_id)

@@ -10,7 +10,7 @@ import pytest
 from adapters.errors import Unavailable
 from adapters.types import Done, Event, StopReason, Text, Thinking, Token, ToolUse, Usage
 from compat.anthropic.response import MessageAccumulator, count_tokens_answer, new_message_id, stop_sequence
-from compat.anthropic.stream import EventEncoder, sse_error, sse_event
+from compat.anthropic.stream import EventEncoder, MessagesSSEEncoder, sse_error, sse_event
 
 from .anthropic_shapes import sdk_error, sdk_final_message, sdk_message
 
@@ -202,3 +202,21 @@ def test_small_pieces() -> None:
     assert new_message_id().startswith("msg_") and new_message_id() != new_message_id()
     assert count_tokens_answer(12) == {"input_tokens": 12}
     assert stop_sequence(Done(StopReason.END, Usage()), ("x",)) is None
+
+
+def test_sse_encoder_frames_every_event() -> None:
+    encoder = MessagesSSEEncoder(EventEncoder("m", "msg_1"))
+    raw = encoder.encode(Text("hi")) + encoder.encode(Done(StopReason.END, Usage(1, 1))) + encoder.end()
+    frames = raw.decode().split("\n\n")
+    assert frames[-1] == ""
+    names = [frame.split("\n")[0].removeprefix("event: ") for frame in frames[:-1]]
+    assert names == [
+        "message_start",
+        "ping",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert encoder.error(Unavailable("x"), "req_1").startswith(b"event: error\n")
