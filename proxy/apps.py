@@ -19,6 +19,7 @@ from compat.openai.models import model_list, model_object
 
 from . import chat as chat_views
 from . import embeddings as embedding_views
+from . import messages as messages_views
 from . import playground
 from . import ws as ws_views
 from .asgi import RequestMiddleware
@@ -62,7 +63,7 @@ def _new_app(name: str, daemon: Daemon) -> QuartTrio:
             allow = sorted(exc.valid_methods or ())
         if isinstance(exc, HTTPException):
             exc = translate_http_exception(exc, request.method, request.path, server.max_body_bytes)
-        status, headers, body = render(exc, request_id, allow=allow)
+        status, headers, body = render(exc, request_id, allow=allow, path=request.path)
         return Response(body, status=status, headers=Headers(headers))
 
     app.register_error_handler(Exception, handle_error)
@@ -81,6 +82,14 @@ def build_inference_app(daemon: Daemon) -> RequestMiddleware:
     @app.post("/v1/chat/completions")
     async def chat_completions() -> Response:
         return await chat_views.chat_completions(daemon.router)
+
+    @app.post("/v1/messages")
+    async def messages() -> Response:
+        return await messages_views.messages(daemon.router)
+
+    @app.post("/v1/messages/count_tokens")
+    async def count_tokens() -> Response:
+        return await messages_views.count_tokens(daemon.router)
 
     @app.post("/v1/embeddings")
     async def embeddings() -> Response:

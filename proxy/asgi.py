@@ -6,7 +6,8 @@ Per HTTP request it:
   producers run there, so whatever ends the request - completion, client disconnect, write timeout, stop
   deadline - cancels them, and the request is over only once they have returned;
 - refuses at once, without reading the body: requests while draining (503), requests without a valid API key
-  (401, except ``/health`` and ``/ready``), and a declared ``Content-Length`` over ``max_body_bytes`` (413);
+  (401, except ``/health`` and ``/ready``; Anthropic routes also take it as ``x-api-key``), and a declared
+  ``Content-Length`` over ``max_body_bytes`` (413), each in the error shape of the path's dialect;
 - turns an exception that escapes the app into a 500 with the request id (logged, details not sent);
 - logs one line per request: method, path, status, duration, request id, model.
 (Slow readers are handled below the app, in `proxy.listener`: every socket write is bounded by
@@ -25,7 +26,7 @@ import trio
 from compat.errors import ShuttingDown
 
 from .auth import PUBLIC_PATHS, ApiKeys
-from .errors import log_level_for, render, too_large
+from .errors import is_anthropic_path, log_level_for, render, too_large
 from .inflight import SCOPE_KEY, Inflight, RequestInfo, new_request_id
 from .logs import get_logger
 
@@ -120,7 +121,8 @@ class RequestMiddleware:
             return ShuttingDown("The server is shutting down; retry against another instance")
         if path not in PUBLIC_PATHS:
             try:
-                self._keys.check_header(_header(scope, b"authorization"))
+                x_api_key = _header(scope, b"x-api-key") if is_anthropic_path(path) else None
+                self._keys.check_header(_header(scope, b"authorization"), x_api_key=x_api_key)
             except Exception as exc:
                 return exc
         length = _header(scope, b"content-length")
@@ -129,7 +131,7 @@ class RequestMiddleware:
         return None
 
     async def _send_error(self, send: Send, exc: BaseException, info: RequestInfo, *, close: bool) -> None:
-        status, headers, body = render(exc, info.request_id)
+        status, headers, body = render(exc, info.request_id, path=info.path)
         raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
         raw.append((b"content-length", str(len(body)).encode()))
         if close:

@@ -24,6 +24,7 @@ from werkzeug.exceptions import (
 )
 
 from adapters.errors import TrinferError
+from compat.anthropic.errors import render_anthropic_error
 from compat.errors import (
     MethodNotAllowed,
     RequestTooLarge,
@@ -33,6 +34,13 @@ from compat.errors import (
 )
 
 from .logs import get_logger
+
+#: The Anthropic dialect's route prefix: its errors use Anthropic's body and ``x-api-key`` is accepted there.
+ANTHROPIC_PREFIX = "/v1/messages"
+
+
+def is_anthropic_path(path: str) -> bool:
+    return path == ANTHROPIC_PREFIX or path.startswith(ANTHROPIC_PREFIX + "/")
 
 log = get_logger("errors")
 
@@ -72,12 +80,14 @@ def too_large(max_body_bytes: int) -> RequestTooLarge:
 
 
 def render(
-    exc: BaseException, request_id: str, *, allow: list[str] | None = None
+    exc: BaseException, request_id: str, *, allow: list[str] | None = None, path: str = ""
 ) -> tuple[int, list[tuple[str, str]], bytes]:
-    """(status, headers, JSON bytes) for ``exc``; unexpected exceptions are logged with the request id."""
+    """(status, headers, JSON bytes) for ``exc`` in the dialect of ``path`` (Anthropic's body under
+    ``/v1/messages``, OpenAI's elsewhere); unexpected exceptions are logged with the request id."""
     if not isinstance(exc, TrinferError):
         log.error("internal error in request %s", request_id, exc_info=exc)
-    status, headers, body = render_error(exc, request_id)
+    renderer = render_anthropic_error if is_anthropic_path(path) else render_error
+    status, headers, body = renderer(exc, request_id)
     if allow:
         headers.append(("Allow", ", ".join(allow)))
     headers.append(("Content-Type", "application/json"))
