@@ -7,6 +7,9 @@ exception class for each: 400 ``invalid_request_error``, 401 ``authentication_er
 ``api_error``, 504 ``timeout_error``. Every 503 (no ready backend, a queue wait that timed out, a server that is
 draining) is sent as 529 ``overloaded_error``: it is the status Anthropic itself uses when it cannot take a
 request now, and the SDKs retry it, honouring ``retry-after``. Bugs reveal only the request id.
+
+Anthropic's body has no ``param`` field, so a message that does not already quote the field at fault starts with
+its path (``tools[0].type: ...``), as Anthropic's own messages do.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ def error_body(exc: BaseException, request_id: str | None = None) -> dict[str, A
     """The whole Anthropic error body for ``exc`` (also the data of an in-band ``event: error``)."""
     if isinstance(exc, TrinferError):
         status, message = error_status(exc.http_status), exc.message
+        if exc.param and f"'{exc.param}'" not in message:
+            message = f"{exc.param}: {message}"  # the body has no param field: the path leads, as Anthropic's do
     else:
         status, message = 500, INTERNAL_MESSAGE.format(request_id=request_id or "unknown")
     return {"type": "error", "error": {"type": error_type(status), "message": message}}

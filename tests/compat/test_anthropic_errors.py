@@ -31,7 +31,7 @@ from .anthropic_shapes import sdk_error
 
 # (error, status, Anthropic type)
 CASES: list[tuple[TrinferError, int, str]] = [
-    (RequestValidationError("bad", param="messages"), 400, "invalid_request_error"),
+    (RequestValidationError("Invalid value for 'messages': bad", param="messages"), 400, "invalid_request_error"),
     (InvalidRequest("too long"), 400, "invalid_request_error"),
     (Unsupported("cannot count"), 400, "invalid_request_error"),
     (AuthenticationError("no key"), 401, "authentication_error"),
@@ -62,6 +62,13 @@ def test_error_table(exc: TrinferError, status: int, kind: str) -> None:
         assert headers == [("Retry-After", str(math.ceil(exc.retry_after)))]
     else:
         assert headers == []
+
+
+def test_the_field_path_leads_a_message_that_does_not_quote_it() -> None:
+    _, _, body = render_anthropic_error(Unsupported("Server tools are not run here.", param="tools[0].type"))
+    assert body["error"]["message"] == "tools[0].type: Server tools are not run here."
+    quoted = RequestValidationError("Missing required parameter: 'max_tokens'.", param="max_tokens")
+    assert render_anthropic_error(quoted)[2]["error"]["message"] == "Missing required parameter: 'max_tokens'."
 
 
 def test_a_bug_reveals_only_the_request_id() -> None:
