@@ -91,12 +91,15 @@ async def test_body_over_the_cap_is_request_too_large() -> None:
 
 async def test_full_queue_is_rate_limit_error_with_retry_after(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(60):
-        async with running_daemon(mock_config(active=1, queue=0, token_delay_ms=1000)) as d:
-            async with async_client(d) as client, trio.open_nursery() as nursery:
-                nursery.start_soon(lambda: client.messages.create(model=MOCK_MODEL, max_tokens=10, messages=HELLO))
-                await wait_until(lambda: d.admission().active == 1)
-                with pytest.raises(anthropic.RateLimitError) as caught:
-                    await client.messages.create(model=MOCK_MODEL, max_tokens=10, messages=HELLO)
+        async with (
+            running_daemon(mock_config(active=1, queue=0, token_delay_ms=1000)) as d,
+            async_client(d) as client,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(lambda: client.messages.create(model=MOCK_MODEL, max_tokens=10, messages=HELLO))
+            await wait_until(lambda: d.admission().active == 1)
+            with pytest.raises(anthropic.RateLimitError) as caught:
+                await client.messages.create(model=MOCK_MODEL, max_tokens=10, messages=HELLO)
     assert_anthropic_error(caught.value, 429, "rate_limit_error")
     assert caught.value.response.headers["retry-after"] == "1"
 
@@ -147,13 +150,16 @@ async def test_a_backend_that_cannot_count_is_bad_request() -> None:
 
 async def test_draining_server_is_overloaded(autojump_clock: trio.abc.Clock) -> None:
     with trio.fail_after(60):
-        async with running_daemon(mock_config(token_delay_ms=1000)) as d, async_client(d) as client:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(lambda: client.messages.create(model=MOCK_MODEL, max_tokens=10, messages=HELLO))
-                await wait_until(lambda: d.admission().active == 1)
-                d.request_stop()
-                with pytest.raises(anthropic.OverloadedError) as caught:
-                    await client.messages.create(model=MOCK_MODEL, max_tokens=10, messages=HELLO)
+        async with (
+            running_daemon(mock_config(token_delay_ms=1000)) as d,
+            async_client(d) as client,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(lambda: client.messages.create(model=MOCK_MODEL, max_tokens=10, messages=HELLO))
+            await wait_until(lambda: d.admission().active == 1)
+            d.request_stop()
+            with pytest.raises(anthropic.OverloadedError) as caught:
+                await client.messages.create(model=MOCK_MODEL, max_tokens=10, messages=HELLO)
     assert_anthropic_error(caught.value, 529, "overloaded_error")
 
 

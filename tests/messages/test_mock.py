@@ -42,10 +42,13 @@ async def test_create_async_and_sync() -> None:
 
 async def test_stream_text_and_final_message() -> None:
     with trio.fail_after(30):
-        async with running_daemon(mock_config()) as d, async_client(d) as client:
-            async with client.messages.stream(model=MOCK_MODEL, max_tokens=64, messages=HELLO) as stream:
-                pieces = [text async for text in stream.text_stream]
-                final = await stream.get_final_message()
+        async with (
+            running_daemon(mock_config()) as d,
+            async_client(d) as client,
+            client.messages.stream(model=MOCK_MODEL, max_tokens=64, messages=HELLO) as stream,
+        ):
+            pieces = [text async for text in stream.text_stream]
+            final = await stream.get_final_message()
     assert pieces == ["hello ", "big ", "world"]
     assert final.content[0].text == "hello big world"  # type: ignore[union-attr]
     assert final.stop_reason == "end_turn"
@@ -86,16 +89,19 @@ async def test_stop_sequence_is_named() -> None:
 
 async def test_forced_tool_use_streams_input_json_the_sdk_assembles() -> None:
     with trio.fail_after(30):
-        async with running_daemon(mock_config()) as d, async_client(d) as client:
-            async with client.messages.stream(
+        async with (
+            running_daemon(mock_config()) as d,
+            async_client(d) as client,
+            client.messages.stream(
                 model=MOCK_MODEL,
                 max_tokens=64,
                 messages=HELLO,
                 tools=[WEATHER],
                 tool_choice={"type": "tool", "name": "get_weather"},
-            ) as stream:
-                kinds = [event.type async for event in stream]
-                final = await stream.get_final_message()
+            ) as stream,
+        ):
+            kinds = [event.type async for event in stream]
+            final = await stream.get_final_message()
     assert "input_json" in kinds
     (block,) = final.content
     assert block.type == "tool_use"
