@@ -6,8 +6,8 @@ Per HTTP request it:
   producers run there, so whatever ends the request - completion, client disconnect, write timeout, stop
   deadline - cancels them, and the request is over only once they have returned;
 - refuses at once, without reading the body: requests while draining (503), requests without a valid API key
-  (401, except ``/health`` and ``/ready``; Anthropic routes also take it as ``x-api-key``), and a declared
-  ``Content-Length`` over ``max_body_bytes`` (413), each in the error shape of the path's dialect;
+  (401, except ``/health`` and ``/ready``; under ``x_api_key_prefixes`` the key may also come as ``x-api-key``,
+  Anthropic's header), and a declared ``Content-Length`` over ``max_body_bytes`` (413);
 - turns an exception that escapes the app into a 500 with the request id (logged, details not sent);
 - logs one line per request: method, path, status, duration, request id, model.
 (Slow readers are handled below the app, in `proxy.listener`: every socket write is bounded by
@@ -26,7 +26,7 @@ import trio
 from compat.errors import ShuttingDown
 
 from .auth import PUBLIC_PATHS, ApiKeys
-from .errors import is_anthropic_path, log_level_for, render, too_large
+from .errors import ErrorRenderers, log_level_for, too_large
 from .inflight import SCOPE_KEY, Inflight, RequestInfo, new_request_id
 from .logs import get_logger
 
@@ -48,7 +48,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 class RequestMiddleware:
     """See the module docstring. ``inflight`` (the inference listener only) is what the graceful stop drains;
-    ``draining()`` true makes every route but ``/health`` answer 503 ``server_shutting_down``.
+    ``draining()`` true makes every route but ``/health`` answer 503 ``server_shutting_down``; ``errors``
+    renders every error this middleware sends in the dialect of the request's path.
     """
 
     def __init__(
@@ -59,8 +60,12 @@ class RequestMiddleware:
         max_body_bytes: int,
         inflight: Inflight | None = None,
         draining: Callable[[], bool] = lambda: False,
+        errors: ErrorRenderers | None = None,
+        x_api_key_prefixes: tuple[str, ...] = (),
     ) -> None:
         self.app = app
+        self._x_api_key_prefixes = x_api_key_prefixes
+        self._errors = errors if errors is not None else ErrorRenderers()
         self._keys = api_keys
         self._max_body = max_body_bytes
         self._inflight = inflight
@@ -121,7 +126,7 @@ class RequestMiddleware:
             return ShuttingDown("The server is shutting down; retry against another instance")
         if path not in PUBLIC_PATHS:
             try:
-                x_api_key = _header(scope, b"x-api-key") if is_anthropic_path(path) else None
+                x_api_key = _header(scope, b"x-api-key") if self._takes_x_api_key(path) else None
                 self._keys.check_header(_header(scope, b"authorization"), x_api_key=x_api_key)
             except Exception as exc:
                 return exc
@@ -130,14 +135,17 @@ class RequestMiddleware:
             return too_large(self._max_body)
         return None
 
+    def _takes_x_api_key(self, path: str) -> bool:
+        return any(path == prefix or path.startswith(prefix + "/") for prefix in self._x_api_key_prefixes)
+
     async def _send_error(self, send: Send, exc: BaseException, info: RequestInfo, *, close: bool) -> None:
-        status, headers, body = render(exc, info.request_id, path=info.path)
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-        raw.append((b"content-length", str(len(body)).encode()))
+        error = self._errors.render(exc, info.request_id, info.path)
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers]
+        raw.append((b"content-length", str(len(error.body)).encode()))
         if close:
             raw.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": status, "headers": raw})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        await send({"type": "http.response.start", "status": error.status, "headers": raw})
+        await send({"type": "http.response.body", "body": error.body, "more_body": False})
 
     @staticmethod
     def _log_line(info: RequestInfo, duration_s: float) -> None:
