@@ -19,7 +19,6 @@ through and a newer client's hints should not break a request. Validation happen
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from adapters.types import ResolvedV2, ResponseFormat, ResponseFormatKind, SamplingParams
@@ -30,6 +29,7 @@ from .._fields import (
     as_list,
     as_object,
     as_str,
+    check_field_sets,
     field_path,
     invalid_value,
     item_path,
@@ -40,7 +40,7 @@ from .._fields import (
     opt_str,
     required,
 )
-from ..errors import RequestValidationError, UnsupportedParameter
+from ..errors import RequestValidationError
 from .content import parse_messages, parse_system
 from .tools import parse_tool_choice, parse_tools
 
@@ -86,8 +86,6 @@ IGNORED_FIELDS: dict[str, str] = {
 #: Anthropic's smallest thinking budget.
 MIN_THINKING_BUDGET = 1024
 
-_READERS: dict[str, Callable[[JSONDict, str], object]] = {"string": opt_str, "object": opt_object}
-
 
 @dataclass(frozen=True, slots=True)
 class MessagesRequest:
@@ -130,11 +128,7 @@ def _object(body: object) -> JSONDict:
 
 def _resolve(body: JSONDict, max_tokens: int | None) -> ResolvedV2:
     model = as_str(required(body, "model"), "model", non_empty=True)
-    for name, message in UNSUPPORTED_FIELDS.items():
-        if body.get(name) is not None:
-            raise UnsupportedParameter(message, param=name)
-    for name, kind in IGNORED_FIELDS.items():
-        _READERS[kind](body, name)
+    check_field_sets(body, UNSUPPORTED_FIELDS, IGNORED_FIELDS)
     messages = parse_system(body.get("system")) + parse_messages(required(body, "messages"))
     tools = () if body.get("tools") is None else parse_tools(body["tools"])
     choice = parse_tool_choice(body.get("tool_choice"), tools)

@@ -8,7 +8,6 @@ for ``get_final_message()``), so they are what a real client can parse.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 from anthropic.lib.streaming._messages import accumulate_event
@@ -16,31 +15,22 @@ from anthropic.types import Message, RawMessageStreamEvent, message_count_tokens
 from anthropic.types.shared import ErrorResponse
 from pydantic import TypeAdapter
 
+from .sdk_shapes import force_lazy
+
 _STREAMING = TypeAdapter(message_create_params.MessageCreateParamsStreaming)
 _NON_STREAMING = TypeAdapter(message_create_params.MessageCreateParamsNonStreaming)
 _COUNT = TypeAdapter(message_count_tokens_params.MessageCountTokensParams)
 _EVENT: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
 
 
-def _force(value: Any) -> Any:
-    """Exhaust pydantic's lazy validators for ``Iterable`` fields so every nested item is really checked."""
-    if isinstance(value, Mapping):
-        return {k: _force(v) for k, v in value.items()}
-    if isinstance(value, str | bytes):
-        return value
-    if isinstance(value, Iterable):
-        return [_force(v) for v in value]
-    return value
-
-
 def assert_sdk_accepts_messages_body(body: dict[str, Any]) -> None:
     """Raise pydantic's ValidationError unless the SDK's request types accept ``body``."""
     adapter = _STREAMING if body.get("stream") is True else _NON_STREAMING
-    _force(adapter.validate_python(body))
+    force_lazy(adapter.validate_python(body))
 
 
 def assert_sdk_accepts_count_tokens_body(body: dict[str, Any]) -> None:
-    _force(_COUNT.validate_python(body))
+    force_lazy(_COUNT.validate_python(body))
 
 
 def sdk_message(answer: dict[str, Any]) -> Message:
