@@ -28,7 +28,7 @@ async def messages(services: Services) -> Response:
     info = current_request()
     parsed = parse_messages_request(parse_json(await read_body()))
     info.model = parsed.model
-    generation = await pipeline.generate(services.router, parsed.request, info)
+    generation = await pipeline.generate(services.router, parsed.request, info, stream=parsed.stream)
     message_id, stops = new_message_id(), parsed.request.sampling.stop
     if parsed.stream:
         return sse_response(generation, MessagesSSEEncoder(EventEncoder(parsed.model, message_id, stops)), info)
