@@ -44,6 +44,7 @@ IMAGE_MEDIA_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/gif", "i
 
 USER_BLOCKS = frozenset({"text", "image", "tool_result"})
 ASSISTANT_BLOCKS = frozenset({"text", "tool_use", "thinking", "redacted_thinking"})
+TOOL_RESULT_BLOCKS = frozenset({"text"})
 #: Block types Anthropic documents that the engine cannot represent.
 UNSUPPORTED_BLOCKS = frozenset(
     {
@@ -206,7 +207,7 @@ def _tool_result(block: JSONDict, path: str, tool_use_ids: set[str]) -> ToolResu
                     "Images inside tool_result blocks are not supported by this server.",
                     param=field_path(part_path, "type"),
                 )
-            _check_kind(kind, part_path, frozenset({"text"}))
+            _check_kind(kind, part_path, TOOL_RESULT_BLOCKS)
             parts.append(_text(part, part_path).text)
         text = "\n".join(parts)
     return ToolResultBlock(use_id, text, is_error=bool(opt_bool(block, "is_error", path)))

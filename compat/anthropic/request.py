@@ -152,11 +152,7 @@ def _resolve(body: JSONDict, max_tokens: int | None) -> ResolvedV2:
 def _stop_sequences(value: object, path: str = "stop_sequences") -> tuple[str, ...]:
     if value is None:
         return ()
-    stops: list[str] = []
-    for i, item in enumerate(as_list(value, path)):
-        stop = as_str(item, item_path(path, i), non_empty=True)
-        stops.append(stop)
-    return tuple(stops)
+    return tuple(as_str(item, item_path(path, i), non_empty=True) for i, item in enumerate(as_list(value, path)))
 
 
 def _check_thinking(body: JSONDict, max_tokens: int | None) -> None:
