@@ -202,3 +202,20 @@ async def test_a_bug_mid_stream_is_an_error_event_with_the_request_id() -> None:
     error = json.loads(data)["error"]
     assert error["type"] == "api_error" and raw.headers["x-request-id"] in error["message"]
     assert "secret" not in raw.text
+
+
+async def test_two_x_api_key_headers_are_refused() -> None:
+    body = {"model": MOCK_MODEL, "max_tokens": 10, "messages": HELLO}
+    with trio.fail_after(30):
+        async with running_daemon(keyed_config(mock_config())) as d, d.http(api_key="") as http:
+            response = await http.post(
+                "/v1/messages", json=body, headers=[("x-api-key", d.api_key), ("x-api-key", "sk-other")]
+            )
+    assert response.status_code == 400
+    assert response.json() == {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "message": "The request has 2 x-api-key headers; send exactly one",
+        },
+    }
