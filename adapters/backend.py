@@ -89,5 +89,11 @@ class Backend(abc.ABC):
         """One vector per input, in order. Default: `Unsupported`."""
         raise Unsupported(f"model {req.model!r} does not support embeddings", param="model")
 
+    async def count_tokens(self, req: ResolvedV2) -> int:
+        """The prompt tokens ``req`` would take, counted with this backend's own tokenizer over the prompt as
+        the backend renders it (chat template, tools). Default: `Unsupported` (400: this backend cannot count).
+        """
+        raise Unsupported(f"backend {self.name!r} cannot count tokens for model {req.model!r}", param="model")
+
     async def stop(self, timeout: float) -> None:  # noqa: B027, ASYNC109 - the contract (DESIGN s.2) takes a deadline
         """Best effort: release model memory, threads and connections within ``timeout`` seconds."""

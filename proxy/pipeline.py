@@ -10,6 +10,7 @@ Messages views) is written the same way: parse the body into the engine's reques
     events = await generation.collect()                       # or: every event at once (non-streaming)
 
     result = await embed(services.router, req, info)          # EmbedResolved -> EmbedResult
+    tokens = await count_tokens(services.router, req, info)   # ResolvedV2 -> its prompt's token count
 
 (``info`` is the request's `RequestInfo`; for SSE, `proxy.sse.sse_response` does the loop above given the
 dialect's encoder.) What this module guarantees, so that no view repeats it:
@@ -89,6 +90,17 @@ async def embed(router: Router, req: EmbedResolved, info: RequestInfo) -> EmbedR
         route, info, _Progress(stream=False), lambda: embedder_for(route.handle.backend, req)
     ) as run:
         return await run(req)
+
+
+async def count_tokens(router: Router, req: ResolvedV2, info: RequestInfo) -> int:
+    """Route ``req`` and count its prompt tokens with the backend's own tokenizer (``Backend.count_tokens``).
+
+    No admission slot: counting is short and holds no generation's resources; the breaker still records how
+    it ended, and the stop deadline still ends it.
+    """
+    route = router.route(req.model)
+    with recording(route), _until_stop_deadline(info):
+        return await route.handle.backend.count_tokens(req)
 
 
 class Generation:

@@ -198,7 +198,7 @@ class LlamaCppBackend(Backend):
     async def generate_v2(self, req: ResolvedV2, send: trio.MemorySendChannel[Event]) -> None:
         template = self._chat_ready()
         tools = _offered_tools(req)
-        prompt = template.render(conversation.v2_messages(req.messages, tools, req.tool_choice))
+        prompt = _v2_prompt(template, req, tools)
         output, job = self._plan(req, prompt, tools)
         result = await self._run(job, send, Text)
         usage = Usage(result.prompt_tokens, result.completion_tokens)
@@ -282,6 +282,14 @@ class LlamaCppBackend(Backend):
             raise Unavailable("the llamacpp backend is stopping", code="backend_unavailable", status=503)
         return result
 
+    async def count_tokens(self, req: ResolvedV2) -> int:
+        """The tokens of the prompt `generate_v2` would evaluate for ``req``: the chat template applied over the
+        rendered conversation, the tools note included, tokenized as decoding does."""
+        prompt = _v2_prompt(self._chat_ready(), req, _offered_tools(req))
+        async with self._lock:  # the model must not be closed (stop) while its vocabulary is in use
+            self._require_ready()
+            return await trio.to_thread.run_sync(_prompt_tokens, self._llama, prompt, abandon_on_cancel=False)
+
     # --- embeddings -----------------------------------------------------------------------------------------
 
     async def embed(self, req: EmbedResolved) -> EmbedResult:
@@ -304,6 +312,16 @@ async def _set_when_cancelled(cancel: threading.Event) -> None:
         await trio.sleep_forever()
     finally:
         cancel.set()
+
+
+def _v2_prompt(template: ChatTemplate, req: ResolvedV2, tools: tuple[ToolSpec, ...]) -> Prompt:
+    """The prompt text of a v2 request (one place, so counting and generating see the same prompt)."""
+    return template.render(conversation.v2_messages(req.messages, tools, req.tool_choice))
+
+
+def _prompt_tokens(llama: Any, prompt: Prompt) -> int:
+    """Blocking: the number of tokens ``prompt`` takes, tokenized as `decode` tokenizes it."""
+    return len(llama.tokenize(prompt.text.encode("utf-8"), add_bos=prompt.add_bos, special=True))
 
 
 def _offered_tools(req: ResolvedV2) -> tuple[ToolSpec, ...]:
