@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import fields
@@ -104,6 +105,23 @@ def test_boot_failure_exits_1_without_binding_the_inference_listener(tmp_path: P
     result = run_cli("serve", "--config", config, "--port", "0", "--admin-port", "0")
     assert result.returncode == 1
     assert "failed to boot" in result.stderr.strip().splitlines()[-1]
+    assert "ready: inference listening" not in result.stderr
+
+
+@pytest.mark.parametrize("flag", ["--port", "--admin-port"])
+def test_a_port_in_use_is_one_line_and_exit_1(flag: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        other = "--admin-port" if flag == "--port" else "--port"
+        result = run_cli("serve", "--backend", "mock", flag, str(port), other, "0")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "ExceptionGroup" not in result.stderr
+    failures = [line for line in result.stderr.splitlines() if "cannot listen" in line]
+    assert failures == [f"trinfer: startup failed: cannot listen on 127.0.0.1:{port}: Address already in use"]
+    assert result.stderr.strip().splitlines()[-1] == failures[0]
     assert "ready: inference listening" not in result.stderr
 
 
