@@ -51,7 +51,7 @@ from .decode import DecodeCounters, DecodeJob, DecodeResult, Mode, decode
 from .errors import Phase, UnusableOutput, translate
 from .grammar import check_tools, schema_to_gbnf, tool_call_gbnf, tool_call_schema
 from .loading import load_llama
-from .options import LlamaCppOptions, parse_options
+from .options import OPTION_KEYS, LlamaCppOptions, parse_options
 from .template import ChatTemplate, Prompt, resolve_template
 
 
@@ -67,6 +67,7 @@ class LlamaCppBackend(Backend):
     """A llama.cpp model served through llama-cpp-python (config ``kind = "llamacpp"``)."""
 
     name = "llamacpp"
+    option_keys = frozenset(OPTION_KEYS)
 
     def __init__(self, options: LlamaCppOptions) -> None:
         self.options = options

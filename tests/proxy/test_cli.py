@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import signal
 import socket
 import subprocess
@@ -60,6 +61,7 @@ def test_help_documents_every_option_and_variable() -> None:
     [
         ('[server]\nport = "eighty"\n[[backends]]\nkind = "mock"\nmodels = ["m"]\n', "server.port"),
         ('[server]\ncolour = "blue"\n[[backends]]\nkind = "mock"\nmodels = ["m"]\n', "server.colour"),
+        ('[[backends]]\nkind = "mock"\nmodles = ["m"]\n', "backends[0].modles: did you mean 'models'?"),
         ('[[backends]]\nkind = "gpt"\nmodels = ["m"]\n', "backends[0].kind"),
         ('[[backends]]\nkind = "mock"\nmodels = ["m"]\nreply = 3\n', "reply"),
         ("[[backends\n", "not valid TOML"),
@@ -106,6 +108,27 @@ def test_boot_failure_exits_1_without_binding_the_inference_listener(tmp_path: P
     assert result.returncode == 1
     assert "failed to boot" in result.stderr.strip().splitlines()[-1]
     assert "ready: inference listening" not in result.stderr
+
+
+def test_version_prints_the_installed_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout == f"trinfer {importlib.metadata.version('trinfer')}\n"
+
+
+async def test_model_id_serves_the_model_under_the_chosen_id() -> None:
+    with trio.fail_after(60):
+        async with daemon_process("serve", "--backend", "mock", "--model-id", "house-echo") as proc:
+            async with openai_client(proc.base_url) as client:
+                models = await client.models.list()
+                reply = await client.chat.completions.create(
+                    model="house-echo", messages=[{"role": "user", "content": "hi there"}]
+                )
+            proc.send_signal(signal.SIGTERM)
+            assert await proc.wait() == 0
+    assert [m.id for m in models.data] == ["house-echo"]
+    assert reply.choices[0].message.content == "hi there"
+    assert "serving house-echo" in proc.stderr_text()
 
 
 @pytest.mark.parametrize("flag", ["--port", "--admin-port"])
