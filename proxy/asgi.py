@@ -8,7 +8,8 @@ Per HTTP request it:
 - refuses at once, without reading the body: requests while draining (503), requests without a valid API key
   (401, except ``/health`` and ``/ready``), and a declared ``Content-Length`` over ``max_body_bytes`` (413);
 - turns an exception that escapes the app into a 500 with the request id (logged, details not sent);
-- logs one line per request: method, path, status, duration, request id, model.
+- logs one line per request: method, path, status, duration, request id, model (the client's values escaped
+  and capped by `proxy.log_values.loggable`).
 (Slow readers are handled below the app, in `proxy.listener`: every socket write is bounded by
 ``write_timeout_s`` and a stalled connection is closed, which reaches the request as a client disconnect.)
 WebSocket and lifespan scopes pass through untouched (the WebSocket route does its own auth handshake).
@@ -27,6 +28,7 @@ from compat.errors import ShuttingDown
 from .auth import PUBLIC_PATHS, ApiKeys
 from .errors import log_level_for, render, too_large
 from .inflight import SCOPE_KEY, Inflight, RequestInfo, new_request_id
+from .log_values import loggable
 from .logs import get_logger
 
 Scope = MutableMapping[str, Any]
@@ -144,11 +146,11 @@ class RequestMiddleware:
         log.log(
             level,
             "%s %s %s %.1fms id=%s model=%s%s",
-            info.method,
-            info.path,
+            loggable(info.method),
+            loggable(info.path),
             status,
             duration_s * 1000,
             info.request_id,
-            info.model or "-",
+            loggable(info.model or "-"),
             f" ({info.ended_by})" if info.ended_by else "",
         )

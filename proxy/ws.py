@@ -56,6 +56,7 @@ from .auth import ApiKeys
 from .chat import start_generation
 from .errors import render
 from .inflight import Inflight, RequestInfo, new_request_id
+from .log_values import loggable
 from .logs import get_logger
 
 if TYPE_CHECKING:
@@ -288,11 +289,11 @@ class WebSocketConnection:
             log.info(
                 "WS %s %s %.1fms id=%s socket=%s model=%s (%s)",
                 WS_PATH,
-                frame.id,
+                loggable(frame.id),
                 (trio.current_time() - started) * 1000,
                 info.request_id,
                 self.connection_id,
-                info.model,
+                loggable(info.model),
                 (info.ended_by or "done") if sent else "socket closed",
             )
 
