@@ -21,6 +21,7 @@ from . import chat as chat_views
 from . import embeddings as embedding_views
 from . import ws as ws_views
 from .asgi import RequestMiddleware
+from .cors import CorsPolicy
 from .errors import encode_json, render, translate_http_exception
 from .inflight import SCOPE_KEY, RequestInfo
 
@@ -98,6 +99,7 @@ def build_inference_app(daemon: Daemon) -> RequestMiddleware:
         max_body_bytes=daemon.config.server.max_body_bytes,
         inflight=daemon.inflight,
         draining=daemon.draining,
+        cors=CorsPolicy.from_config(daemon.config.server.cors_allow_origins),
     )
 
 
@@ -121,4 +123,5 @@ def build_admin_app(daemon: Daemon) -> RequestMiddleware:
         app,
         api_keys=daemon.api_keys,
         max_body_bytes=daemon.config.server.max_body_bytes,
+        cors=CorsPolicy.from_config(daemon.config.server.cors_allow_origins),
     )

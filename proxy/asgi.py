@@ -5,6 +5,8 @@ Per HTTP request it:
 - opens a nursery owned by the request (``RequestInfo.nursery``, in ``scope["trinfer.request"]``): generation
   producers run there, so whatever ends the request - completion, client disconnect, write timeout, stop
   deadline - cancels them, and the request is over only once they have returned;
+- answers CORS preflights before anything else, without a key, and adds the CORS headers to every response
+  for an allowed origin (`proxy.cors`);
 - refuses at once, without reading the body: requests while draining (503), requests without a valid API key
   (401, except ``/health`` and ``/ready``), and a declared ``Content-Length`` over ``max_body_bytes`` (413);
 - turns an exception that escapes the app into a 500 with the request id (logged, details not sent);
@@ -26,6 +28,7 @@ import trio
 from compat.errors import ShuttingDown
 
 from .auth import PUBLIC_PATHS, ApiKeys
+from .cors import NO_CORS, CorsPolicy, is_preflight
 from .errors import log_level_for, render, too_large
 from .inflight import SCOPE_KEY, Inflight, RequestInfo, new_request_id
 from .log_values import loggable
@@ -60,8 +63,10 @@ class RequestMiddleware:
         max_body_bytes: int,
         inflight: Inflight | None = None,
         draining: Callable[[], bool] = lambda: False,
+        cors: CorsPolicy = NO_CORS,
     ) -> None:
         self.app = app
+        self._cors = cors
         self._keys = api_keys
         self._max_body = max_body_bytes
         self._inflight = inflight
@@ -86,6 +91,8 @@ class RequestMiddleware:
     async def _serve(self, info: RequestInfo, scope: Scope, receive: Receive, send: Send) -> None:
         response_started = False
         response_complete = False
+        origin = _header(scope, b"origin")
+        cors_headers = self._cors.response_headers(origin)
 
         async def tagged_send(message: Message) -> None:
             nonlocal response_started, response_complete
@@ -94,13 +101,17 @@ class RequestMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 info.status = int(message["status"])
-                headers = [*message.get("headers", ()), (b"x-request-id", info.request_id.encode())]
+                headers = [*message.get("headers", ()), (b"x-request-id", info.request_id.encode()), *cors_headers]
                 message = {**message, "headers": headers}
             await send(message)
 
         async with trio.open_nursery() as nursery:
             info.nursery = nursery
             try:
+                requested_method = _header(scope, b"access-control-request-method")
+                if origin is not None and is_preflight(scope["method"], requested_method):
+                    await self._preflight(tagged_send, scope, origin, info)
+                    return
                 refusal = self._early_refusal(scope)
                 if refusal is not None:
                     await self._send_error(tagged_send, refusal, info, close=True)
@@ -129,6 +140,17 @@ class RequestMiddleware:
         if length is not None and length.strip().isdigit() and int(length) > self._max_body:
             return too_large(self._max_body)
         return None
+
+    async def _preflight(self, send: Send, scope: Scope, origin: str, info: RequestInfo) -> None:
+        """204 with the CORS headers for an allowed origin (``send`` adds the ones every response gets), 403 with
+        an error body otherwise; no key needed."""
+        try:
+            headers = self._cors.preflight(origin, _header(scope, b"access-control-request-headers"))
+        except Exception as exc:
+            await self._send_error(send, exc, info, close=False)
+            return
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _send_error(self, send: Send, exc: BaseException, info: RequestInfo, *, close: bool) -> None:
         status, headers, body = render(exc, info.request_id)
