@@ -50,6 +50,12 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _is_cancellation(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(trio.Cancelled)[0] is not None
+    return isinstance(exc, trio.Cancelled)
+
+
 class RequestMiddleware:
     """See the module docstring. ``inflight`` (the inference listener only) is what the graceful stop drains;
     ``draining()`` true makes every route but ``/health`` answer 503 ``server_shutting_down``.
@@ -85,6 +91,12 @@ class RequestMiddleware:
                     await self._serve(info, scope, receive, send)
             else:
                 await self._serve(info, scope, receive, send)
+        except BaseException as exc:
+            # Cancelled from above (trio.Cancelled, maybe inside the request nursery's group): the stop cut the
+            # request short, or the whole server is going down at once.
+            if _is_cancellation(exc) and not info.response_complete and info.ended_by is None:
+                info.ended_by = "cut by shutdown" if self._draining() else "cancelled by the server"
+            raise
         finally:
             self._log_line(info, trio.current_time() - started)
 
@@ -97,7 +109,7 @@ class RequestMiddleware:
         async def tagged_send(message: Message) -> None:
             nonlocal response_started, response_complete
             if message["type"] == "http.response.body" and not message.get("more_body", False):
-                response_complete = True
+                response_complete = info.response_complete = True
             if message["type"] == "http.response.start":
                 response_started = True
                 info.status = int(message["status"])

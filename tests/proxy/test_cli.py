@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 import trio
 
@@ -204,3 +205,27 @@ async def test_second_sigint_stops_at_once(tmp_path: Path) -> None:
                 assert await proc.wait() == 128 + signal.SIGINT
     assert outcome and isinstance(outcome[0], httpx.HTTPError)
     assert "stopping at once" in proc.stderr_text()
+
+
+async def test_a_stream_cut_by_a_second_signal_is_logged_as_cut_not_as_a_plain_200(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        '[server]\nstop_timeout_s = 600\n[[backends]]\nkind = "mock"\nmodels = ["mock-echo"]\n'
+        "token_delay_ms = 500\n",
+    )
+    messages: list[Any] = [{"role": "user", "content": " ".join(["w"] * 100)}]
+    with trio.fail_after(60):
+        async with daemon_process("serve", "--config", config) as proc:
+            async with openai_client(proc.base_url) as client:
+                stream = await client.chat.completions.create(model="mock-echo", messages=messages, stream=True)
+                await stream.__anext__()
+                proc.send_signal(signal.SIGTERM)
+                await proc.wait_for_line("SIGTERM received: stopping gracefully")
+                proc.send_signal(signal.SIGTERM)
+                with pytest.raises(openai.APIError):
+                    async for _ in stream:
+                        pass
+            assert await proc.wait() == 128 + signal.SIGTERM
+    (line,) = [line for line in proc.lines if "POST /v1/chat/completions" in line]
+    assert " 200 " in line
+    assert line.endswith("(cut by shutdown)")
