@@ -141,7 +141,7 @@ def _origin(where: str, value: str) -> str:
         or not parts.hostname
         or not port_ok
         or "@" in parts.netloc
-        or value != f"{parts.scheme}://{parts.netloc}"
+        or value.lower() != f"{parts.scheme}://{parts.netloc}".lower()
     ):
         raise ConfigError(
             f"{where} must be an origin like https://app.example.com or http://localhost:5173 "

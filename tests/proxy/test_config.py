@@ -140,7 +140,7 @@ def test_a_backend_kind_without_a_key_list_still_checks_its_own_keys(monkeypatch
     ("origins", "expected"),
     [
         (
-            ["https://App.Example.com", "http://localhost:5173"],
+            ["HTTPS://App.Example.com", "http://localhost:5173"],
             ("https://app.example.com", "http://localhost:5173"),
         ),
         (["http://[::1]:8000"], ("http://[::1]:8000",)),
