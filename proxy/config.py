@@ -57,6 +57,8 @@ class ServerConfig:
     ws_max_requests_per_socket: int = 8
     #: Origins whose browser pages may call the server (CORS); ``("*",)`` = any origin, only with API keys.
     cors_allow_origins: tuple[str, ...] = ()
+    #: Record Prometheus series (``GET /metrics`` on the admin listener); false serves them empty.
+    metrics: bool = True
 
     def is_loopback(self) -> bool:
         """True when ``host`` only accepts connections from this machine."""
@@ -175,8 +177,24 @@ _SERVER_CHECKS: dict[str, Callable[[str, object], object]] = {
     "log_level": lambda w, v: _choice(w, v, _LOG_LEVELS),
     "ws_max_requests_per_socket": lambda w, v: _int(w, v, minimum=1),
     "cors_allow_origins": _origins,
+    "metrics": lambda w, v: _bool(w, v),
 }
 assert set(_SERVER_CHECKS) == {f.name for f in fields(ServerConfig)}
+
+
+def _bool(where: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    return value
+
+
+def boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
 
 
 def _choice(where: str, value: object, choices: Sequence[str]) -> str:
@@ -336,6 +354,7 @@ _ENV_SERVER: dict[str, Callable[[str], object]] = {
     "log_level": str,
     "ws_max_requests_per_socket": int,
     "cors_allow_origins": lambda s: [o.strip() for o in s.split(",") if o.strip()],
+    "metrics": boolean,
 }
 
 ENV_VARIABLES: tuple[str, ...] = (
