@@ -36,6 +36,9 @@ class Backend(abc.ABC):
 
     #: Stable id of the implementation: "mock", "llamacpp", "anthropic". For status and logs only.
     name: ClassVar[str]
+    #: The kind-specific config keys `from_options` accepts. The config names any other key as unknown, with the
+    #: closest known one suggested, before it checks anything else. None: `from_options` reports unknown keys.
+    option_keys: ClassVar[frozenset[str] | None] = None
 
     @classmethod
     @abc.abstractmethod

@@ -215,6 +215,7 @@ class MockBackend(Backend):
     """A deterministic backend configured by `MockOptions`; see the module docstring."""
 
     name = "mock"
+    option_keys = _KEYS
 
     def __init__(self, options: MockOptions) -> None:
         self.options = options

@@ -29,6 +29,7 @@ from . import messages as messages_views
 from . import playground
 from . import ws as ws_views
 from .asgi import RequestMiddleware
+from .cors import CorsPolicy
 from .errors import ErrorBody, ErrorRenderers, translate_http_exception
 from .inflight import SCOPE_KEY, RequestInfo
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -164,6 +165,7 @@ def build_inference_app(services: Services) -> RequestMiddleware:
         x_api_key_prefixes=X_API_KEY_PREFIXES,
         metrics=services.metrics,
         route_of=route_templates(app),
+        cors=CorsPolicy.from_config(services.server.cors_allow_origins),
     )
 
 
@@ -191,5 +193,9 @@ def build_admin_app(services: Services, status: Callable[[], dict[str, Any]]) ->
         return Response(services.metrics.exposition(), status=200, content_type=METRICS_CONTENT_TYPE)
 
     return RequestMiddleware(
-        app, api_keys=services.api_keys, max_body_bytes=services.server.max_body_bytes, errors=errors
+        app,
+        api_keys=services.api_keys,
+        max_body_bytes=services.server.max_body_bytes,
+        errors=errors,
+        cors=CorsPolicy.from_config(services.server.cors_allow_origins),
     )

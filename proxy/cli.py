@@ -8,6 +8,7 @@ inference listener is never bound); 128 + the signal number when a second SIGINT
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import signal
 import sys
@@ -69,12 +70,21 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_CONFIG, f"trinfer: error: {message} (see `{self.prog} --help`)\n")
 
 
+def version() -> str:
+    """The installed distribution's version (``0+unknown`` when run from a source tree that is not installed)."""
+    try:
+        return importlib.metadata.version("trinfer")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="trinfer",
         description="trinfer: an OpenAI-compatible inference proxy (llama.cpp, Anthropic, mock) on trio.",
         epilog="Run `trinfer serve --help` for every option, environment variable and config key.",
     )
+    parser.add_argument("--version", action="version", version=f"trinfer {version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     serve = commands.add_parser(
         "serve",
@@ -106,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(served as the file's stem); anthropic: the model id. Without --backend, implies llamacpp",
     )
     serve.add_argument(
+        "--model-id",
+        metavar="ID",
+        help="the id clients ask for to get --model (default: the file's stem for llamacpp, the model id itself "
+        "for anthropic and mock; env: TRINFER_MODEL_ID)",
+    )
+    serve.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), help="log level (default info)"
     )
     return parser
@@ -121,6 +137,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         admin_port=args.admin_port,
         backend=args.backend,
         model=args.model,
+        model_id=args.model_id,
         log_level=args.log_level,
     )
     try:

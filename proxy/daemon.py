@@ -61,6 +61,19 @@ def _one_line(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
 
 
+def _bind_failure(exc: BaseException) -> OSError | None:
+    """The `OSError` that stopped a listener from binding, also when it arrives inside exception groups
+    (hypercorn's socket setup runs inside the listener's nurseries), or None when ``exc`` is something else.
+    """
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        matched, rest = exc.split(OSError)
+        if matched is not None and rest is None:
+            return _bind_failure(matched.exceptions[0])
+    return None
+
+
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
     first = group.exceptions[0]
     return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
@@ -198,8 +211,11 @@ class Daemon:
                     task_status=task_status,
                 )
             )
-        except OSError as exc:
-            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        except (OSError, BaseExceptionGroup) as exc:
+            failure = _bind_failure(exc)
+            if failure is None:
+                raise
+            raise StartupError(f"cannot listen on {host}:{port}: {failure.strerror or failure}") from None
         return url
 
     async def _serve_with_backends(self) -> str | None:

@@ -35,6 +35,8 @@ class RequestInfo:
     nursery: trio.Nursery | None = None
     model: str | None = None
     status: int | None = None
+    #: True once the whole response (its last body piece) was handed to the server.
+    response_complete: bool = False
     #: Why the request ended early, for the log line: "client disconnected", "write timeout", ...
     ended_by: str | None = None
     aborted: bool = False

@@ -3,6 +3,10 @@
 The redaction is a formatter, applied to the fully formatted line (message, arguments and traceback), so that
 nothing logged anywhere in the process - by trinfer, hypercorn or a backend library - can print a configured
 API key or the value of an ``Authorization`` header / bearer token.
+
+The same formatter keeps every message on one line: control characters in the message (not in an attached
+traceback, which is multi-line by nature) are escaped and the message is capped at `MAX_MESSAGE_CHARS`. That is
+the backstop; client values are escaped and capped where they are logged (`proxy.log_values.loggable`).
 """
 
 from __future__ import annotations
@@ -12,8 +16,12 @@ import re
 import sys
 from collections.abc import Iterable
 
+from .log_values import escape_controls
+
 LOGGER_NAME = "trinfer"
 REDACTED = "[redacted]"
+#: The longest message a log line carries (before its traceback, if any).
+MAX_MESSAGE_CHARS = 16 * 1024
 
 _BEARER = re.compile(r"(?i)\b(bearer)(\s+|%20)[^\s'\",;]+")
 _AUTH_HEADER = re.compile(r"(?i)(authorization['\"]?\s*[:=,]\s*\(?\s*b?['\"]?)[^'\"\s,)]+(\s+[^'\"\s,)]+)?")
@@ -36,6 +44,13 @@ class RedactingFormatter(logging.Formatter):
     def __init__(self, fmt: str, secrets: Iterable[str] = ()) -> None:
         super().__init__(fmt)
         self._secrets = tuple(sorted(set(secrets), key=len, reverse=True))
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        message = record.message
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = f"{message[:MAX_MESSAGE_CHARS]}...[{len(message) - MAX_MESSAGE_CHARS} more chars]"
+        record.message = escape_controls(message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record), self._secrets)

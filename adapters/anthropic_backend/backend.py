@@ -33,7 +33,7 @@ from ..types import (
     TextBlock,
     Token,
 )
-from .config import AnthropicOptions, parse_options, read_api_key
+from .config import OPTION_KEYS, AnthropicOptions, parse_options, read_api_key
 from .errors import translate_exception
 from .translate_request import build_request
 from .translate_stream import StreamTranslator
@@ -49,6 +49,7 @@ class AnthropicBackend(Backend):
     """Claude models through the Anthropic Messages API. Options: see `adapters.anthropic_backend.config`."""
 
     name = "anthropic"
+    option_keys = OPTION_KEYS
 
     def __init__(self, options: AnthropicOptions) -> None:
         self.options = options

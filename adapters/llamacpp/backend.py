@@ -50,7 +50,8 @@ from . import conversation
 from .decode import DecodeCounters, DecodeJob, DecodeResult, Mode, decode
 from .errors import Phase, UnusableOutput, translate
 from .grammar import check_tools, schema_to_gbnf, tool_call_gbnf, tool_call_schema
-from .options import LlamaCppOptions, parse_options
+from .loading import load_llama
+from .options import OPTION_KEYS, LlamaCppOptions, parse_options
 from .template import ChatTemplate, Prompt, resolve_template
 
 
@@ -66,6 +67,7 @@ class LlamaCppBackend(Backend):
     """A llama.cpp model served through llama-cpp-python (config ``kind = "llamacpp"``)."""
 
     name = "llamacpp"
+    option_keys = frozenset(OPTION_KEYS)
 
     def __init__(self, options: LlamaCppOptions) -> None:
         self.options = options
@@ -112,15 +114,12 @@ class LlamaCppBackend(Backend):
                 llama = load_embedding_llama(path, n_threads=self.options.n_threads)
                 self._embed_dimensions = embedding_dimensions(llama)
                 return llama, None
-            import llama_cpp
-
-            llama = llama_cpp.Llama(
+            llama = load_llama(
                 model_path=str(path),
                 n_ctx=self.options.n_ctx,
                 n_batch=min(self.options.n_batch, self.options.n_ctx),
                 n_threads=self.options.n_threads,
                 n_threads_batch=self.options.n_threads_batch,
-                verbose=False,
             )
         except Exception as exc:
             raise translate(exc, Phase.LOAD) from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ import trio
 
 from tests.daemon_harness import DaemonProcess, daemon_process, process_env
 
-EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
+ROOT = Path(__file__).resolve().parent.parent.parent
+EXAMPLES = ROOT / "examples"
 
 
 async def run_example(proc: DaemonProcess, *argv: str, env: dict[str, str]) -> str:
@@ -98,3 +100,17 @@ def test_examples_do_not_need_the_project_installed() -> None:
         source = (EXAMPLES / script).read_text()
         imports = set(re.findall(r"^(?:from|import) (\w+)", source, flags=re.MULTILINE))
         assert imports <= {"__future__", "asyncio", "os", "sys", "openai", "_connection"}, (script, imports)
+
+
+def test_the_readmes_first_command_installs_what_the_examples_import() -> None:
+    """A new user runs the README's first command, then an example: the openai SDK must be there."""
+    first_command = re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)[0]
+    (extras,) = re.findall(r"pip install -e '\.\[([\w,]+)\]'", first_command)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    installed = list(project["dependencies"])
+    for extra in extras.split(","):
+        installed += project["optional-dependencies"][extra]
+    names = {re.split(r"[<>=!~\[ ]", requirement)[0].lower() for requirement in installed}
+    assert {"openai", "trio", "trio-websocket"} <= names
+    for script in ("chat_sync.py", "chat_stream.py", "chat_async.py", "_connection.py"):
+        assert "pip install openai" in (EXAMPLES / script).read_text(), script
