@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .servers import CLIENT_CORE
 
-BENCHMARKS = ("P1", "P2", "P3", "P5", "P6", "P8")
+BENCHMARKS = ("P1", "P1m", "P2", "P3", "P5", "P6", "P8")
 
 
 def main() -> None:
@@ -54,6 +54,10 @@ def run_one(name: str, workdir: Path, rounds: int, duration: float) -> str:
         from . import p1_overhead
 
         return p1_overhead.run(workdir, rounds=rounds, duration_s=duration)
+    if name == "P1m":
+        from . import p1_metrics
+
+        return p1_metrics.run(workdir, rounds=rounds, duration_s=duration)
     if name == "P2":
         from . import p2_streaming
 

@@ -44,9 +44,13 @@ def _toml_value(value: object) -> str:
     raise TypeError(value)
 
 
-def trinfer_config(path: Path, port: int, admin_port: int, backend: dict[str, object]) -> Path:
-    """Write a trinfer TOML config with one backend table."""
-    lines = ["[server]", 'host = "127.0.0.1"', f"port = {port}", f"admin_port = {admin_port}", "", "[[backends]]"]
+def trinfer_config(
+    path: Path, port: int, admin_port: int, backend: dict[str, object], server: dict[str, object] | None = None
+) -> Path:
+    """Write a trinfer TOML config with one backend table (and extra ``[server]`` keys)."""
+    lines = ["[server]", 'host = "127.0.0.1"', f"port = {port}", f"admin_port = {admin_port}"]
+    lines += [f"{key} = {_toml_value(value)}" for key, value in (server or {}).items()]
+    lines += ["", "[[backends]]"]
     lines += [f"{key} = {_toml_value(value)}" for key, value in backend.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -61,9 +65,11 @@ class Trinfer:
 
 
 @contextmanager
-def trinfer(workdir: Path, backend: dict[str, object], *, name: str = "trinfer") -> Iterator[Trinfer]:
+def trinfer(
+    workdir: Path, backend: dict[str, object], *, name: str = "trinfer", server: dict[str, object] | None = None
+) -> Iterator[Trinfer]:
     port, admin_port = free_port(), free_port()
-    config = trinfer_config(workdir / f"{name}.toml", port, admin_port, backend)
+    config = trinfer_config(workdir / f"{name}.toml", port, admin_port, backend, server)
     argv = [PYTHON, "-m", "proxy", "serve", "--config", str(config)]
     env = {"PYTHONPATH": str(ROOT)}
     with running(name, argv, port=port, ready_path="/ready", ready_port=admin_port, workdir=workdir, env=env) as s:

@@ -36,7 +36,7 @@ from .errors import ErrorRenderers, log_level_for, too_large
 from .header_checks import header_refusal
 from .inflight import SCOPE_KEY, Inflight, RequestInfo, new_request_id
 from .log_values import loggable
-from .logs import get_logger
+from .logs import FIELDS, get_logger
 from .metrics import CLIENT_CLOSED, NO_BACKEND, Metrics, Rejection
 
 Scope = MutableMapping[str, Any]
@@ -220,10 +220,23 @@ class RequestMiddleware:
         await send({"type": "websocket.http.response.body", "body": error.body, "more_body": False})
         log.info("WS %s %s refused id=%s", path, error.status, request_id)
 
-    @staticmethod
-    def _log_line(info: RequestInfo, duration_s: float) -> None:
+    def _log_line(self, info: RequestInfo, duration_s: float) -> None:
         status = info.status if info.status is not None else "-"
         level = log_level_for(info.status, info.path) if info.status is not None else logging.INFO
+        usage = info.usage
+        fields = {
+            "request_id": info.request_id,
+            "method": loggable(info.method),
+            "route": self._route_of(info.method, info.path),
+            "path": loggable(info.path),
+            "model": loggable(info.model) if info.model is not None else None,
+            "status": info.status,
+            "duration_ms": round(duration_s * 1000, 1),
+            "ttft_ms": round(info.ttft_s * 1000, 1) if info.ttft_s is not None else None,
+            "prompt_tokens": usage.prompt_tokens if usage is not None else None,
+            "completion_tokens": usage.completion_tokens if usage is not None else None,
+            "ended_by": info.ended_by,
+        }
         log.log(
             level,
             "%s %s %s %.1fms id=%s model=%s%s",
@@ -234,4 +247,5 @@ class RequestMiddleware:
             info.request_id,
             loggable(info.model or "-"),
             f" ({info.ended_by})" if info.ended_by else "",
+            extra={FIELDS: fields},
         )

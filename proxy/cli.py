@@ -21,7 +21,7 @@ import trio
 
 from adapters.registry import KINDS
 
-from .config import ENV_VARIABLES, ConfigError, Flags, ServerConfig, load_config
+from .config import ENV_VARIABLES, LOG_FORMATS, ConfigError, Flags, ServerConfig, load_config
 from .daemon import Daemon, StartupError
 from .logs import configure_logging, get_logger
 
@@ -124,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), help="log level (default info)"
     )
+    serve.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="text lines, or one JSON object per line (default text; env: TRINFER_LOG_FORMAT)",
+    )
     return parser
 
 
@@ -139,6 +144,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         model=args.model,
         model_id=args.model_id,
         log_level=args.log_level,
+        log_format=args.log_format,
     )
     try:
         config = load_config(flags, os.environ if env is None else env)
@@ -146,7 +152,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except ConfigError as exc:
         print(f"trinfer: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    configure_logging(config.server.log_level, config.api_keys)
+    configure_logging(config.server.log_level, config.api_keys, log_format=config.server.log_format)
     return trio.run(serve_until_signalled, daemon)
 
 

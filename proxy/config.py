@@ -53,6 +53,8 @@ class ServerConfig:
     write_timeout_s: float = 60.0
     max_body_bytes: int = 8 * 1024 * 1024
     log_level: str = "info"
+    #: ``text`` (one human-readable line per event) or ``json`` (one JSON object per line).
+    log_format: str = "text"
     #: How many requests one WebSocket may run at once (over it: an ``error`` frame for that request).
     ws_max_requests_per_socket: int = 8
     #: Origins whose browser pages may call the server (CORS); ``("*",)`` = any origin, only with API keys.
@@ -162,6 +164,7 @@ def _origins(where: str, value: object) -> tuple[str, ...]:
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 _SERVER_CHECKS: dict[str, Callable[[str, object], object]] = {
     "host": _str,
@@ -175,6 +178,7 @@ _SERVER_CHECKS: dict[str, Callable[[str, object], object]] = {
     "write_timeout_s": _seconds,
     "max_body_bytes": lambda w, v: _int(w, v, minimum=1),
     "log_level": lambda w, v: _choice(w, v, _LOG_LEVELS),
+    "log_format": lambda w, v: _choice(w, v, LOG_FORMATS),
     "ws_max_requests_per_socket": lambda w, v: _int(w, v, minimum=1),
     "cors_allow_origins": _origins,
     "metrics": lambda w, v: _bool(w, v),
@@ -337,6 +341,7 @@ class Flags:
     model: str | None = None
     model_id: str | None = None
     log_level: str | None = None
+    log_format: str | None = None
 
 
 #: ``TRINFER_<NAME>`` environment variables for the [server] keys, with how to parse them.
@@ -352,6 +357,7 @@ _ENV_SERVER: dict[str, Callable[[str], object]] = {
     "write_timeout_s": float,
     "max_body_bytes": int,
     "log_level": str,
+    "log_format": str,
     "ws_max_requests_per_socket": int,
     "cors_allow_origins": lambda s: [o.strip() for o in s.split(",") if o.strip()],
     "metrics": boolean,
@@ -432,7 +438,7 @@ def load_config(flags: Flags, env: Mapping[str, str]) -> Config:
     data: dict[str, Any] = _read_toml(path) if path else {}
     server = data.get("server", {})
     if isinstance(server, Mapping):  # anything else is reported by config_from_mapping
-        given = {k: getattr(flags, k) for k in ("host", "port", "admin_port", "log_level")}
+        given = {k: getattr(flags, k) for k in ("host", "port", "admin_port", "log_level", "log_format")}
         server = {**server, **_env_server(env), **{k: v for k, v in given.items() if v is not None}}
     data = {**data, "server": server}
 

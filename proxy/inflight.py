@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import trio
 
+from adapters.types import Usage
+
 from .metrics import Metrics
 
 SCOPE_KEY = "trinfer.request"
@@ -44,6 +46,9 @@ class RequestInfo:
     started: float = 0.0
     #: The daemon's metrics, or None where nothing is recorded (the admin listener, unit tests).
     metrics: Metrics | None = None
+    #: Seconds from arrival to the first generated content, and the generation's usage (for the log line).
+    ttft_s: float | None = None
+    usage: Usage | None = None
     _abortables: set[trio.CancelScope] = field(default_factory=set)
 
     def owned_nursery(self) -> trio.Nursery:

@@ -11,10 +11,13 @@ the backstop; client values are escaped and capped where they are logged (`proxy
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from .log_values import escape_controls
 
@@ -56,10 +59,49 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record), self._secrets)
 
 
-def configure_logging(level: str, secrets: Iterable[str]) -> logging.Handler:
-    """Send all logging to stderr through a `RedactingFormatter`; returns the installed handler."""
+#: The attribute of a log record that holds its structured fields (``log.info(..., extra={FIELDS: {...}})``).
+FIELDS = "trinfer_fields"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``timestamp`` (UTC, ISO 8601), ``level``, ``logger``, ``message``, the
+    record's structured fields (the request line's ``request_id``, ``route``, ``model``, ``status``...) and
+    ``exception`` (a traceback, as text). JSON escapes every control character, so no value can break the
+    line; the message is capped as in text mode and the whole line goes through `redact`.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._secrets = tuple(sorted(set(secrets), key=len, reverse=True))
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = f"{message[:MAX_MESSAGE_CHARS]}...[{len(message) - MAX_MESSAGE_CHARS} more chars]"
+        created = datetime.fromtimestamp(record.created, tz=UTC)
+        entry: dict[str, Any] = {
+            "timestamp": created.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": message,
+        }
+        fields = getattr(record, FIELDS, None)
+        if isinstance(fields, Mapping):
+            entry.update(fields)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return redact(json.dumps(entry, separators=(",", ":"), default=str), self._secrets)
+
+
+def configure_logging(level: str, secrets: Iterable[str], *, log_format: str = "text") -> logging.Handler:
+    """Send all logging to stderr, as redacted text lines or JSON objects; returns the installed handler."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets))
+    formatter: logging.Formatter
+    if log_format == "json":
+        formatter = JsonFormatter(secrets)
+    else:
+        formatter = RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets)
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
