@@ -28,6 +28,7 @@ from .auth import PUBLIC_PATHS, ApiKeys
 from .errors import ErrorRenderers, log_level_for, too_large
 from .inflight import SCOPE_KEY, Inflight, RequestInfo, new_request_id
 from .logs import get_logger
+from .metrics import CLIENT_CLOSED, NO_BACKEND, Metrics, Rejection
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -60,8 +61,12 @@ class RequestMiddleware:
         inflight: Inflight | None = None,
         draining: Callable[[], bool] = lambda: False,
         errors: ErrorRenderers | None = None,
+        metrics: Metrics | None = None,
+        route_of: Callable[[str, str], str] = lambda method, path: path,
     ) -> None:
         self.app = app
+        self._metrics = metrics
+        self._route_of = route_of
         self._errors = errors if errors is not None else ErrorRenderers()
         self._keys = api_keys
         self._max_body = max_body_bytes
@@ -72,9 +77,11 @@ class RequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        info = RequestInfo(new_request_id(), scope["method"], scope["path"])
-        scope[SCOPE_KEY] = info
         started = trio.current_time()
+        info = RequestInfo(
+            new_request_id(), scope["method"], scope["path"], started=started, metrics=self._metrics
+        )
+        scope[SCOPE_KEY] = info
         try:
             if self._inflight is not None and scope["path"] != "/health":
                 with self._inflight.track(info):
@@ -82,7 +89,11 @@ class RequestMiddleware:
             else:
                 await self._serve(info, scope, receive, send)
         finally:
-            self._log_line(info, trio.current_time() - started)
+            duration = trio.current_time() - started
+            self._log_line(info, duration)
+            if self._metrics is not None:
+                status = str(info.status) if info.status is not None else CLIENT_CLOSED
+                self._metrics.observe_request(self._route_of(info.method, info.path), info.model, status, duration)
 
     async def _serve(self, info: RequestInfo, scope: Scope, receive: Receive, send: Send) -> None:
         response_started = False
@@ -104,6 +115,8 @@ class RequestMiddleware:
             try:
                 refusal = self._early_refusal(scope)
                 if refusal is not None:
+                    if isinstance(refusal, ShuttingDown) and self._metrics is not None:
+                        self._metrics.observe_rejection(NO_BACKEND, Rejection.SHUTTING_DOWN)
                     await self._send_error(tagged_send, refusal, info, close=True)
                     return
                 await self.app(scope, receive, tagged_send)

@@ -23,7 +23,7 @@ async def chat_completions(services: Services) -> Response:
     info = current_request()
     chat = parse_chat_request(parse_json(await read_body()))
     info.model = chat.model
-    generation = await pipeline.generate(services.router, chat.request, info)
+    generation = await pipeline.generate(services.router, chat.request, info, stream=chat.stream)
     completion_id, created = new_completion_id(), int(services.clock())
     if chat.stream:
         chunks = ChunkEncoder(chat.model, completion_id, created, chat.include_usage)

@@ -60,6 +60,7 @@ from .auth import ApiKeys
 from .errors import ErrorRenderers
 from .inflight import Inflight, RequestInfo, new_request_id
 from .logs import get_logger
+from .metrics import CLIENT_CLOSED, Metrics
 from .routing import Router
 from .services import Services
 
@@ -124,6 +125,7 @@ async def websocket_route(services: Services, errors: ErrorRenderers) -> Respons
         max_frame_bytes=server.max_body_bytes,
         connection_id=request_id,
         clock=services.clock,
+        metrics=services.metrics,
     )
     await connection.run()
     return None
@@ -150,6 +152,7 @@ class WebSocketConnection:
         max_frame_bytes: int,
         connection_id: str,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self._receive = receive
         self._send = send
@@ -161,6 +164,7 @@ class WebSocketConnection:
         self._max_frame_bytes = max_frame_bytes
         self.connection_id = connection_id
         self._clock = clock
+        self._metrics = metrics
         self._write_lock = trio.Lock()
         #: Requests in flight (id -> the scope a cancel frame cancels), until their terminal frame is due.
         self._requests: dict[str, trio.CancelScope] = {}
@@ -264,8 +268,10 @@ class WebSocketConnection:
     # --- one request ----------------------------------------------------------------------------------
 
     async def _run_request(self, frame: CreateFrame, scope: trio.CancelScope) -> None:
-        info = RequestInfo(new_request_id(), "WS", WS_PATH, model=frame.chat.model)
         started = trio.current_time()
+        info = RequestInfo(
+            new_request_id(), "WS", WS_PATH, model=frame.chat.model, started=started, metrics=self._metrics
+        )
         sent = False
         try:
             with self._inflight.track(info):
@@ -285,11 +291,15 @@ class WebSocketConnection:
             self._tasks -= 1
             if not self._tasks:
                 self._idle.set()
+            duration = trio.current_time() - started
+            if self._metrics is not None:
+                status = str(info.status) if sent and info.status is not None else CLIENT_CLOSED
+                self._metrics.observe_request(WS_PATH, info.model, status, duration)
             log.info(
                 "WS %s %s %.1fms id=%s socket=%s model=%s (%s)",
                 WS_PATH,
                 frame.id,
-                (trio.current_time() - started) * 1000,
+                duration * 1000,
                 info.request_id,
                 self.connection_id,
                 info.model,
@@ -304,7 +314,7 @@ class WebSocketConnection:
         )
         generation: pipeline.Generation | None = None
         try:
-            generation = await pipeline.generate(self._router, chat.request, info)
+            generation = await pipeline.generate(self._router, chat.request, info, stream=True)
             async for batch in generation:  # the batch with Done comes once the slot is free
                 for event in batch:
                     frames = encoder.encode(event)
@@ -312,12 +322,14 @@ class WebSocketConnection:
                     for text in frames:
                         await self._send_frame(text)
                     if done is not None:
+                        info.status = 200
                         return done
             raise AssertionError("a generation ends with Done or raises")
         except Exception as exc:
             if not isinstance(exc, TrinferError):
                 log.error("internal error in WS request %s", info.request_id, exc_info=exc)
             info.ended_by = "error: " + str(getattr(exc, "code", None) or "internal_error")
+            info.status = exc.http_status if isinstance(exc, TrinferError) else 500
             return error_frame(frame.id, exc, info.request_id)
         finally:
             if generation is not None:
