@@ -21,12 +21,12 @@ from contextlib import AbstractContextManager, contextmanager
 from functools import partial
 from pathlib import Path
 
-from . import targets, wrk
-from .p2_streaming import TOKENS, _measure
+from . import targets
+from .p1_overhead import CONCURRENCY, measure
+from .p2_streaming import TOKENS, measure_streams
 from .report import median, paired_ratio, per_round, table
 from .servers import CLIENT_CORE, Server
 
-CONCURRENCY = (1, 16)
 FLOOR = "quart-trio floor"
 
 
@@ -44,12 +44,7 @@ def _p1(trees: dict[str, Path], workdir: Path, rounds: int, duration_s: float) -
     for round_index in range(rounds):
         for name, start in contenders.items():
             with start(workdir) as server:
-                wrk.run(server.port, connections=16, duration_s=2, workdir=workdir)  # warm-up
-                for c in CONCURRENCY:
-                    result = wrk.run(server.port, connections=c, duration_s=duration_s, workdir=workdir)
-                    print(f"  P1 round {round_index + 1} {name} c={c}: {result}", flush=True)
-                    if result.errors:
-                        raise RuntimeError(f"{name} c={c}: {result.errors} failed requests")
+                for c, result in measure(name, server, round_index, workdir, duration_s).items():
                     rps[name, c].append(result.requests_per_s)
                     p99[name, c].append(result.p99_ms)
     rows = [
@@ -75,10 +70,10 @@ def _p2(trees: dict[str, Path], workdir: Path, rounds: int) -> str:
     rates: dict[str, list[float]] = defaultdict(list)
     for round_index in range(rounds):
         with targets.floor(workdir) as server:
-            rates[FLOOR] += [r.decode_rate() for r in _measure(server)]
+            rates[FLOOR] += [r.decode_rate() for r in measure_streams(server)]
         for name, root in trees.items():
             with targets.trinfer(workdir, targets.mock_backend(reply=reply), name=root.name, root=root) as t:
-                rates[name] += [r.decode_rate() for r in _measure(t.server)]
+                rates[name] += [r.decode_rate() for r in measure_streams(t.server)]
         print(
             f"  P2 round {round_index + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in rates.items()),
             flush=True,
