@@ -2,9 +2,10 @@
 
 Theory of operation: each class holds, as data, the HTTP status, the OpenAI error ``type`` and ``code`` it
 becomes; an instance may narrow them (``code="context_length_exceeded"``, ``status=504``) and may carry the
-request field at fault (``param``) and a ``retry_after`` in seconds. ``compat.errors.render_error`` is the one
-function that turns any of them into (status, headers, body). Anything that is *not* a `TrinferError` is a bug:
-the proxy logs it with a request id and answers 500 ``internal_error`` without details.
+request field at fault (``param``) and a ``retry_after`` in seconds. The proxy's own errors subclass it too
+(``compat.errors``), and each dialect renders any of them into (status, headers, body) with one function
+(``compat.openai.errors.render_error`` on OpenAI routes). Anything that is *not* a `TrinferError` is a bug: the
+proxy logs it with a request id and answers 500 ``internal_error`` without details.
 
 Backends raise only these. Library exceptions (``llama_cpp``, ``anthropic``) are translated at the adapter
 boundary with ``raise ... from exc``.

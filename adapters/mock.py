@@ -42,8 +42,9 @@ from typing import Any, Self, TypeVar
 
 import trio
 
-from .backend import Backend, BackendConfigError
+from .backend import Backend
 from .errors import InvalidRequest, NotReady, Unavailable, Unsupported
+from .options import OptionReader
 from .schema_example import NoExample, example, example_arguments
 from .types import (
     BackendCapabilities,
@@ -166,49 +167,27 @@ class MockOptions:
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> MockOptions:
         """Validate a config table; `BackendConfigError` names the first bad key."""
-        unknown = sorted(set(options) - _KEYS)
-        if unknown:
-            raise BackendConfigError(
-                f"unknown mock option {unknown[0]!r} (expected one of {', '.join(sorted(_KEYS))})"
-            )
-        fail = options.get("fail", "none")
-        if fail not in FAIL_MODES:
-            raise BackendConfigError(f"mock option 'fail' must be one of {', '.join(FAIL_MODES)}, got {fail!r}")
+        read = OptionReader("mock", options, _KEYS)
         return cls(
-            reply=_reply(options.get("reply", "echo")),
-            token_delay_s=_milliseconds(options, "token_delay_ms") / 1000,
-            boot_delay_s=_milliseconds(options, "boot_delay_ms") / 1000,
-            fail=fail,
-            fail_after_tokens=_integer(options, "fail_after_tokens", default=3, minimum=1),
-            embed_dim=_integer(options, "embed_dim", default=0, minimum=0),
+            reply=_reply(read),
+            token_delay_s=read.number("token_delay_ms", 0, unit="milliseconds") / 1000,
+            boot_delay_s=read.number("boot_delay_ms", 0, unit="milliseconds") / 1000,
+            fail=read.choice("fail", "none", FAIL_MODES),
+            fail_after_tokens=read.integer("fail_after_tokens", 3, minimum=1),
+            embed_dim=read.integer("embed_dim", 0, minimum=0),
         )
 
 
 _KEYS = frozenset({"reply", "token_delay_ms", "boot_delay_ms", "fail", "fail_after_tokens", "embed_dim"})
 
 
-def _reply(value: Any) -> tuple[str, ...] | None:
+def _reply(read: OptionReader) -> tuple[str, ...] | None:
+    value = read.get("reply", "echo")
     if value == "echo":
         return None
     if isinstance(value, list | tuple) and all(isinstance(token, str) for token in value):
         return tuple(value)
-    raise BackendConfigError(f"mock option 'reply' must be \"echo\" or a list of strings, got {value!r}")
-
-
-def _milliseconds(options: Mapping[str, Any], key: str) -> float:
-    value = options.get(key, 0)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
-        raise BackendConfigError(
-            f"mock option {key!r} must be a non-negative number of milliseconds, got {value!r}"
-        )
-    return float(value)
-
-
-def _integer(options: Mapping[str, Any], key: str, *, default: int, minimum: int) -> int:
-    value = options.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise BackendConfigError(f"mock option {key!r} must be an integer >= {minimum}, got {value!r}")
-    return value
+    raise read.invalid("reply", '"echo" or a list of strings', value)
 
 
 class MockBackend(Backend):

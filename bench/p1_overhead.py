@@ -26,6 +26,21 @@ def _trinfer(workdir: Path) -> Iterator[Server]:
         yield t.server
 
 
+def measure(
+    name: str, server: Server, round_index: int, workdir: Path, duration_s: float
+) -> dict[int, wrk.WrkResult]:
+    """One round on a running target: a 2 s warm-up, then one ``wrk`` run per concurrency (none may fail)."""
+    wrk.run(server.port, connections=16, duration_s=2, workdir=workdir)
+    results = {}
+    for c in CONCURRENCY:
+        result = wrk.run(server.port, connections=c, duration_s=duration_s, workdir=workdir)
+        print(f"  round {round_index + 1} {name} c={c}: {result}", flush=True)
+        if result.errors:
+            raise RuntimeError(f"{name} c={c}: {result.errors} failed requests")
+        results[c] = result
+    return results
+
+
 def run(workdir: Path, *, rounds: int, duration_s: float) -> str:
     contenders: dict[str, Callable[[Path], AbstractContextManager[Server]]] = {
         "quart-trio floor": targets.floor,
@@ -37,12 +52,7 @@ def run(workdir: Path, *, rounds: int, duration_s: float) -> str:
     for round_index in range(rounds):
         for name, start in contenders.items():
             with start(workdir) as server:
-                wrk.run(server.port, connections=16, duration_s=2, workdir=workdir)  # warm-up
-                for c in CONCURRENCY:
-                    result = wrk.run(server.port, connections=c, duration_s=duration_s, workdir=workdir)
-                    print(f"  round {round_index + 1} {name} c={c}: {result}", flush=True)
-                    if result.errors:
-                        raise RuntimeError(f"{name} c={c}: {result.errors} failed requests")
+                for c, result in measure(name, server, round_index, workdir, duration_s).items():
                     results[name, c].append(result)
     rows = []
     for name in contenders:

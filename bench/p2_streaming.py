@@ -19,7 +19,7 @@ TOKENS = 20_000
 STREAMS_PER_ROUND = 3
 
 
-def _measure(server: Server) -> list[StreamResult]:
+def measure_streams(server: Server) -> list[StreamResult]:
     body = {
         "model": targets.MOCK_MODEL,
         "messages": [{"role": "user", "content": "go"}],
@@ -42,9 +42,9 @@ def run(workdir: Path, *, rounds: int) -> str:
     rates: dict[str, list[float]] = defaultdict(list)
     for round_index in range(rounds):
         with targets.floor(workdir) as server:
-            rates["quart-trio floor"] += [r.decode_rate() for r in _measure(server)]
+            rates["quart-trio floor"] += [r.decode_rate() for r in measure_streams(server)]
         with targets.trinfer(workdir, targets.mock_backend(reply=reply)) as t:
-            rates["trinfer"] += [r.decode_rate() for r in _measure(t.server)]
+            rates["trinfer"] += [r.decode_rate() for r in measure_streams(t.server)]
         print(
             f"  round {round_index + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in rates.items()), flush=True
         )

@@ -117,8 +117,10 @@ def running(
     ready_port: int | None = None,
     timeout: float = 180.0,
     core: str = SERVER_CORE,
+    cwd: Path | None = None,
 ) -> Iterator[Server]:
-    """Start ``argv`` pinned to ``core``; yield once ``ready_path`` answers 200 (on ``ready_port`` or ``port``)."""
+    """Start ``argv`` pinned to ``core`` (in ``cwd``, if given); yield once ``ready_path`` answers 200 (on
+    ``ready_port`` or ``port``)."""
     log_path = workdir / f"{name}.log"
     environment = {**os.environ, **(env or {})}
     with open(log_path, "ab") as log:
@@ -129,6 +131,7 @@ def running(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=environment,
+            cwd=cwd,
             start_new_session=True,
         )
         try:

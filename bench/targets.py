@@ -66,13 +66,23 @@ class Trinfer:
 
 @contextmanager
 def trinfer(
-    workdir: Path, backend: dict[str, object], *, name: str = "trinfer", server: dict[str, object] | None = None
+    workdir: Path,
+    backend: dict[str, object],
+    *,
+    name: str = "trinfer",
+    server: dict[str, object] | None = None,
+    root: Path = ROOT,
 ) -> Iterator[Trinfer]:
+    """A trinfer serving ``backend`` (with extra ``[server]`` keys); ``root`` is the source tree it runs from
+    (another checkout, to compare): it is the working directory too, because ``python -m`` puts the working
+    directory first on the path."""
     port, admin_port = free_port(), free_port()
     config = trinfer_config(workdir / f"{name}.toml", port, admin_port, backend, server)
     argv = [PYTHON, "-m", "proxy", "serve", "--config", str(config)]
-    env = {"PYTHONPATH": str(ROOT)}
-    with running(name, argv, port=port, ready_path="/ready", ready_port=admin_port, workdir=workdir, env=env) as s:
+    env = {"PYTHONPATH": str(root)}
+    with running(
+        name, argv, port=port, ready_path="/ready", ready_port=admin_port, workdir=workdir, env=env, cwd=root
+    ) as s:
         yield Trinfer(s, admin_port)
 
 

@@ -1,16 +1,19 @@
-"""The error table of DESIGN.md section 4, as data, and the one function that renders any error.
+"""The proxy's wire errors, and the table of DESIGN.md section 4 computed from them when asked.
 
-Engine errors (`adapters.errors`) and the proxy's own errors below share one base, `TrinferError`, whose
-classes carry (status, OpenAI type, code). `render_error` turns any exception into (status, headers, body);
-anything that is not a `TrinferError` is a bug and renders as a bare 500 with no details.
+Every error a client can see is a `TrinferError` (``adapters.errors``), whose class carries its wire mapping as
+data: HTTP status, error ``type`` and ``code``. The engine's errors live in ``adapters/`` (backends raise
+them); the ones the proxy and the dialects raise themselves live here, and nowhere else. These are
+dialect-neutral: each dialect renders them in its own body (``compat.openai.errors`` for OpenAI routes).
+
+`error_table` walks the class tree each time it is called, so a class defined in any module imported by then
+(a backend's own narrowing such as ``UnusableOutput``) is in it; nothing is snapshotted at import.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from typing import NamedTuple
 
-from adapters.errors import TrinferError, UpstreamRejected
+from adapters.errors import TrinferError
 
 
 class RequestValidationError(TrinferError):
@@ -75,55 +78,52 @@ class ShuttingDown(TrinferError):
     default_code = "server_shutting_down"
 
 
-class WriteTimeout(TrinferError):
-    """The client stopped reading for longer than ``write_timeout_s``; only ever sent in-band, if at all."""
+class BodyTimeout(TrinferError):
+    """The client took longer than the body timeout to send its request body."""
 
     status = 408
-    error_type = "server_error"
-    default_code = "write_timeout"
+    error_type = "invalid_request_error"
+    default_code = "request_timeout"
 
 
-#: The table, for documentation and tests: class -> (status, type, code).
-ERROR_TABLE: dict[type[TrinferError], tuple[int, str, str | None]] = {}
+class HTTPProblem(TrinferError):
+    """Any other HTTP-level refusal from the web framework, keeping its status (given per instance)."""
+
+    error_type = "invalid_request_error"
+    default_code = None
 
 
-def _collect(cls: type[TrinferError]) -> None:
-    ERROR_TABLE[cls] = (cls.status, cls.error_type, cls.default_code)
-    for sub in cls.__subclasses__():
-        _collect(sub)
+class TooManyRequests(TrinferError):
+    """The WebSocket already runs its configured number of requests; this one is refused, the socket stays open."""
+
+    status = 429
+    error_type = "rate_limit_error"
+    default_code = "too_many_requests"
 
 
-_collect(TrinferError)
+class RequestCancelled(TrinferError):
+    """The terminal frame of a request the client cancelled (OpenAI has no code for it; see docs/websocket.md)."""
 
-INTERNAL_MESSAGE = "The server had an error while processing your request. Request id: {request_id}"
-
-
-def error_object(exc: BaseException, request_id: str | None = None) -> dict[str, Any]:
-    """The OpenAI error object (the value of ``"error"``) for any exception. Bugs reveal nothing.
-
-    An upstream server's refusal (`UpstreamRejected`) is passed through as the upstream wrote it.
-    """
-    if isinstance(exc, UpstreamRejected):
-        return dict(exc.error)
-    if isinstance(exc, TrinferError):
-        return {"message": exc.message, "type": exc.error_type, "param": exc.param, "code": exc.code}
-    return {
-        "message": INTERNAL_MESSAGE.format(request_id=request_id or "unknown"),
-        "type": "server_error",
-        "param": None,
-        "code": "internal_error",
-    }
+    status = 499
+    error_type = "invalid_request_error"
+    default_code = "request_cancelled"
 
 
-def render_error(
-    exc: BaseException, request_id: str | None = None
-) -> tuple[int, list[tuple[str, str]], dict[str, Any]]:
-    """(status, extra headers, JSON body) for any exception, per the error table."""
-    headers: list[tuple[str, str]] = []
-    if isinstance(exc, TrinferError):
-        status = exc.http_status
-        if exc.retry_after is not None:
-            headers.append(("Retry-After", str(max(1, math.ceil(exc.retry_after)))))
-    else:
-        status = 500
-    return status, headers, {"error": error_object(exc, request_id)}
+class ErrorRow(NamedTuple):
+    """One row of the error table: what a class becomes on the wire unless an instance narrows it."""
+
+    status: int
+    error_type: str
+    code: str | None
+
+
+def error_table() -> dict[type[TrinferError], ErrorRow]:
+    """Every `TrinferError` class defined so far -> its row, computed now from the classes themselves."""
+    table: dict[type[TrinferError], ErrorRow] = {}
+    pending: list[type[TrinferError]] = [TrinferError]
+    while pending:
+        cls = pending.pop()
+        if cls not in table:
+            table[cls] = ErrorRow(cls.status, cls.error_type, cls.default_code)
+            pending.extend(cls.__subclasses__())
+    return table

@@ -2,9 +2,10 @@
 
 quart/werkzeug's own HTTP errors (unknown route, wrong method, body too large, body timeout, bad request) are
 first translated into `TrinferError`s through a table, then everything goes through `ErrorRenderers.render`,
-which picks the dialect's error body by path (OpenAI's `compat.errors.render_error` unless a route prefix
-has its own). Anything that is not a `TrinferError` is a bug: it is logged here, with its
-traceback and the request id, and the client sees only a 500 carrying that id.
+which picks the dialect's error body by path (OpenAI's `compat.openai.errors.render_error` unless a route
+prefix has its own). The error classes themselves are in `compat.errors`. Anything that is not a
+`TrinferError` is a bug: it is logged here, with its traceback and the request id, and the client sees only a
+500 carrying that id.
 """
 
 from __future__ import annotations
@@ -28,31 +29,18 @@ from werkzeug.exceptions import (
 
 from adapters.errors import TrinferError
 from compat.errors import (
+    BodyTimeout,
+    HTTPProblem,
     MethodNotAllowed,
     RequestTooLarge,
     RequestValidationError,
     RouteNotFound,
-    render_error,
 )
+from compat.openai.errors import render_error
 
 from .logs import get_logger
 
 log = get_logger("errors")
-
-
-class BodyTimeout(TrinferError):
-    """The client took longer than the body timeout to send its request body."""
-
-    status = 408
-    error_type = "invalid_request_error"
-    default_code = "request_timeout"
-
-
-class HTTPProblem(TrinferError):
-    """Any other HTTP-level refusal from the framework, keeping its status."""
-
-    error_type = "invalid_request_error"
-    default_code = None
 
 
 def translate_http_exception(exc: HTTPException, method: str, path: str, max_body_bytes: int) -> TrinferError:
@@ -75,7 +63,7 @@ def too_large(max_body_bytes: int) -> RequestTooLarge:
 
 
 #: A dialect's error body: any exception -> (status, extra headers, JSON body). Sans-IO, in ``compat/<dialect>/``;
-#: `compat.errors.render_error` is OpenAI's.
+#: `compat.openai.errors.render_error` is OpenAI's.
 ErrorBody = Callable[[BaseException, str | None], tuple[int, list[tuple[str, str]], dict[str, Any]]]
 
 

@@ -30,7 +30,9 @@ from hypercorn.protocol.h11 import STREAM_ID, H11Protocol, H11WSConnection
 from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.typing import H11SendableEvent
 
-from .errors import ErrorRenderers, HTTPProblem
+from compat.errors import HTTPProblem
+
+from .errors import ErrorRenderers
 from .ws_stream import FailingWSStream
 
 #: What a client is told for each status the HTTP parser can answer on its own (any other: the reason phrase).

@@ -39,15 +39,19 @@ from werkzeug.datastructures import Headers
 
 from adapters.errors import TrinferError
 from adapters.types import Done
-from compat.errors import AuthenticationError, RequestValidationError, ShuttingDown
+from compat.errors import (
+    AuthenticationError,
+    RequestCancelled,
+    RequestValidationError,
+    ShuttingDown,
+    TooManyRequests,
+)
 from compat.openai.chat_response import ChunkEncoder, new_completion_id
 from compat.openai.ws_protocol import (
     CancelFrame,
     CreateFrame,
     FrameEncoder,
     FrameError,
-    RequestCancelled,
-    TooManyRequests,
     error_frame,
     parse_client_frame,
 )

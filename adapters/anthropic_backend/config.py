@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..backend import BackendConfigError
+from ..options import OptionReader
 
 DEFAULT_API_KEY_ENV = "ANTHROPIC_API_KEY"
 DEFAULT_MAX_TOKENS = 4096
@@ -41,21 +42,14 @@ class AnthropicOptions:
 
 def parse_options(options: Mapping[str, Any]) -> AnthropicOptions:
     """Validate the config table; `BackendConfigError` names the offending key."""
-    unknown = sorted(set(options) - OPTION_KEYS)
-    if unknown:
-        raise BackendConfigError(
-            f"anthropic backend: unknown option(s) {', '.join(unknown)} "
-            f"(expected: {', '.join(sorted(OPTION_KEYS))})"
-        )
+    read = OptionReader("anthropic", options, OPTION_KEYS)
     return AnthropicOptions(
-        model_map=_model_map(options.get("model_map", {})),
-        api_key_env=_api_key_env(options.get("api_key_env", DEFAULT_API_KEY_ENV)),
-        base_url=_base_url(options.get("base_url")),
-        max_tokens_default=_positive_int(
-            "max_tokens_default", options.get("max_tokens_default", DEFAULT_MAX_TOKENS)
-        ),
-        timeout_s=_positive_number("timeout_s", options.get("timeout_s", DEFAULT_TIMEOUT_S)),
-        thinking=_thinking(options.get("thinking")),
+        model_map=_model_map(read),
+        api_key_env=_api_key_env(read),
+        base_url=_base_url(read),
+        max_tokens_default=read.integer("max_tokens_default", DEFAULT_MAX_TOKENS, minimum=1),
+        timeout_s=read.number("timeout_s", DEFAULT_TIMEOUT_S, positive=True, unit="seconds"),
+        thinking=_thinking(read),
     )
 
 
@@ -71,56 +65,44 @@ def read_api_key(options: AnthropicOptions, environ: Mapping[str, str] | None = 
     return key
 
 
-def _model_map(value: Any) -> dict[str, str]:
+def _model_map(read: OptionReader) -> dict[str, str]:
+    value = read.get("model_map", {})
     if not isinstance(value, Mapping):
-        raise BackendConfigError("anthropic backend: model_map must be a table of client id -> upstream model")
+        raise read.invalid("model_map", "a table of client id -> upstream model", value)
     result: dict[str, str] = {}
     for client_id, upstream in value.items():
         if not isinstance(client_id, str) or not isinstance(upstream, str) or not upstream:
-            raise BackendConfigError(
-                f"anthropic backend: model_map.{client_id} must be a non-empty string (the upstream model name)"
-            )
+            raise read.invalid(f"model_map.{client_id}", "a non-empty string (the upstream model name)", upstream)
         result[client_id] = upstream
     return result
 
 
-def _api_key_env(value: Any) -> str:
+def _api_key_env(read: OptionReader) -> str:
+    value = read.get("api_key_env", DEFAULT_API_KEY_ENV)
     if not isinstance(value, str) or not value or "=" in value:
+        # Never echo the value: it may be the key itself, pasted into the wrong option.
         raise BackendConfigError(
-            "anthropic backend: api_key_env must be the NAME of an environment variable (the key itself never "
+            "anthropic option 'api_key_env' must be the NAME of an environment variable (the key itself never "
             "goes in the config file)"
         )
     return value
 
 
-def _base_url(value: Any) -> str | None:
+def _base_url(read: OptionReader) -> str | None:
+    value = read.get("base_url")
     if value is None:
         return None
     if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-        raise BackendConfigError("anthropic backend: base_url must be an http:// or https:// URL")
+        raise read.invalid("base_url", "an http:// or https:// URL", value)
     return value
 
 
-def _positive_int(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise BackendConfigError(f"anthropic backend: {key} must be a positive integer, got {value!r}")
-    return value
-
-
-def _positive_number(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise BackendConfigError(f"anthropic backend: {key} must be a positive number of seconds, got {value!r}")
-    return float(value)
-
-
-def _thinking(value: Any) -> str | int | None:
+def _thinking(read: OptionReader) -> str | int | None:
+    value = read.get("thinking")
     if value is None or value is False or value == "off":
         return None
     if value == "adaptive":
         return "adaptive"
     if isinstance(value, int) and not isinstance(value, bool) and value >= MIN_THINKING_BUDGET:
         return value
-    raise BackendConfigError(
-        f'anthropic backend: thinking must be "off", "adaptive" or a token budget >= {MIN_THINKING_BUDGET}, '
-        f"got {value!r}"
-    )
+    raise read.invalid("thinking", f'"off", "adaptive" or a token budget >= {MIN_THINKING_BUDGET}', value)

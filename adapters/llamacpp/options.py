@@ -1,7 +1,8 @@
 """The ``kind = "llamacpp"`` config table, validated into a frozen value before anything is loaded.
 
-Every key is checked once, here, and a bad one becomes a `BackendConfigError` that names it, so a typo in the
-config stops the daemon at start-up with one clear line instead of surfacing as a strange model later.
+Every key is checked once, here (through the shared `adapters.options.OptionReader`), and a bad one becomes a
+`BackendConfigError` that names it, so a typo in the config stops the daemon at start-up with one clear line
+instead of surfacing as a strange model later.
 
 Why the thread default is what it is: decoding is memory-bound and llama.cpp spins its worker threads, so with
 as many llama threads as cores the model starves the event loop (and the client, on the same machine). On the
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..backend import BackendConfigError
+from ..options import OptionReader
 
 
 def default_threads(cpu_count: int | None = None) -> int:
@@ -58,27 +59,6 @@ class LlamaCppOptions:
     grammar_limits: GrammarLimits = GrammarLimits()
 
 
-def _int(key: str, value: object, *, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BackendConfigError(f"llamacpp option {key!r} must be an integer, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        upper = "" if maximum is None else f" and <= {maximum}"
-        raise BackendConfigError(f"llamacpp option {key!r} must be >= {minimum}{upper}, got {value}")
-    return value
-
-
-def _str(key: str, value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise BackendConfigError(f"llamacpp option {key!r} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _bool(key: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise BackendConfigError(f"llamacpp option {key!r} must be true or false, got {value!r}")
-    return value
-
-
 OPTION_KEYS = (
     "model_path",
     "chat_format",
@@ -101,44 +81,24 @@ def parse_options(options: Mapping[str, Any]) -> LlamaCppOptions:
     Checks types and ranges only: whether ``model_path`` exists and loads is found out in ``boot`` (the Backend
     contract: no I/O here), which fails with a message naming the path.
     """
-    unknown = sorted(set(options) - set(OPTION_KEYS))
-    if unknown:
-        raise BackendConfigError(
-            f"unknown llamacpp option {unknown[0]!r} (expected some of {', '.join(OPTION_KEYS)})"
-        )
-    if "model_path" not in options:
-        raise BackendConfigError("llamacpp option 'model_path' is required (the path of a .gguf file)")
-    model_path = Path(_str("model_path", options["model_path"])).expanduser()
-    chat_format = options.get("chat_format")
-    if chat_format is not None:
-        chat_format = _str("chat_format", chat_format)
-    n_threads = _int("n_threads", options.get("n_threads", default_threads()), minimum=1, maximum=512)
-    seed = options.get("seed")
-    if seed is not None:
-        seed = _int("seed", seed, minimum=0, maximum=2**32 - 1)
+    read = OptionReader("llamacpp", options, OPTION_KEYS)
+    model_path = Path(read.check_string("model_path", read.required("model_path", "the path of a .gguf file")))
+    n_threads = read.integer("n_threads", default_threads(), minimum=1, maximum=512)
     defaults = GrammarLimits()
     limits = GrammarLimits(
-        max_schema_bytes=_int(
-            "max_schema_bytes", options.get("max_schema_bytes", defaults.max_schema_bytes), minimum=64
-        ),
-        max_schema_depth=_int(
-            "max_schema_depth", options.get("max_schema_depth", defaults.max_schema_depth), minimum=1, maximum=64
-        ),
-        max_repetition=_int(
-            "max_repetition", options.get("max_repetition", defaults.max_repetition), minimum=1, maximum=1024
-        ),
-        max_grammar_bytes=_int(
-            "max_grammar_bytes", options.get("max_grammar_bytes", defaults.max_grammar_bytes), minimum=256
-        ),
+        max_schema_bytes=read.integer("max_schema_bytes", defaults.max_schema_bytes, minimum=64),
+        max_schema_depth=read.integer("max_schema_depth", defaults.max_schema_depth, minimum=1, maximum=64),
+        max_repetition=read.integer("max_repetition", defaults.max_repetition, minimum=1, maximum=1024),
+        max_grammar_bytes=read.integer("max_grammar_bytes", defaults.max_grammar_bytes, minimum=256),
     )
     return LlamaCppOptions(
-        model_path=model_path,
-        chat_format=chat_format,
-        n_ctx=_int("n_ctx", options.get("n_ctx", 2048), minimum=16, maximum=1 << 20),
+        model_path=model_path.expanduser(),
+        chat_format=read.optional_string("chat_format"),
+        n_ctx=read.integer("n_ctx", 2048, minimum=16, maximum=1 << 20),
         n_threads=n_threads,
-        n_threads_batch=_int("n_threads_batch", options.get("n_threads_batch", n_threads), minimum=1, maximum=512),
-        n_batch=_int("n_batch", options.get("n_batch", 512), minimum=1, maximum=1 << 16),
-        seed=seed,
-        embedding=_bool("embedding", options.get("embedding", False)),
+        n_threads_batch=read.integer("n_threads_batch", n_threads, minimum=1, maximum=512),
+        n_batch=read.integer("n_batch", 512, minimum=1, maximum=1 << 16),
+        seed=read.optional_integer("seed", minimum=0, maximum=2**32 - 1),
+        embedding=read.boolean("embedding", False),
         grammar_limits=limits,
     )

@@ -18,7 +18,7 @@ from typing import Any
 
 from adapters.errors import TrinferError
 
-from ..errors import INTERNAL_MESSAGE, render_error
+from ..openai.errors import INTERNAL_MESSAGE, render_error
 
 #: Anthropic's status for "cannot take this request now" (sent instead of 503).
 OVERLOADED_STATUS = 529

@@ -15,8 +15,8 @@ from typing import Any
 
 from adapters.types import Event
 
-from ..errors import error_object
 from .chat_response import ChunkEncoder
+from .errors import error_object
 
 SSE_DONE = b"data: [DONE]\n\n"
 SSE_KEEPALIVE = b": keep-alive\n\n"

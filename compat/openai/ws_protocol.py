@@ -22,10 +22,11 @@ from typing import Any
 from adapters.errors import TrinferError
 from adapters.types import Done, Event
 
-from ..errors import RequestTooLarge, RequestValidationError, error_object
+from ..errors import RequestTooLarge, RequestValidationError
 from ..json_body import parse_json
 from .chat_request import ChatRequest, parse_chat_request
 from .chat_response import ChunkEncoder
+from .errors import error_object
 
 CREATE = "chat.completion.create"
 CANCEL = "chat.completion.cancel"
@@ -34,22 +35,6 @@ DONE = "chat.completion.done"
 ERROR = "error"
 
 CLIENT_TYPES: tuple[str, ...] = (CREATE, CANCEL)
-
-
-class TooManyRequests(TrinferError):
-    """The socket already runs its configured number of requests; this one is refused, the socket stays open."""
-
-    status = 429
-    error_type = "rate_limit_error"
-    default_code = "too_many_requests"
-
-
-class RequestCancelled(TrinferError):
-    """The terminal frame of a request the client cancelled (OpenAI has no code for it; see docs/websocket.md)."""
-
-    status = 499
-    error_type = "invalid_request_error"
-    default_code = "request_cancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +174,6 @@ __all__ = [
     "CreateFrame",
     "FrameEncoder",
     "FrameError",
-    "RequestCancelled",
-    "TooManyRequests",
     "chunk_frame",
     "done_frame",
     "error_frame",

@@ -28,7 +28,7 @@ from adapters import (
 from adapters.dispatch import producer_for
 from adapters.mock import MockBackend
 from adapters.stream import open_event_stream
-from compat.errors import render_error
+from compat.openai.errors import render_error
 
 
 class V1Mock(MockBackend):

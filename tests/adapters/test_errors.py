@@ -15,7 +15,7 @@ from adapters import (
     Unsupported,
     UpstreamRateLimited,
 )
-from compat.errors import render_error
+from compat.openai.errors import render_error
 
 
 @pytest.mark.parametrize(

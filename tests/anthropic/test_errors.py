@@ -22,7 +22,7 @@ from adapters.anthropic_backend.errors import (
 )
 from adapters.errors import Internal, InvalidRequest, TrinferError, Unavailable, UpstreamRateLimited
 from adapters.types import MessageV2, ResolvedV2, Role, Text, TextBlock
-from compat.errors import render_error
+from compat.openai.errors import render_error
 
 from .conftest import KEY_ENV, collect_failure, make_backend
 from .fake_upstream import (

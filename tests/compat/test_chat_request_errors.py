@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from compat.errors import RequestValidationError, UnsupportedParameter, render_error
+from compat.errors import RequestValidationError, UnsupportedParameter
 from compat.openai.chat_request import IGNORED_FIELDS, UNSUPPORTED_FIELDS, parse_chat_request
+from compat.openai.errors import render_error
 
 RVE = RequestValidationError
 UNS = UnsupportedParameter

@@ -1,4 +1,5 @@
-"""The error table of DESIGN.md section 4, rendered as the OpenAI error bodies and statuses clients see."""
+"""The error table of DESIGN.md section 4, rendered as the OpenAI error bodies and statuses clients see, and the
+table itself: computed from the classes whenever it is asked for, so it holds every class defined by then."""
 
 from __future__ import annotations
 
@@ -13,18 +14,26 @@ from adapters.errors import (
     UpstreamRateLimited,
     UpstreamRejected,
 )
+from adapters.llamacpp.errors import UnusableOutput
 from compat.errors import (
-    ERROR_TABLE,
     AuthenticationError,
+    BodyTimeout,
+    ErrorRow,
+    HTTPProblem,
+    MethodNotAllowed,
     ModelNotFound,
     QueueFull,
     QueueTimeout,
+    RequestCancelled,
     RequestTooLarge,
     RequestValidationError,
+    RouteNotFound,
     ShuttingDown,
+    TooManyRequests,
     UnsupportedParameter,
-    render_error,
+    error_table,
 )
+from compat.openai.errors import render_error
 
 DESIGN_TABLE: list[tuple[type[TrinferError], int, str, str]] = [
     (RequestValidationError, 400, "invalid_request_error", "invalid_value"),
@@ -39,6 +48,12 @@ DESIGN_TABLE: list[tuple[type[TrinferError], int, str, str]] = [
     (QueueTimeout, 503, "server_error", "queue_timeout"),
     (ShuttingDown, 503, "server_error", "server_shutting_down"),
     (InvalidRequest, 400, "invalid_request_error", "invalid_value"),
+    (RouteNotFound, 404, "invalid_request_error", "unknown_url"),
+    (MethodNotAllowed, 405, "invalid_request_error", "method_not_allowed"),
+    (BodyTimeout, 408, "invalid_request_error", "request_timeout"),
+    (TooManyRequests, 429, "rate_limit_error", "too_many_requests"),
+    (RequestCancelled, 499, "invalid_request_error", "request_cancelled"),
+    (UnusableOutput, 500, "server_error", "model_output_unusable"),
 ]
 
 
@@ -48,7 +63,7 @@ DESIGN_TABLE: list[tuple[type[TrinferError], int, str, str]] = [
 def test_each_error_renders_its_table_row(
     cls: type[TrinferError], status: int, error_type: str, code: str
 ) -> None:
-    assert ERROR_TABLE[cls] == (status, error_type, code)
+    assert error_table()[cls] == ErrorRow(status, error_type, code)
     rendered_status, headers, body = render_error(cls("what happened", param="p"), "req-1")
     assert (rendered_status, headers) == (status, [])
     assert body == {"error": {"message": "what happened", "type": error_type, "param": "p", "code": code}}
@@ -100,3 +115,29 @@ def test_upstream_refusal_fills_the_keys_an_upstream_left_out() -> None:
         }
     }
     ErrorObject.model_validate(body["error"])
+
+
+def test_the_table_holds_every_error_class_and_a_class_defined_after_it_was_first_asked_for() -> None:
+    def every_class(cls: type[TrinferError]) -> set[type[TrinferError]]:
+        return {cls}.union(*(every_class(sub) for sub in cls.__subclasses__()))
+
+    first = error_table()
+    assert set(first) == every_class(TrinferError)
+    assert first[HTTPProblem] == ErrorRow(500, "invalid_request_error", None)
+
+    class DefinedLater(QueueFull):
+        default_code = "defined_later"
+
+    assert DefinedLater not in first
+    assert error_table()[DefinedLater] == ErrorRow(429, "rate_limit_error", "defined_later")
+
+
+def test_an_http_problem_keeps_the_status_it_was_given() -> None:
+    status, _, body = render_error(HTTPProblem("I'm a teapot", status=418))
+    assert status == 418
+    assert body["error"] == {
+        "message": "I'm a teapot",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }

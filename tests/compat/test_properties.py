@@ -10,10 +10,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compat.errors import RequestValidationError, render_error
+from compat.errors import RequestValidationError
 from compat.json_body import parse_json
 from compat.openai.chat_request import IGNORED_FIELDS, UNSUPPORTED_FIELDS, ChatRequest, parse_chat_request
 from compat.openai.embeddings import EmbeddingsRequest, parse_embeddings_request
+from compat.openai.errors import render_error
 
 PROPERTY_SETTINGS = settings(
     max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]

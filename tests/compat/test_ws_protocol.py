@@ -12,17 +12,16 @@ from hypothesis import strategies as st
 
 from adapters.errors import Unavailable
 from adapters.types import Done, StopReason, Text, Thinking, Token, ToolUse, Usage
-from compat.errors import RequestTooLarge, RequestValidationError, error_object
+from compat.errors import RequestCancelled, RequestTooLarge, RequestValidationError, TooManyRequests
 from compat.openai.chat_request import parse_chat_request
 from compat.openai.chat_response import ChunkEncoder
+from compat.openai.errors import error_object
 from compat.openai.sse import sse_event
 from compat.openai.ws_protocol import (
     CancelFrame,
     CreateFrame,
     FrameEncoder,
     FrameError,
-    RequestCancelled,
-    TooManyRequests,
     chunk_frame,
     done_frame,
     error_frame,

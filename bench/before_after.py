@@ -1,0 +1,130 @@
+"""P1 and P2 for two trinfer source trees side by side with the floor: did a change cost (or win) anything?
+
+``python -m bench.before_after --before /tmp/before --after /tmp/after [--rounds N] [--duration S]``, where each
+tree is a checkout of the commit to measure (``git worktree add --detach /tmp/before <commit>``). Every round
+runs the quart-trio floor, then "before", then "after" (P1: ``wrk`` at c=1 and c=16 after a warm-up; P2: the
+same 20,000-token streams as `bench.p2_streaming`), so a noisy minute on a shared machine hits all three in
+the same round. What is reported are the medians over rounds of each round's ratio to that round's floor:
+on a loaded host the absolute numbers move a lot between minutes, the paired ratios much less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from functools import partial
+from pathlib import Path
+
+from . import targets
+from .p1_overhead import CONCURRENCY, measure
+from .p2_streaming import TOKENS, measure_streams
+from .report import median, paired_ratio, per_round, table
+from .servers import CLIENT_CORE, Server
+
+FLOOR = "quart-trio floor"
+
+
+@contextmanager
+def _trinfer_server(workdir: Path, *, root: Path) -> Iterator[Server]:
+    with targets.trinfer(workdir, targets.mock_backend(), name=root.name, root=root) as t:
+        yield t.server
+
+
+def _p1(trees: dict[str, Path], workdir: Path, rounds: int, duration_s: float) -> str:
+    contenders: dict[str, Callable[[Path], AbstractContextManager[Server]]] = {FLOOR: targets.floor}
+    contenders |= {name: partial(_trinfer_server, root=root) for name, root in trees.items()}
+    rps: dict[tuple[str, int], list[float]] = defaultdict(list)
+    p99: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for round_index in range(rounds):
+        for name, start in contenders.items():
+            with start(workdir) as server:
+                for c, result in measure(name, server, round_index, workdir, duration_s).items():
+                    rps[name, c].append(result.requests_per_s)
+                    p99[name, c].append(result.p99_ms)
+    rows = [
+        [
+            name,
+            c,
+            median(rps[name, c]),
+            median(p99[name, c]),
+            paired_ratio(rps[name, c], rps[FLOOR, c]) if name != FLOOR else 1.0,
+        ]
+        for c in CONCURRENCY
+        for name in contenders
+    ]
+    return table(
+        f"P1 before/after (non-streaming, mock; {rounds} interleaved rounds, {duration_s:g} s per wrk run)",
+        ["target", "c", "median requests/s", "median p99 ms", "paired ratio to the floor"],
+        rows,
+    )
+
+
+def _p2(trees: dict[str, Path], workdir: Path, rounds: int) -> str:
+    reply = ["w "] * TOKENS
+    rates: dict[str, list[float]] = defaultdict(list)
+    for round_index in range(rounds):
+        with targets.floor(workdir) as server:
+            rates[FLOOR] += [r.decode_rate() for r in measure_streams(server)]
+        for name, root in trees.items():
+            with targets.trinfer(workdir, targets.mock_backend(reply=reply), name=root.name, root=root) as t:
+                rates[name] += [r.decode_rate() for r in measure_streams(t.server)]
+        print(
+            f"  P2 round {round_index + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in rates.items()),
+            flush=True,
+        )
+    floor_rounds = per_round(rates[FLOOR], rounds)
+    rows = [
+        [
+            name,
+            median(values),
+            min(values),
+            max(values),
+            paired_ratio(per_round(values, rounds), floor_rounds) if name != FLOOR else 1.0,
+        ]
+        for name, values in rates.items()
+    ]
+    return table(
+        f"P2 before/after (SSE content chunks/s, one stream of {TOKENS:,} tokens; {rounds} interleaved rounds)",
+        ["target", "median chunks/s", "min", "max", "paired ratio to the floor"],
+        rows,
+    )
+
+
+def _load() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="P1 and P2 for two trinfer trees, interleaved with the floor")
+    parser.add_argument("--before", type=Path, required=True, help="checkout of the earlier commit")
+    parser.add_argument("--after", type=Path, required=True, help="checkout of the later commit")
+    parser.add_argument("--which", choices=("P1", "P2", "both"), default="both")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run in P1 (default 5)")
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {int(CLIENT_CORE)})
+    trees = {"before": args.before.resolve(), "after": args.after.resolve()}
+    workdir = Path(tempfile.mkdtemp(prefix="trinfer-before-after-"))
+    print(f"# before/after, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, work files in {workdir}", flush=True)
+    for name, root in trees.items():
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        print(f"# {name} = {root} at {head}", flush=True)
+    if args.which in ("P1", "both"):
+        before = _load()
+        p1 = _p1(trees, workdir, args.rounds, args.duration)
+        print(p1 + f"\nP1 ran from {before} to {_load()}\n", flush=True)
+    if args.which in ("P2", "both"):
+        before = _load()
+        print(_p2(trees, workdir, args.rounds) + f"\nP2 ran from {before} to {_load()}\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
