@@ -17,7 +17,8 @@ its ``output_index`` (and ``content_index`` for message parts) and ``item_id``, 
     Done                   -> (an empty message if nothing was output at all) close the open item, then
                               response.completed, or response.incomplete with incomplete_details.reason
                               "max_output_tokens" when the token limit ended it
-    fail(exc)              -> response.failed, its ``error`` from the error table; the stream ends there
+    fail(exc)              -> response.failed, its ``error`` from the error table, the item that was open kept
+                              in its output as ``incomplete``; the stream ends there
 
 Closing a message sends output_text.done, content_part.done and output_item.done; closing a reasoning item sends
 reasoning_text.done and output_item.done. The final ``response`` (`response()`) holds every finished item, the
@@ -173,25 +174,31 @@ class ResponseEncoder:
             )
         ]
 
+    def _open_item(self, status: str) -> dict[str, Any]:
+        """The open item as it stands, finished with ``status``."""
+        assert self._open is not None
+        text = "".join(self._text)
+        if self._open["type"] == "message":
+            return {**self._open, "status": status, "content": [_output_text(text)]}
+        return {
+            **self._open,
+            "status": status,
+            "summary": [],
+            "content": [{"type": "reasoning_text", "text": text}],
+        }
+
     def _close(self, status: str = "completed") -> list[dict[str, Any]]:
         """The events that finish the open item (none if no item is open); the item joins the output."""
         if self._open is None:
             return []
+        item = self._open_item(status)
         text = "".join(self._text)
-        if self._open["type"] == "message":
-            part = _output_text(text)
-            item = {**self._open, "status": status, "content": [part]}
+        if item["type"] == "message":
             events = [
                 self._item_event("response.output_text.done", content_index=0, text=text, logprobs=[]),
-                self._item_event("response.content_part.done", content_index=0, part=part),
+                self._item_event("response.content_part.done", content_index=0, part=item["content"][0]),
             ]
         else:
-            item = {
-                **self._open,
-                "status": status,
-                "summary": [],
-                "content": [{"type": "reasoning_text", "text": text}],
-            }
             events = [self._item_event("response.reasoning_text.done", content_index=0, text=text)]
         events.append(self._event("response.output_item.done", output_index=len(self._output), item=item))
         self._output.append(item)
@@ -236,6 +243,9 @@ class ResponseEncoder:
         if self.finished:
             raise RuntimeError("the response has already ended")
         wire = error_object(exc, request_id)
+        if self._open is not None:  # what was sent stays in the output, marked incomplete
+            self._output.append(self._open_item("incomplete"))
+            self._open = None
         self._status = "failed"
         self._error = {"code": _FAILURE_CODES.get(str(wire["code"]), "server_error"), "message": wire["message"]}
         return [self._lifecycle("response.failed")]
