@@ -7,8 +7,8 @@ and counters in `status()` show what happened to each generation.
 
 Config keys (the kind-specific keys of a ``kind = "mock"`` table, DESIGN.md section 5):
 
-- ``reply``: ``"echo"`` (default) repeats the last user message's text; a list of strings is sent as those
-  tokens whatever the prompt.
+- ``reply``: ``"echo"`` (default) repeats the last user message's text (or the raw-text prompt of a legacy
+  completion); a list of strings is sent as those tokens whatever the prompt.
 - ``token_delay_ms`` (default 0): sleep before each token, so a reply of n tokens takes n delays.
 - ``boot_delay_ms`` (default 0): sleep in `boot`.
 - ``fail``: ``"none"`` (default), ``"pre-stream"`` (raise `Unavailable` before any event), ``"mid-stream"``
@@ -249,7 +249,7 @@ class MockBackend(Backend):
     def capabilities(self) -> BackendCapabilities:
         dim = self.options.embed_dim
         return BackendCapabilities(
-            v2=True, tools=True, json_schema=True, embed=dim > 0, embed_dimensions=dim or None
+            v2=True, tools=True, json_schema=True, raw_prompt=True, embed=dim > 0, embed_dimensions=dim or None
         )
 
     def status(self) -> dict[str, Any]:
@@ -273,8 +273,12 @@ class MockBackend(Backend):
         await self._run(answer)
 
     async def generate_v2(self, req: ResolvedV2, send: trio.MemorySendChannel[Event]) -> None:
-        prompt_tokens = count_words(m.text() for m in req.messages)
-        last_user = _last([m.text() for m in req.messages if m.role is Role.USER])
+        if req.prompt is not None:  # a raw-text prompt (legacy completions): echo its words
+            prompt_tokens = count_words([req.prompt])
+            last_user = req.prompt
+        else:
+            prompt_tokens = count_words(m.text() for m in req.messages)
+            last_user = _last([m.text() for m in req.messages if m.role is Role.USER])
 
         async def answer() -> None:
             tool = _forced_tool(req)

@@ -18,7 +18,9 @@ from compat.errors import ShuttingDown
 from compat.openai.models import model_list, model_object
 
 from . import chat as chat_views
+from . import dialects as dialect_views
 from . import embeddings as embedding_views
+from . import responses_ws as responses_ws_views
 from . import ws as ws_views
 from .asgi import RequestMiddleware
 from .errors import encode_json, render, translate_http_exception
@@ -72,6 +74,23 @@ def build_inference_app(daemon: Daemon) -> RequestMiddleware:
     @app.post("/v1/chat/completions")
     async def chat_completions() -> Response:
         return await chat_views.chat_completions(daemon.router)
+
+    @app.post("/v1/responses")
+    async def responses() -> Response:
+        return await dialect_views.create_response(daemon.router)
+
+    @app.websocket(responses_ws_views.PATH)
+    async def responses_ws() -> Response | None:
+        return await responses_ws_views.responses_socket_route(daemon)
+
+    @app.route("/v1/responses/<response_id>", methods=["GET", "DELETE"])
+    @app.route("/v1/responses/<response_id>/<any(input_items, cancel):action>", methods=["GET", "POST"])
+    async def stored_response(response_id: str, action: str | None = None) -> Response:
+        raise dialect_views.stored_response(response_id)
+
+    @app.post("/v1/completions")
+    async def completions() -> Response:
+        return await dialect_views.create_completion(daemon.router)
 
     @app.post("/v1/embeddings")
     async def embeddings() -> Response:

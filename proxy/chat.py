@@ -28,10 +28,10 @@ from quart import Response, request
 from adapters.backend import Backend
 from adapters.errors import TrinferError
 from adapters.stream import EventStream, Producer, start_event_stream
-from adapters.types import Done, Event
+from adapters.types import Done, Event, ResolvedV2
 from compat.errors import ShuttingDown, UnsupportedParameter
 from compat.json_body import parse_json
-from compat.openai.chat_request import ChatRequest, parse_chat_request
+from compat.openai.chat_request import parse_chat_request
 from compat.openai.chat_response import ChunkEncoder, CompletionAccumulator, new_completion_id
 from compat.openai.sse import SSE_DONE, sse_error, sse_event
 
@@ -74,15 +74,26 @@ def shutting_down() -> ShuttingDown:
     return ShuttingDown("The server is shutting down and stopped this request; retry against another instance")
 
 
-def generation_for(backend: Backend, chat: ChatRequest) -> Generate:
-    """The backend entry point for ``chat``: v2 when the backend has it, else v1 if the request allows."""
-    if backend.capabilities().v2:
-        return lambda send: backend.generate_v2(chat.request, send)
-    if not chat.request.needs_v2():
-        v1 = chat.request.to_v1()
+def generation_for(backend: Backend, req: ResolvedV2) -> Generate:
+    """The backend entry point for ``req``: v2 when the backend has it, else v1 if the request allows.
+
+    A raw-text prompt (legacy completions) goes only to a backend that takes one (``raw_prompt``): it is never
+    wrapped in a chat template silently.
+    """
+    capabilities = backend.capabilities()
+    if req.prompt is not None and not capabilities.raw_prompt:
+        raise UnsupportedParameter(
+            f"The model '{req.model}' answers conversations only; it does not complete raw text "
+            "(use /v1/chat/completions or /v1/responses)",
+            param="model",
+        )
+    if capabilities.v2:
+        return lambda send: backend.generate_v2(req, send)
+    if not req.needs_v2():
+        v1 = req.to_v1()
         return lambda send: backend.generate(v1, send)
     raise UnsupportedParameter(
-        f"The model '{chat.model}' does not support tools, images, tool results or response_format",
+        f"The model '{req.model}' does not support tools, images, tool results or response_format",
         param="model",
     )
 
@@ -112,11 +123,11 @@ def producer(slot: Slot, route: Route, generate: Generate, info: RequestInfo) ->
     return produce
 
 
-async def start_generation(router: Router, chat: ChatRequest, info: RequestInfo) -> EventStream:
+async def start_generation(router: Router, req: ResolvedV2, info: RequestInfo) -> EventStream:
     """Route, admit and start the producer; returns its event stream (the caller must ``cancel()`` it)."""
-    route = router.route(chat.model)
+    route = router.route(req.model)
     try:
-        generate = generation_for(route.handle.backend, chat)
+        generate = generation_for(route.handle.backend, req)
         slot = await acquire_slot(route.handle.admission, info)
     except BaseException:
         route.record(Outcome.NEUTRAL)
@@ -128,7 +139,7 @@ async def chat_completions(router: Router) -> Response:
     info = current_request()
     chat = parse_chat_request(parse_json(await read_body()))
     info.model = chat.model
-    events = await start_generation(router, chat, info)
+    events = await start_generation(router, chat.request, info)
     try:
         first = await events.__anext__()
     except BaseException:

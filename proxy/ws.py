@@ -97,7 +97,8 @@ def authenticate(keys: ApiKeys, authorization: str | None, subprotocols: Iterabl
     return offered if key_ok else None
 
 
-def _refusal(exc: TrinferError, request_id: str) -> Response:
+def refusal(exc: TrinferError, request_id: str) -> Response:
+    """The HTTP answer to a refused upgrade: the status and OpenAI error body of ``exc``."""
     status, headers, body = render(exc, request_id)
     return Response(body, status=status, headers=Headers(headers))
 
@@ -113,7 +114,7 @@ async def websocket_route(daemon: Daemon) -> Response | None:
             raise ShuttingDown("The server is shutting down; retry against another instance")
     except TrinferError as exc:
         log.info("WS %s %s refused id=%s", WS_PATH, exc.http_status, request_id)
-        return _refusal(exc, request_id)
+        return refusal(exc, request_id)
     await websocket.accept(subprotocol=subprotocol)
     server = daemon.config.server
     connection = WebSocketConnection(
@@ -226,9 +227,9 @@ class WebSocketConnection:
                 if scope is not None:
                     scope.cancel()
                 continue
-            refusal = self._refusal(frame)
-            if refusal is not None:
-                await self._send_frame(error_frame(frame.id, refusal))
+            refused = self._refusal(frame)
+            if refused is not None:
+                await self._send_frame(error_frame(frame.id, refused))
                 continue
             scope = trio.CancelScope()
             self._requests[frame.id] = scope
@@ -304,7 +305,7 @@ class WebSocketConnection:
         )
         events: EventStream | None = None
         try:
-            events = await start_generation(self._router, chat, info)
+            events = await start_generation(self._router, chat.request, info)
             async for event in events:
                 frames = encoder.encode(event)
                 if isinstance(event, Done):

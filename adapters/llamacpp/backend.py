@@ -5,7 +5,7 @@ Lifecycle: ``from_options`` only validates; ``boot`` loads the model in a worker
 generation and releases the model (``Llama.close``).
 
 A generation (`_run`):
-- builds the prompt (chat template) and any grammar on the trio side, so a bad request fails fast, before
+- builds the prompt (chat template; a raw-text prompt is taken as it is) and any grammar on the trio side, so a bad request fails fast, before
   waiting for the model;
 - takes the backend's lock (a `Llama` is not thread-safe; the daemon's admission also runs one at a time by
   default, the lock makes it a property of the backend rather than of its configuration);
@@ -137,7 +137,7 @@ class LlamaCppBackend(Backend):
     def capabilities(self) -> BackendCapabilities:
         if self.options.embedding:
             return BackendCapabilities(embed=True, embed_dimensions=self._embed_dimensions)
-        return BackendCapabilities(v2=True, tools=True, json_schema=True)
+        return BackendCapabilities(v2=True, tools=True, json_schema=True, raw_prompt=True)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -198,7 +198,10 @@ class LlamaCppBackend(Backend):
     async def generate_v2(self, req: ResolvedV2, send: trio.MemorySendChannel[Event]) -> None:
         template = self._chat_ready()
         tools = _offered_tools(req)
-        prompt = template.render(conversation.v2_messages(req.messages, tools, req.tool_choice))
+        if req.prompt is not None:  # legacy completions: the raw text as it is, no chat template
+            prompt = Prompt(text=req.prompt, stop=(), add_bos=True)
+        else:
+            prompt = template.render(conversation.v2_messages(req.messages, tools, req.tool_choice))
         output, job = self._plan(req, prompt, tools)
         result = await self._run(job, send, Text)
         usage = Usage(result.prompt_tokens, result.completion_tokens)

@@ -39,6 +39,7 @@ from .._fields import (
 from ..errors import RequestValidationError, UnsupportedParameter
 from .chat_response import usage_object
 from .sampling import parse_sampling
+from .sse import SSE_DONE, sse_error, sse_event
 
 DEFAULT_MAX_TOKENS = 16
 
@@ -217,3 +218,20 @@ class CompletionEncoder:
             for i, (texts, reason) in enumerate(zip(self._texts, self._finish, strict=True))
         ]
         return {**self._chunk(choices), "usage": usage_object(self._usage)}
+
+
+class CompletionSSE:
+    """A `CompletionEncoder` framed as SSE ``data:`` events: chunks, then ``data: [DONE]`` after the last
+    prompt's `Done`; a failure after the first chunk is one ``data: {"error": ...}`` event and no ``[DONE]``."""
+
+    def __init__(self, encoder: CompletionEncoder) -> None:
+        self.encoder = encoder
+
+    def encode(self, event: Event) -> bytes:
+        return b"".join(sse_event(chunk) for chunk in self.encoder.encode(event))
+
+    def end(self) -> bytes:
+        return SSE_DONE
+
+    def error(self, exc: BaseException, request_id: str | None) -> bytes:
+        return sse_error(exc, request_id)

@@ -35,6 +35,7 @@ from typing import Any
 from adapters.types import Done, Event, StopReason, Text, Thinking, Token, ToolUse, Usage
 
 from ..errors import error_object
+from .sse import sse_typed_event
 
 #: Error-table codes -> the ``code`` values OpenAI's ``response.error`` object uses (all else: server_error).
 _FAILURE_CODES: dict[str, str] = {
@@ -81,6 +82,11 @@ class ResponseEncoder:
         self._error: dict[str, Any] | None = None
 
     # --- the response object --------------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """True once `start` has returned the first events."""
+        return self._sequence > 0
 
     @property
     def finished(self) -> bool:
@@ -253,3 +259,27 @@ class ResponseEncoder:
 
 def _output_text(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+class ResponseSSE:
+    """A `ResponseEncoder` framed as SSE bytes (``event:`` + ``data:`` lines), for the HTTP stream.
+
+    The first engine event is preceded by ``response.created`` and ``response.in_progress``; nothing follows
+    the final event (the Responses stream has no ``[DONE]``); a failure after the start is ``response.failed``.
+    """
+
+    def __init__(self, encoder: ResponseEncoder) -> None:
+        self.encoder = encoder
+
+    def encode(self, event: Event) -> bytes:
+        events = [] if self.encoder.started else self.encoder.start()
+        events.extend(self.encoder.encode(event))
+        return b"".join(sse_typed_event(e) for e in events)
+
+    def end(self) -> bytes:
+        return b""
+
+    def error(self, exc: BaseException, request_id: str | None) -> bytes:
+        events = [] if self.encoder.started else self.encoder.start()
+        events.extend(self.encoder.fail(exc, request_id))
+        return b"".join(sse_typed_event(e) for e in events)
