@@ -5,8 +5,8 @@ Lifecycle: ``from_options`` only validates; ``boot`` loads the model in a worker
 generation and releases the model (``Llama.close``).
 
 A generation (`_run`):
-- builds the prompt (chat template; a raw-text prompt is taken as it is) and any grammar on the trio side, so a bad request fails fast, before
-  waiting for the model;
+- builds the prompt (chat template; a raw-text prompt is taken as it is) and any grammar on the trio side,
+  so a bad request fails fast, before waiting for the model;
 - takes the backend's lock (a `Llama` is not thread-safe; the daemon's admission also runs one at a time by
   default, the lock makes it a property of the backend rather than of its configuration);
 - runs `decode.decode` in ONE worker thread with ``abandon_on_cancel=False``: the call returns only once the

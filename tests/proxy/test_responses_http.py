@@ -53,19 +53,21 @@ async def test_max_output_tokens_ends_incomplete() -> None:
 
 async def test_stream_helper_and_final_response() -> None:
     with trio.fail_after(10):
-        async with running_daemon(mock_config()) as d, d.client() as client:
-            async with client.responses.stream(model=MOCK_MODEL, input="hello big world") as stream:
-                deltas = [event.delta async for event in stream if event.type == "response.output_text.delta"]
-                final = await stream.get_final_response()
+        async with (
+            running_daemon(mock_config()) as d,
+            d.client() as client,
+            client.responses.stream(model=MOCK_MODEL, input="hello big world") as stream,
+        ):
+            deltas = [event.delta async for event in stream if event.type == "response.output_text.delta"]
+            final = await stream.get_final_response()
     assert deltas == ["hello ", "big ", "world"]
     assert final.output_text == "hello big world" and final.status == "completed"
 
 
 async def test_raw_stream_events_are_typed_in_order_with_sequence_numbers() -> None:
     with trio.fail_after(10):
-        async with running_daemon(mock_config()) as d:
-            async with d.http() as http:
-                raw = await http.post("/v1/responses", json={"model": MOCK_MODEL, "input": "hi there", "stream": True})
+        async with running_daemon(mock_config()) as d, d.http() as http:
+            raw = await http.post("/v1/responses", json={"model": MOCK_MODEL, "input": "hi there", "stream": True})
     assert raw.status_code == 200 and raw.headers["content-type"].startswith("text/event-stream")
     blocks = [b for b in raw.text.split("\n\n") if b]
     names = [b.split("\n")[0].removeprefix("event: ") for b in blocks]
@@ -109,15 +111,18 @@ async def test_tool_call_round_trip() -> None:
 
 async def test_streamed_tool_call_through_the_helper() -> None:
     with trio.fail_after(10):
-        async with running_daemon(mock_config()) as d, d.client() as client:
-            async with client.responses.stream(
+        async with (
+            running_daemon(mock_config()) as d,
+            d.client() as client,
+            client.responses.stream(
                 model=MOCK_MODEL,
                 input="weather?",
                 tools=[WEATHER],
                 tool_choice={"type": "function", "name": "get_weather"},
-            ) as stream:
-                done = [e async for e in stream if e.type == "response.function_call_arguments.done"]
-                final = await stream.get_final_response()
+            ) as stream,
+        ):
+            done = [e async for e in stream if e.type == "response.function_call_arguments.done"]
+            final = await stream.get_final_response()
     assert [json.loads(e.arguments) for e in done] == [{"city": ""}]
     [call] = final.output
     assert call.type == "function_call" and call.status == "completed"
@@ -189,8 +194,7 @@ async def test_sync_client() -> None:
 
 async def test_get_without_upgrade_is_not_a_crash() -> None:
     with trio.fail_after(10):
-        async with running_daemon(mock_config()) as d:
-            async with d.http() as http:
-                response = await http.get("/v1/responses")
+        async with running_daemon(mock_config()) as d, d.http() as http:
+            response = await http.get("/v1/responses")
     assert 400 <= response.status_code < 500
     assert isinstance(response, httpx.Response)
