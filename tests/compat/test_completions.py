@@ -17,6 +17,7 @@ from compat.openai.completions import (
     UNSUPPORTED_FIELDS,
     CompletionEncoder,
     CompletionRequest,
+    CompletionSSE,
     new_completion_id,
     parse_completion_request,
 )
@@ -185,3 +186,10 @@ def test_result_before_the_end_raises() -> None:
 
 def test_completion_ids() -> None:
     assert new_completion_id().startswith("cmpl-") and new_completion_id() != new_completion_id()
+
+
+def test_sse_framing() -> None:
+    sse = CompletionSSE(encoder(parse_completion_request(body(stream=True))))
+    assert sse.encode(Text("x")).startswith(b'data: {"id":"cmpl-test","object":"text_completion"')
+    assert sse.end() == b"data: [DONE]\n\n"
+    assert sse.error(ValueError("secret"), "req_1").startswith(b'data: {"error":')

@@ -23,7 +23,7 @@ from pydantic import TypeAdapter
 from adapters.errors import Unavailable, UpstreamRateLimited
 from adapters.types import Done, Event, StopReason, Text, Thinking, Token, ToolUse, Usage
 from compat.openai.responses_request import parse_responses_request
-from compat.openai.responses_stream import ResponseEncoder, new_response_id, responses_usage
+from compat.openai.responses_stream import ResponseEncoder, ResponseSSE, new_response_id, responses_usage
 from compat.openai.sse import sse_typed_event
 
 EVENT = TypeAdapter(ResponseStreamEvent)
@@ -267,3 +267,21 @@ def test_misuse_raises() -> None:
 def test_response_ids_are_fresh() -> None:
     first, second = new_response_id(), new_response_id()
     assert first != second and first.startswith("resp_") and len(first) == 37
+
+
+def test_sse_framing_starts_the_response_once_and_fails_in_band() -> None:
+    sse = ResponseSSE(encoder())
+    first = sse.encode(Text("a"))
+    assert first.startswith(b"event: response.created\n") and first.count(b"event: response.created") == 1
+    assert b"event: response.created" not in sse.encode(Text("b"))
+    assert sse.end() == b""
+    assert sse.error(Unavailable("x"), "req_1").startswith(b"event: response.failed\n")
+
+
+def test_sse_error_before_any_event_still_starts_the_response() -> None:
+    wire = ResponseSSE(encoder()).error(Unavailable("x"), None)
+    assert [line for line in wire.split(b"\n") if line.startswith(b"event:")] == [
+        b"event: response.created",
+        b"event: response.in_progress",
+        b"event: response.failed",
+    ]
