@@ -16,7 +16,6 @@ other servers' extensions should not break a client. Validation happens once, he
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from adapters.types import ResolvedV2
@@ -33,7 +32,8 @@ from .._fields import (
     opt_str,
     required,
 )
-from ..errors import RequestValidationError, UnsupportedParameter
+from ..errors import UnsupportedParameter
+from .fates import FieldFates
 from .messages import parse_messages
 from .sampling import parse_sampling
 from .tools import parse_response_format, parse_tool_choice, parse_tools
@@ -90,11 +90,7 @@ IGNORED_FIELDS: dict[str, str] = {
     "safety_identifier": "string",
 }
 
-_READERS: dict[str, Callable[[JSONDict, str], object]] = {
-    "string": opt_str,
-    "boolean": opt_bool,
-    "object": opt_object,
-}
+FATES = FieldFates(MAPPED_FIELDS, UNSUPPORTED_FIELDS, IGNORED_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,14 +108,8 @@ class ChatRequest:
 
 def parse_chat_request(body: object) -> ChatRequest:
     """Validate a decoded chat body. Raises only `RequestValidationError` (including `UnsupportedParameter`)."""
-    if not isinstance(body, dict):
-        raise RequestValidationError("The request body must be a JSON object.", code="invalid_type")
+    body = FATES.check(body)
     model = as_str(required(body, "model"), "model", non_empty=True)
-    for name, message in UNSUPPORTED_FIELDS.items():
-        if body.get(name) is not None:
-            raise UnsupportedParameter(message, param=name)
-    for name, kind in IGNORED_FIELDS.items():
-        _READERS[kind](body, name)
     _check_single_choice(body)
     _check_modalities(body.get("modalities"))
     messages = parse_messages(required(body, "messages"))

@@ -36,8 +36,9 @@ from .._fields import (
     opt_str,
     required,
 )
-from ..errors import RequestValidationError, UnsupportedParameter
+from ..errors import UnsupportedParameter
 from .chat_response import usage_object
+from .fates import FieldFates
 from .sampling import parse_sampling
 from .sse import SSE_DONE, sse_error, sse_event
 
@@ -72,6 +73,8 @@ UNSUPPORTED_FIELDS: dict[str, str] = {}
 
 IGNORED_FIELDS: dict[str, str] = {}
 
+FATES = FieldFates(MAPPED_FIELDS, UNSUPPORTED_FIELDS, IGNORED_FIELDS)
+
 _FINISH_REASONS: dict[StopReason, str] = {
     StopReason.END: "stop",
     StopReason.STOP_SEQUENCE: "stop",
@@ -94,8 +97,7 @@ class CompletionRequest:
 
 def parse_completion_request(body: object) -> CompletionRequest:
     """Validate a decoded completions body. Raises only `RequestValidationError` (incl. `UnsupportedParameter`)."""
-    if not isinstance(body, dict):
-        raise RequestValidationError("The request body must be a JSON object.", code="invalid_type")
+    body = FATES.check(body)
     model = as_str(required(body, "model"), "model", non_empty=True)
     prompts = _prompts(required(body, "prompt"))
     if (opt_int(body, "n", low=1) or 1) > 1:

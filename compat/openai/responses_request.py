@@ -18,7 +18,7 @@ common extensions ``top_k`` and ``min_p``, which are mapped as in chat.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +37,6 @@ from .._fields import (
     as_object,
     as_str,
     field_path,
-    invalid_type,
     item_path,
     opt_bool,
     opt_choice,
@@ -47,9 +46,10 @@ from .._fields import (
     opt_str,
     required,
 )
-from ..errors import RequestValidationError, UnsupportedParameter
+from ..errors import UnsupportedParameter
+from .fates import FieldFates
 from .responses_input import parse_input
-from .tools import choice_mode, format_kind, function_spec, json_schema_format, named_choice
+from .tools import format_kind, json_schema_format, parse_tool_choice, parse_tools
 
 MAPPED_FIELDS: frozenset[str] = frozenset(
     {
@@ -102,17 +102,10 @@ IGNORED_FIELDS: dict[str, str] = {
     "image": "object",
 }
 
-_READERS: dict[str, Callable[[JSONDict, str], object]] = {
-    "string": opt_str,
-    "boolean": opt_bool,
-    "object": opt_object,
-    "array": lambda body, name: None if body.get(name) is None else as_list(body[name], name),
-}
+FATES = FieldFates(MAPPED_FIELDS, UNSUPPORTED_FIELDS, IGNORED_FIELDS)
 
 #: ``include`` values that ask for output trinfer does not produce and that a client would miss.
 UNSUPPORTED_INCLUDES = frozenset({"message.output_text.logprobs"})
-#: ``tool_choice`` object types naming hosted tools or features trinfer does not have.
-_FUNCTION_TOOL = "function"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,19 +123,13 @@ class ResponsesRequest:
 
 def parse_responses_request(body: object) -> ResponsesRequest:
     """Validate a decoded Responses body; raises only `RequestValidationError` (and `UnsupportedParameter`)."""
-    if not isinstance(body, dict):
-        raise RequestValidationError("The request body must be a JSON object.", code="invalid_type")
+    body = FATES.check(body)
     model = as_str(required(body, "model"), "model", non_empty=True)
-    for name, message in UNSUPPORTED_FIELDS.items():
-        if body.get(name) is not None:
-            raise UnsupportedParameter(message, param=name)
-    for name, kind in IGNORED_FIELDS.items():
-        _READERS[kind](body, name)
     _check_unsupported_values(body)
     instructions = opt_str(body, "instructions")
     messages = parse_input(required(body, "input"), instructions)
-    tools = () if body.get("tools") is None else parse_function_tools(body["tools"])
-    tool_choice = parse_responses_tool_choice(body.get("tool_choice"), tools)
+    tools = () if body.get("tools") is None else parse_tools(body["tools"], flat=True)
+    tool_choice = parse_tool_choice(body.get("tool_choice"), tools, flat=True)
     text_format = _text_format(body.get("text"))
     parallel = opt_bool(body, "parallel_tool_calls")
     sampling = SamplingParams(
@@ -208,44 +195,6 @@ def _check_unsupported_values(body: JSONDict) -> None:
             path = item_path("include", i)
             if as_str(value, path) in UNSUPPORTED_INCLUDES:
                 raise UnsupportedParameter(f"include {value!r} is not supported by this server.", param=path)
-
-
-def parse_function_tools(value: object, path: str = "tools") -> tuple[ToolSpec, ...]:
-    """``tools``: function tools in the flat Responses shape (``{"type": "function", "name", ...}``); hosted
-    tools (``web_search``, ``file_search``, ``computer_use_preview``, ``mcp``...) are `UnsupportedParameter`."""
-    specs: list[ToolSpec] = []
-    for i, item in enumerate(as_list(value, path)):
-        tool_path = item_path(path, i)
-        tool = as_object(item, tool_path)
-        kind = as_str(required(tool, "type", tool_path), field_path(tool_path, "type"))
-        if kind != _FUNCTION_TOOL:
-            raise UnsupportedParameter(
-                f"Tools of type {kind[:64]!r} are not supported by this server; only function tools are.",
-                param=field_path(tool_path, "type"),
-            )
-        # The Responses API makes function tools strict unless the client says otherwise.
-        specs.append(function_spec(tool, tool_path, specs, strict_default=True))
-    return tuple(specs)
-
-
-def parse_responses_tool_choice(
-    value: object, tools: tuple[ToolSpec, ...], path: str = "tool_choice"
-) -> ToolChoice:
-    """``auto`` (default), ``none``, ``required``, or ``{"type": "function", "name"}`` naming one of ``tools``;
-    hosted-tool, ``allowed_tools``, ``mcp`` and ``custom`` choices are `UnsupportedParameter`."""
-    if value is None:
-        return ToolChoice()
-    if isinstance(value, str):
-        return choice_mode(value, tools, path)
-    if not isinstance(value, dict):
-        raise invalid_type(path, "a string or an object", value)
-    kind = as_str(required(value, "type", path), field_path(path, "type"))
-    if kind != _FUNCTION_TOOL:
-        raise UnsupportedParameter(
-            f"tool_choice of type {kind[:64]!r} is not supported.", param=field_path(path, "type")
-        )
-    name_path = field_path(path, "name")
-    return named_choice(as_str(required(value, "name", path), name_path), tools, name_path)
 
 
 def _text_format(value: object, path: str = "text") -> ResponseFormat:

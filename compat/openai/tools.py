@@ -49,26 +49,36 @@ def _name(value: object, path: str) -> str:
     return name
 
 
-def parse_tools(value: object, path: str = "tools") -> tuple[ToolSpec, ...]:
-    """A non-empty array of function tools with unique names."""
+def parse_tools(value: object, path: str = "tools", *, flat: bool = False) -> tuple[ToolSpec, ...]:
+    """A non-empty array of function tools with unique names.
+
+    Chat's shape is ``{"type": "function", "function": {name, ...}}``; with ``flat`` (the Responses API) it is
+    ``{"type": "function", "name", ...}``, ``strict`` defaults to true as OpenAI's does there, and every other
+    tool type (``web_search``, ``file_search``, ``mcp``...: hosted tools) is `UnsupportedParameter`.
+    """
     specs: list[ToolSpec] = []
-    for i, item in enumerate(as_list(value, path, non_empty=True)):
+    # OpenAI refuses an empty array in chat and takes one in the Responses API.
+    for i, item in enumerate(as_list(value, path, non_empty=not flat)):
         tool_path = item_path(path, i)
         tool = as_object(item, tool_path)
         kind = as_str(required(tool, "type", tool_path), field_path(tool_path, "type"))
-        if kind == "custom":
-            raise UnsupportedParameter(
-                "Custom tools are not supported; use function tools.", param=field_path(tool_path, "type")
-            )
         if kind != "function":
+            if flat or kind == "custom":
+                raise UnsupportedParameter(
+                    f"Tools of type {kind[:64]!r} are not supported by this server; use function tools.",
+                    param=field_path(tool_path, "type"),
+                )
             raise invalid_value(field_path(tool_path, "type"), f"expected 'function', but got {kind[:64]!r}.")
+        if flat:
+            specs.append(_function_spec(tool, tool_path, specs, strict_default=True))
+            continue
         function_path = field_path(tool_path, "function")
         function = as_object(required(tool, "function", tool_path), function_path)
-        specs.append(function_spec(function, function_path, specs))
+        specs.append(_function_spec(function, function_path, specs))
     return tuple(specs)
 
 
-def function_spec(
+def _function_spec(
     function: JSONDict, path: str, earlier: Sequence[ToolSpec], *, strict_default: bool = False
 ) -> ToolSpec:
     """The function described by ``function`` (``name``, ``description``, ``parameters``, ``strict``) at
@@ -95,7 +105,7 @@ def function_spec(
     )
 
 
-def choice_mode(value: str, tools: tuple[ToolSpec, ...], path: str) -> ToolChoice:
+def _choice_mode(value: str, tools: tuple[ToolSpec, ...], path: str) -> ToolChoice:
     """A ``tool_choice`` given as a string: ``auto``, ``none`` or ``required`` (which needs a tool)."""
     if value not in _CHOICE_MODES:
         raise invalid_value(path, f"expected 'auto', 'none', 'required' or an object, but got {value[:64]!r}.")
@@ -104,32 +114,41 @@ def choice_mode(value: str, tools: tuple[ToolSpec, ...], path: str) -> ToolChoic
     return ToolChoice(_CHOICE_MODES[value])
 
 
-def named_choice(name: str, tools: tuple[ToolSpec, ...], path: str) -> ToolChoice:
+def _named_choice(name: str, tools: tuple[ToolSpec, ...], path: str) -> ToolChoice:
     """A ``tool_choice`` naming one function, which must be among ``tools``."""
     if not any(spec.name == name for spec in tools):
         raise invalid_value(path, f"{name[:64]!r} is not one of the tools given in 'tools'.")
     return ToolChoice(ToolChoiceMode.NAMED, name)
 
 
-def parse_tool_choice(value: object, tools: tuple[ToolSpec, ...], path: str = "tool_choice") -> ToolChoice:
-    """``auto`` (the default), ``none``, ``required`` or a named function that is among ``tools``."""
+def parse_tool_choice(
+    value: object, tools: tuple[ToolSpec, ...], path: str = "tool_choice", *, flat: bool = False
+) -> ToolChoice:
+    """``auto`` (the default), ``none``, ``required`` or a named function that is among ``tools``.
+
+    Chat names it ``{"type": "function", "function": {"name"}}``; with ``flat`` (the Responses API)
+    ``{"type": "function", "name"}``, and every other choice type (hosted tools, ``mcp``...) is
+    `UnsupportedParameter`, as ``allowed_tools`` and ``custom`` are in both.
+    """
     if value is None:
         return ToolChoice()
     if isinstance(value, str):
-        return choice_mode(value, tools, path)
+        return _choice_mode(value, tools, path)
     if not isinstance(value, dict):
         raise invalid_type(path, "a string or an object", value)
     kind = as_str(required(value, "type", path), field_path(path, "type"))
-    if kind in ("allowed_tools", "custom"):
-        raise UnsupportedParameter(
-            f"tool_choice of type {kind!r} is not supported.", param=field_path(path, "type")
-        )
     if kind != "function":
+        if flat or kind in ("allowed_tools", "custom"):
+            raise UnsupportedParameter(
+                f"tool_choice of type {kind[:64]!r} is not supported.", param=field_path(path, "type")
+            )
         raise invalid_value(field_path(path, "type"), f"expected 'function', but got {kind[:64]!r}.")
-    function_path = field_path(path, "function")
-    function = as_object(required(value, "function", path), function_path)
-    name_path = field_path(function_path, "name")
-    return named_choice(as_str(required(function, "name", function_path), name_path), tools, name_path)
+    holder, holder_path = value, path
+    if not flat:
+        holder_path = field_path(path, "function")
+        holder = as_object(required(value, "function", path), holder_path)
+    name_path = field_path(holder_path, "name")
+    return _named_choice(as_str(required(holder, "name", holder_path), name_path), tools, name_path)
 
 
 def parse_response_format(value: object, path: str = "response_format") -> ResponseFormat:

@@ -208,6 +208,10 @@ def test_every_mapped_setting_reaches_the_engine_and_the_echo() -> None:
     }
 
 
+def test_an_empty_tools_array_is_no_tools() -> None:
+    assert parse_responses_request(body(tools=[])).request.tools == ()
+
+
 def test_defaults() -> None:
     parsed = parse_responses_request(body())
     req = parsed.request
