@@ -285,3 +285,28 @@ def test_sse_error_before_any_event_still_starts_the_response() -> None:
         b"event: response.in_progress",
         b"event: response.failed",
     ]
+
+
+def test_echoed_settings_with_tools_and_a_schema_are_valid_for_the_sdk() -> None:
+    parsed = parse_responses_request(
+        {
+            "model": "m",
+            "input": "hi",
+            "instructions": "be brief",
+            "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": False}],
+            "tool_choice": {"type": "function", "name": "f"},
+            "text": {"format": {"type": "json_schema", "name": "out", "schema": {"type": "object"}}},
+            "metadata": {"k": "v"},
+            "max_output_tokens": 20,
+            "user": "u",
+        }
+    )
+    enc = ResponseEncoder("resp_x", CREATED, "m", parsed.settings)
+    enc.start()
+    enc.encode(Done(StopReason.END, USAGE))
+    response = Response.model_validate(enc.response())
+    assert response.tools[0].type == "function" and response.tools[0].name == "f"
+    assert response.tool_choice.type == "function"  # type: ignore[union-attr]
+    assert response.text is not None and response.text.format is not None
+    assert response.text.format.type == "json_schema"
+    assert (response.instructions, response.max_output_tokens, response.metadata) == ("be brief", 20, {"k": "v"})
