@@ -25,7 +25,7 @@ import trio
 from compat.errors import ShuttingDown
 
 from .auth import PUBLIC_PATHS, ApiKeys
-from .errors import log_level_for, render, too_large
+from .errors import ErrorRenderers, log_level_for, too_large
 from .inflight import SCOPE_KEY, Inflight, RequestInfo, new_request_id
 from .logs import get_logger
 
@@ -47,7 +47,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 class RequestMiddleware:
     """See the module docstring. ``inflight`` (the inference listener only) is what the graceful stop drains;
-    ``draining()`` true makes every route but ``/health`` answer 503 ``server_shutting_down``.
+    ``draining()`` true makes every route but ``/health`` answer 503 ``server_shutting_down``; ``errors``
+    renders every error this middleware sends in the dialect of the request's path.
     """
 
     def __init__(
@@ -58,8 +59,10 @@ class RequestMiddleware:
         max_body_bytes: int,
         inflight: Inflight | None = None,
         draining: Callable[[], bool] = lambda: False,
+        errors: ErrorRenderers | None = None,
     ) -> None:
         self.app = app
+        self._errors = errors if errors is not None else ErrorRenderers()
         self._keys = api_keys
         self._max_body = max_body_bytes
         self._inflight = inflight
@@ -129,13 +132,13 @@ class RequestMiddleware:
         return None
 
     async def _send_error(self, send: Send, exc: BaseException, info: RequestInfo, *, close: bool) -> None:
-        status, headers, body = render(exc, info.request_id)
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-        raw.append((b"content-length", str(len(body)).encode()))
+        error = self._errors.render(exc, info.request_id, info.path)
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers]
+        raw.append((b"content-length", str(len(error.body)).encode()))
         if close:
             raw.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": status, "headers": raw})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        await send({"type": "http.response.start", "status": error.status, "headers": raw})
+        await send({"type": "http.response.body", "body": error.body, "more_body": False})
 
     @staticmethod
     def _log_line(info: RequestInfo, duration_s: float) -> None:

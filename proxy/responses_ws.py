@@ -9,11 +9,11 @@ Theory of operation:
    loop goes on; a binary frame closes the socket with 1003.
 3. One response at a time: a ``response.create`` starts a task in the nursery; another one while it runs gets
    an ``error`` event (``response_in_progress``) and changes nothing. Responses on one socket run in sequence.
-4. A response runs through the same functions as ``POST /v1/responses`` (routing, admission, the producer
-   that frees its slot after the backend returned, the breaker) and the same `ResponseEncoder`; it is tracked
+4. A response runs through the same pipeline as ``POST /v1/responses`` (`proxy.pipeline.generate`: routing,
+   dispatch, admission, the owned producer, the breaker) and the same `ResponseEncoder`; it is tracked
    in the daemon's `Inflight`, so the graceful stop waits for it and its deadline aborts it. A failure before
-   the first event is an ``error`` event; after it, ``response.failed``. The last event of a response is sent
-   only once its slot is free.
+   the first event is an ``error`` event; after it, ``response.failed``. The batch holding `Done` arrives
+   only once the slot is free, so the last event of a response is too.
 5. Frames are written one at a time, each shielded (a cancel never abandons a frame half-written); the
    listener bounds every write by ``write_timeout_s``, so a client that stops reading is disconnected.
 6. The client closing the socket cancels the handler and with it the running response. While the daemon
@@ -22,16 +22,15 @@ Theory of operation:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
 from quart import Response, websocket
+from werkzeug.datastructures import Headers
 
 from adapters.errors import TrinferError
-from adapters.stream import EventStream
 from adapters.types import Done
 from compat.errors import ShuttingDown
 from compat.openai.responses_request import ResponsesRequest
@@ -44,13 +43,14 @@ from compat.openai.responses_ws import (
     parse_client_event,
 )
 
-from .chat import start_generation
+from . import pipeline
+from .errors import ErrorRenderers
 from .inflight import Inflight, RequestInfo, new_request_id
 from .logs import get_logger
-from .ws import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_UNSUPPORTED_DATA, authenticate, refusal
+from .services import Services
+from .ws import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_UNSUPPORTED_DATA, authenticate
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
     from .routing import Router
 
 log = get_logger("responses_ws")
@@ -58,28 +58,37 @@ log = get_logger("responses_ws")
 PATH = "/v1/responses"
 
 
-async def responses_socket_route(daemon: Daemon) -> Response | None:
+def busy() -> ResponseInProgress:
+    return ResponseInProgress(
+        "A response is already running on this socket; wait for its last event (response.completed, "
+        "response.incomplete or response.failed) or open another socket"
+    )
+
+
+async def responses_socket_route(services: Services, errors: ErrorRenderers) -> Response | None:
     """The quart view: refuse the upgrade with a status, or accept it and serve the socket."""
     request_id = new_request_id()
     try:
         subprotocol = authenticate(
-            daemon.api_keys, websocket.headers.get("Authorization"), websocket.requested_subprotocols
+            services.api_keys, websocket.headers.get("Authorization"), websocket.requested_subprotocols
         )
-        if daemon.draining():
+        if services.lifecycle.draining():
             raise ShuttingDown("The server is shutting down; retry against another instance")
     except TrinferError as exc:
         log.info("WS %s %s refused id=%s", PATH, exc.http_status, request_id)
-        return refusal(exc, request_id)
+        refusal = errors.render(exc, request_id, PATH)
+        return Response(refusal.body, status=refusal.status, headers=Headers(refusal.headers))
     await websocket.accept(subprotocol=subprotocol)
     socket = ResponsesSocket(
         receive=websocket.receive,
         send=websocket.send,
         close=websocket.close,
-        router=daemon.router,
-        inflight=daemon.inflight,
-        draining=daemon.wait_draining,
-        max_frame_bytes=daemon.config.server.max_body_bytes,
+        router=services.router,
+        inflight=services.inflight,
+        draining=services.lifecycle.wait_draining,
+        max_frame_bytes=services.server.max_body_bytes,
         connection_id=request_id,
+        clock=services.clock,
     )
     await socket.run()
     return None
@@ -99,6 +108,7 @@ class ResponsesSocket:
         draining: Callable[[], Awaitable[None]],
         max_frame_bytes: int,
         connection_id: str,
+        clock: Callable[[], float],
     ) -> None:
         self._receive = receive
         self._send = send
@@ -108,8 +118,12 @@ class ResponsesSocket:
         self._wait_draining = draining
         self._max_frame_bytes = max_frame_bytes
         self.connection_id = connection_id
+        self._clock = clock
         self._write_lock = trio.Lock()
+        #: True from a response's start until its last event is due (then the next one may start).
         self._running = False
+        #: Response tasks not yet returned (one may still be unwinding while the next one runs).
+        self._tasks = 0
         self._idle = trio.Event()
         self._idle.set()
         self._draining = False
@@ -133,15 +147,23 @@ class ResponsesSocket:
                 ended = "server shutting down: closed with 1001"
             log.info("WS %s closed id=%s (%s)", PATH, self.connection_id, ended)
 
-    async def _write(self, op: Callable[[], Awaitable[None]]) -> None:
-        """One write after the ones before it, never abandoned half-way (bounded by the listener's timeout)."""
+    async def _write(self, op: Callable[[], Awaitable[None]], *, last_of_response: bool = False) -> None:
+        """One write after the ones before it, never abandoned half-way (bounded by the listener's timeout).
+
+        ``last_of_response``: the response is over once this write starts; the next ``response.create`` may
+        then start another, whose writes queue behind this one (the lock is already held).
+        """
         async with self._write_lock:
+            if last_of_response:
+                self._running = False
             with trio.CancelScope(shield=True):
                 await op()
         await trio.lowlevel.checkpoint()  # a send on a closed connection returns without a checkpoint
 
-    async def _send_event(self, event: dict[str, Any]) -> None:
-        await self._write(partial(self._send, event_frame(event)))
+    async def _send_events(self, events: list[dict[str, Any]], *, last_of_response: bool = False) -> None:
+        for index, event in enumerate(events, 1):
+            last = last_of_response and index == len(events)
+            await self._write(partial(self._send, event_frame(event)), last_of_response=last)
 
     async def _close_socket(self, code: int, reason: str) -> None:
         self._closed = True
@@ -156,21 +178,15 @@ class ResponsesSocket:
             try:
                 parsed = parse_client_event(message, max_bytes=self._max_frame_bytes)
             except ClientEventError as exc:
-                await self._send_event(error_event(exc.error))
+                await self._send_events([error_event(exc.error)])
                 continue
             if self._draining:
-                await self._send_event(error_event(ShuttingDown("The server is shutting down")))
+                await self._send_events([error_event(ShuttingDown("The server is shutting down"))])
             elif self._running:
-                await self._send_event(
-                    error_event(
-                        ResponseInProgress(
-                            "A response is already running on this socket; wait for its last event "
-                            "(response.completed, response.incomplete or response.failed) or open another socket"
-                        )
-                    )
-                )
+                await self._send_events([error_event(busy())])
             else:
                 self._running = True
+                self._tasks += 1
                 self._idle = trio.Event()
                 nursery.start_soon(self._run_response, parsed)
 
@@ -190,8 +206,10 @@ class ResponsesSocket:
                     info.nursery = nursery
                     await self._stream(parsed, info)
         finally:
-            self._running = False
-            self._idle.set()
+            self._tasks -= 1
+            if not self._tasks:
+                self._running = False  # already so, unless the response ended without its last event
+                self._idle.set()
             log.info(
                 "WS %s response %.1fms id=%s socket=%s model=%s (%s)",
                 PATH,
@@ -203,30 +221,21 @@ class ResponsesSocket:
             )
 
     async def _stream(self, parsed: ResponsesRequest, info: RequestInfo) -> None:
-        """Send one response's events; its last event only once the slot is free."""
-        encoder = ResponseEncoder(new_response_id(), int(time.time()), parsed.model, parsed.settings)
-        events: EventStream | None = None
+        """Send one response's events (its last one comes after the slot is free, see the module docstring)."""
+        encoder = ResponseEncoder(new_response_id(), int(self._clock()), parsed.model, parsed.settings)
+        generation: pipeline.Generation | None = None
         try:
-            events = await start_generation(self._router, parsed.request, info)
-            async for event in events:
-                if not encoder.started:
-                    for item in encoder.start():
-                        await self._send_event(item)
-                frames = encoder.encode(event)
-                if isinstance(event, Done):
-                    await events.producer_done.wait()
-                for item in frames:
-                    await self._send_event(item)
+            generation = await pipeline.generate(self._router, parsed.request, info)
+            async for batch in generation:
+                for event in batch:
+                    items = [*([] if encoder.started else encoder.start()), *encoder.encode(event)]
+                    await self._send_events(items, last_of_response=isinstance(event, Done))
         except Exception as exc:
             if not isinstance(exc, TrinferError):
                 log.error("internal error in WS response %s", info.request_id, exc_info=exc)
             info.ended_by = "error: " + str(getattr(exc, "code", None) or "internal_error")
-            if events is not None:
-                events.cancel()
-                await events.producer_done.wait()
             final = encoder.fail(exc, info.request_id) if encoder.started else [error_event(exc, info.request_id)]
-            for item in final:
-                await self._send_event(item)
+            await self._send_events(final, last_of_response=True)
         finally:
-            if events is not None:
-                events.cancel()
+            if generation is not None:
+                generation.cancel()
