@@ -18,7 +18,7 @@ from .types import ResolvedV2
 def producer_for(backend: Backend, req: ResolvedV2) -> Producer:
     """The producer that runs ``req`` on ``backend``: v2 when the backend has it, else v1 if ``req`` allows."""
     capabilities = backend.capabilities()
-    if req.prompt is not None and not capabilities.raw_prompt:
+    if req.prompt is not None and not (capabilities.v2 and capabilities.raw_prompt):
         raise InvalidRequest(
             f"The model '{req.model}' answers conversations only; it does not complete raw text "
             "(use /v1/chat/completions or /v1/responses)",
