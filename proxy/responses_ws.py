@@ -2,7 +2,7 @@
 ``client.responses.connect()`` speaks it (DESIGN.md section 8).
 
 Theory of operation:
-1. The handshake is checked as for ``/v1/ws`` (`proxy.ws.authenticate`: ``Authorization: Bearer`` or the key
+1. The handshake is the one of ``/v1/ws`` (`proxy.ws.accept_upgrade`: ``Authorization: Bearer`` or the key
    subprotocol; 503 while draining); a refused upgrade gets an HTTP status with the OpenAI error body.
 2. One `ResponsesSocket` per socket owns a nursery. Its read loop parses each text frame
    (`compat.openai.responses_ws.parse_client_event`); a frame it cannot act on gets an ``error`` event and the
@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 from quart import Response, websocket
-from werkzeug.datastructures import Headers
 
 from adapters.errors import TrinferError
 from adapters.types import Done
@@ -48,7 +47,7 @@ from .errors import ErrorRenderers
 from .inflight import Inflight, RequestInfo, new_request_id
 from .logs import get_logger
 from .services import Services
-from .ws import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_UNSUPPORTED_DATA, authenticate
+from .ws import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_UNSUPPORTED_DATA, accept_upgrade
 
 if TYPE_CHECKING:
     from .routing import Router
@@ -68,17 +67,9 @@ def busy() -> ResponseInProgress:
 async def responses_socket_route(services: Services, errors: ErrorRenderers) -> Response | None:
     """The quart view: refuse the upgrade with a status, or accept it and serve the socket."""
     request_id = new_request_id()
-    try:
-        subprotocol = authenticate(
-            services.api_keys, websocket.headers.get("Authorization"), websocket.requested_subprotocols
-        )
-        if services.lifecycle.draining():
-            raise ShuttingDown("The server is shutting down; retry against another instance")
-    except TrinferError as exc:
-        log.info("WS %s %s refused id=%s", PATH, exc.http_status, request_id)
-        refusal = errors.render(exc, request_id, PATH)
-        return Response(refusal.body, status=refusal.status, headers=Headers(refusal.headers))
-    await websocket.accept(subprotocol=subprotocol)
+    refusal = await accept_upgrade(services, errors, PATH, request_id)
+    if refusal is not None:
+        return refusal
     socket = ResponsesSocket(
         receive=websocket.receive,
         send=websocket.send,
