@@ -7,14 +7,16 @@ prefix that does not speak OpenAI's. Each route is a thin view given the `Servic
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
-from quart import Response, request
+from quart import Response, has_request_context, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
+from werkzeug.routing import RequestRedirect
 
 from adapters.errors import NotReady
 from compat.errors import RouteNotFound, ShuttingDown
@@ -30,6 +32,7 @@ from . import ws as ws_views
 from .asgi import RequestMiddleware
 from .errors import ErrorBody, ErrorRenderers, translate_http_exception
 from .inflight import SCOPE_KEY, RequestInfo
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .request_io import json_response
 from .services import Services
 
@@ -42,6 +45,24 @@ ERROR_DIALECTS: Mapping[str, ErrorBody] = {}
 def error_renderers() -> ErrorRenderers:
     """The error renderer of every path: OpenAI's body, except under the prefixes of `ERROR_DIALECTS`."""
     return ErrorRenderers(by_prefix=ERROR_DIALECTS)
+
+
+def route_templates(app: QuartTrio) -> Callable[[str, str], str]:
+    """(method, path) -> the template of the route that serves it (``/v1/models/{model_id}``), else ``other``:
+    the bounded ``route`` label of the request metrics."""
+    urls = app.url_map.bind("trinfer")
+
+    def route_of(method: str, path: str) -> str:
+        try:
+            rule, _ = urls.match(path, method, return_rule=True)
+        except (HTTPException, RequestRedirect):
+            return "other"
+        return _PLACEHOLDER.sub(r"{\1}", rule.rule)
+
+    return route_of
+
+
+_PLACEHOLDER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
 def playground_response(name: str) -> Response:
@@ -63,15 +84,19 @@ def _new_app(name: str, services: Services, errors: ErrorRenderers) -> QuartTrio
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
 
     async def handle_error(exc: Exception) -> Response:
-        """The one error handler: every error of either app leaves through `ErrorRenderers.render`."""
-        info: RequestInfo | None = cast(Mapping[str, Any], request.scope).get(SCOPE_KEY)
+        """The one error handler: every error of either app leaves through `ErrorRenderers.render`.
+
+        It also answers WebSocket upgrades that fail before the route (an unknown path: 404), as HTTP.
+        """
+        current = request if has_request_context() else websocket
+        info: RequestInfo | None = cast(Mapping[str, Any], current.scope).get(SCOPE_KEY)
         request_id = info.request_id if info is not None else "unknown"
         allow: list[str] | None = None
         if isinstance(exc, WerkzeugMethodNotAllowed):
             allow = sorted(exc.valid_methods or ())
         if isinstance(exc, HTTPException):
-            exc = translate_http_exception(exc, request.method, request.path, server.max_body_bytes)
-        error = errors.render(exc, request_id, request.path, allow=allow)
+            exc = translate_http_exception(exc, current.method, current.path, server.max_body_bytes)
+        error = errors.render(exc, request_id, current.path, allow=allow)
         return Response(error.body, status=error.status, headers=Headers(error.headers))
 
     app.register_error_handler(Exception, handle_error)
@@ -144,6 +169,8 @@ def build_inference_app(services: Services) -> RequestMiddleware:
         inflight=services.inflight,
         draining=services.lifecycle.draining,
         errors=errors,
+        metrics=services.metrics,
+        route_of=route_templates(app),
     )
 
 
@@ -165,6 +192,10 @@ def build_admin_app(services: Services, status: Callable[[], dict[str, Any]]) ->
     @app.get("/admin/status")
     async def admin_status() -> Response:
         return json_response(status())
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(services.metrics.exposition(), status=200, content_type=METRICS_CONTENT_TYPE)
 
     return RequestMiddleware(
         app, api_keys=services.api_keys, max_body_bytes=services.server.max_body_bytes, errors=errors

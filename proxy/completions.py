@@ -29,7 +29,7 @@ async def create_completion(services: Services) -> Response:
     completion = parse_completion_request(parse_json(await read_body()))
     info.model = completion.model
     first, *rest = completion.requests
-    generation = await pipeline.generate(services.router, first, info)
+    generation = await pipeline.generate(services.router, first, info, stream=completion.stream)
     encoder = CompletionEncoder(completion, new_completion_id(), int(services.clock()))
     if completion.stream:
         prompts = PromptsInTurn(generation, rest, services.router, info)
@@ -37,7 +37,7 @@ async def create_completion(services: Services) -> Response:
     for event in await generation.collect():
         encoder.encode(event)
     for req in rest:
-        for event in await (await pipeline.generate(services.router, req, info)).collect():
+        for event in await (await pipeline.generate(services.router, req, info, stream=False)).collect():
             encoder.encode(event)
     return json_response(encoder.result())
 
@@ -68,7 +68,7 @@ class PromptsInTurn:
                 return batch
             if not self._rest:
                 raise StopAsyncIteration
-            self._current = await pipeline.generate(self._router, self._rest.pop(0), self._info)
+            self._current = await pipeline.generate(self._router, self._rest.pop(0), self._info, stream=True)
 
     def cancel(self) -> None:
         self._current.cancel()

@@ -39,6 +39,7 @@ from .inflight import Inflight
 from .lifecycle import DaemonState, Lifecycle
 from .listener import serve_listener
 from .logs import get_logger
+from .metrics import Metrics
 from .routing import BackendHandle, Router
 from .services import Services
 
@@ -81,12 +82,14 @@ class Daemon:
             handles.append(BackendHandle(table, backend, admission, CircuitBreaker()))
         self.lifecycle = Lifecycle()
         #: What the views are given (they never see the Daemon).
+        router = Router(handles)
         self.services = Services(
-            router=Router(handles),
+            router=router,
             inflight=Inflight(),
             server=server,
             api_keys=ApiKeys(config.api_keys),
             lifecycle=self.lifecycle,
+            metrics=Metrics(router, enabled=server.metrics),
             started_at=int(time.time()),
         )
         self.router = self.services.router

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from typing import TypeVar
 
 import trio
@@ -46,9 +47,10 @@ import trio
 from adapters.dispatch import producer_for
 from adapters.stream import EventStream, Producer, start_event_stream
 from adapters.types import Done, EmbedResolved, EmbedResult, Event, ResolvedV2
-from compat.errors import ShuttingDown
+from compat.errors import QueueFull, QueueTimeout, ShuttingDown
 
 from .inflight import RequestInfo
+from .metrics import Metrics, Phase, Rejection, TokenClock
 from .routing import Route, Router, recording
 
 #: At most this many already-buffered events join a batch after the event it waited for.
@@ -57,14 +59,21 @@ BATCH = 64
 T = TypeVar("T")
 
 
-async def generate(router: Router, req: ResolvedV2, info: RequestInfo) -> Generation:
+async def generate(router: Router, req: ResolvedV2, info: RequestInfo, *, stream: bool) -> Generation:
     """Route ``req``, start its producer in the request's nursery and wait for its first event.
 
-    Raises whatever ended the generation before its first event (routing, dispatch, admission, the backend),
-    so the view can answer with a status. Otherwise the returned `Generation` holds the first batch.
+    ``stream`` says whether the client reads the answer as it comes (SSE, WebSocket) or waits for all of it;
+    the metrics name the phase a cancellation came in by it. Raises whatever ended the generation before its
+    first event (routing, dispatch, admission, the backend), so the view can answer with a status. Otherwise
+    the returned `Generation` holds the first batch.
     """
     route = router.route(req.model)
-    generation = Generation(start_event_stream(info.owned_nursery(), _producer(route, req, info)))
+    progress = _Progress(stream)
+    producer = _producer(route, req, info, progress)
+    clock = info.metrics.token_clock(req.model, info.started, trio.current_time) if info.metrics else None
+    generation = Generation(
+        start_event_stream(info.owned_nursery(), producer), progress, clock, info.metrics, req.model
+    )
     try:
         await generation.wait_first_event()
     except BaseException:
@@ -76,7 +85,7 @@ async def generate(router: Router, req: ResolvedV2, info: RequestInfo) -> Genera
 async def embed(router: Router, req: EmbedResolved, info: RequestInfo) -> EmbedResult:
     """Route ``req`` to a backend that embeds and run it under admission; the vectors, or the error."""
     route = router.route(req.model, embed=True)
-    async with _backend_work(route, info, lambda: route.handle.backend.embed) as run:
+    async with _backend_work(route, info, _Progress(stream=False), lambda: route.handle.backend.embed) as run:
         return await run(req)
 
 
@@ -87,8 +96,19 @@ class Generation:
     request does it too).
     """
 
-    def __init__(self, events: EventStream) -> None:
+    def __init__(
+        self,
+        events: EventStream,
+        progress: _Progress | None = None,
+        clock: TokenClock | None = None,
+        metrics: Metrics | None = None,
+        model: str = "",
+    ) -> None:
         self._events = events
+        self._progress = progress if progress is not None else _Progress(stream=True)
+        self._clock = clock
+        self._metrics = metrics
+        self._model = model
         #: A batch taken ahead (the first one, by `wait_first_event`), handed out next.
         self._ahead: list[Event] | None = None
         #: A failure that ended a batch early, raised by the next call.
@@ -124,10 +144,22 @@ class Generation:
                 batch.append(event)
         except Exception as exc:
             self._failure = exc  # after the events before it
+            self._observe(batch)
             return batch
+        self._observe(batch)
         if isinstance(batch[-1], Done):
             await self._end()
         return batch
+
+    def _observe(self, batch: list[Event]) -> None:
+        """The first event reached the consumer (the cancellation phase); content and usage for the metrics."""
+        self._progress.first_event = True
+        last = batch[-1]
+        done = last if isinstance(last, Done) else None
+        if self._clock is not None:
+            self._clock.content(len(batch) - (done is not None))
+        if done is not None and self._metrics is not None:
+            self._metrics.observe_usage(self._model, done.usage)
 
     async def _end(self) -> None:
         """The stream has ended: wait for the producer task to return (the slot is free after that)."""
@@ -172,26 +204,70 @@ def _until_stop_deadline(info: RequestInfo) -> Iterator[None]:
         raise shutting_down()
 
 
+@dataclass(slots=True)
+class _Progress:
+    """How far one request's backend work got, for the phase of a cancellation."""
+
+    stream: bool
+    admitted: bool = False
+    first_event: bool = False
+
+    @property
+    def phase(self) -> Phase:
+        if not self.admitted:
+            return Phase.QUEUED
+        if not self.stream:
+            return Phase.NON_STREAMING
+        return Phase.STREAMING if self.first_event else Phase.BEFORE_FIRST_TOKEN
+
+
+_REJECTIONS: tuple[tuple[type[Exception], Rejection], ...] = (
+    (QueueFull, Rejection.QUEUE_FULL),
+    (QueueTimeout, Rejection.QUEUE_TIMEOUT),
+    (ShuttingDown, Rejection.SHUTTING_DOWN),
+)
+
+
+@contextmanager
+def _observed(route: Route, info: RequestInfo, progress: _Progress) -> Iterator[None]:
+    """Count how the block ended when it is a client leaving (by phase) or a refusal before the slot."""
+    try:
+        yield
+    except trio.Cancelled:
+        if info.metrics is not None and not info.aborted:  # the stop deadline is not the client leaving
+            info.metrics.observe_cancellation(route.handle.name, progress.phase)
+        raise
+    except Exception as exc:
+        if info.metrics is not None and not progress.admitted:
+            for cls, reason in _REJECTIONS:
+                if isinstance(exc, cls):
+                    info.metrics.observe_rejection(route.handle.name, reason)
+        raise
+
+
 @asynccontextmanager
-async def _backend_work(route: Route, info: RequestInfo, prepare: Callable[[], T]) -> AsyncIterator[T]:
+async def _backend_work(
+    route: Route, info: RequestInfo, progress: _Progress, prepare: Callable[[], T]
+) -> AsyncIterator[T]:
     """One unit of backend work on ``route``: ``prepare()`` (checks that need no slot; it returns what the block
     runs), an admission slot, then the block. The slot is released once the block has ended; the breaker
-    records how it all ended, once.
+    records how it all ended, once; the metrics count a client leaving or a refusal.
     """
-    with recording(route), _until_stop_deadline(info):
+    with _observed(route, info, progress), recording(route), _until_stop_deadline(info):
         prepared = prepare()
         slot = await route.handle.admission.acquire()
+        progress.admitted = True
         try:
             yield prepared
         finally:
             slot.release()
 
 
-def _producer(route: Route, req: ResolvedV2, info: RequestInfo) -> Producer:
+def _producer(route: Route, req: ResolvedV2, info: RequestInfo, progress: _Progress) -> Producer:
     """The task body of one generation: dispatch, admission, the backend's producer, the slot released."""
 
     async def produce(send: trio.MemorySendChannel[Event]) -> None:
-        async with _backend_work(route, info, lambda: producer_for(route.handle.backend, req)) as run:
+        async with _backend_work(route, info, progress, lambda: producer_for(route.handle.backend, req)) as run:
             await run(send)
 
     return produce

@@ -47,7 +47,7 @@ from .errors import ErrorRenderers
 from .inflight import Inflight, RequestInfo, new_request_id
 from .logs import get_logger
 from .services import Services
-from .ws import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_UNSUPPORTED_DATA, accept_upgrade
+from .ws import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_UNSUPPORTED_DATA, WRITE_GRACE_S, accept_upgrade
 
 if TYPE_CHECKING:
     from .routing import Router
@@ -80,6 +80,7 @@ async def responses_socket_route(services: Services, errors: ErrorRenderers) -> 
         max_frame_bytes=services.server.max_body_bytes,
         connection_id=request_id,
         clock=services.clock,
+        write_timeout_s=services.server.write_timeout_s,
     )
     await socket.run()
     return None
@@ -100,6 +101,7 @@ class ResponsesSocket:
         max_frame_bytes: int,
         connection_id: str,
         clock: Callable[[], float],
+        write_timeout_s: float,
     ) -> None:
         self._receive = receive
         self._send = send
@@ -111,6 +113,8 @@ class ResponsesSocket:
         self.connection_id = connection_id
         self._clock = clock
         self._write_lock = trio.Lock()
+        #: The backstop deadline of one shielded write (as `proxy.ws.WebSocketConnection`'s).
+        self._write_bound_s = 2 * write_timeout_s + WRITE_GRACE_S
         #: True from a response's start until its last event is due (then the next one may start).
         self._running = False
         #: Response tasks not yet returned (one may still be unwinding while the next one runs).
@@ -139,7 +143,8 @@ class ResponsesSocket:
             log.info("WS %s closed id=%s (%s)", PATH, self.connection_id, ended)
 
     async def _write(self, op: Callable[[], Awaitable[None]], *, last_of_response: bool = False) -> None:
-        """One write after the ones before it, never abandoned half-way (bounded by the listener's timeout).
+        """One write after the ones before it, never abandoned half-way: the listener bounds each socket write
+        by ``write_timeout_s`` and closes a stalled connection; the deadline here is only a backstop behind it.
 
         ``last_of_response``: the response is over once this write starts; the next ``response.create`` may
         then start another, whose writes queue behind this one (the lock is already held).
@@ -147,7 +152,7 @@ class ResponsesSocket:
         async with self._write_lock:
             if last_of_response:
                 self._running = False
-            with trio.CancelScope(shield=True):
+            with trio.move_on_after(self._write_bound_s, shield=True):
                 await op()
         await trio.lowlevel.checkpoint()  # a send on a closed connection returns without a checkpoint
 
@@ -216,7 +221,7 @@ class ResponsesSocket:
         encoder = ResponseEncoder(new_response_id(), int(self._clock()), parsed.model, parsed.settings)
         generation: pipeline.Generation | None = None
         try:
-            generation = await pipeline.generate(self._router, parsed.request, info)
+            generation = await pipeline.generate(self._router, parsed.request, info, stream=True)
             async for batch in generation:
                 for event in batch:
                     items = [*([] if encoder.started else encoder.start()), *encoder.encode(event)]

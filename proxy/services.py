@@ -16,6 +16,7 @@ from .auth import ApiKeys
 from .config import ServerConfig
 from .inflight import Inflight
 from .lifecycle import Lifecycle
+from .metrics import Metrics
 from .routing import Router
 
 
@@ -28,6 +29,8 @@ class Services:
     server: ServerConfig
     api_keys: ApiKeys
     lifecycle: Lifecycle
+    #: The daemon's Prometheus series (`proxy.metrics`).
+    metrics: Metrics
     #: Wall-clock seconds, for the ``created`` timestamps of responses.
     clock: Callable[[], float] = time.time
     #: The ``created`` of every model in ``/v1/models``: when the daemon was built.

@@ -28,6 +28,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
@@ -53,9 +54,11 @@ from compat.openai.ws_protocol import (
 
 from . import pipeline
 from .auth import ApiKeys
+from .body_parsing import parse_off_loop
 from .errors import ErrorRenderers
 from .inflight import Inflight, RequestInfo, new_request_id
 from .logs import get_logger
+from .metrics import CLIENT_CLOSED, Metrics
 from .routing import Router
 from .services import Services
 
@@ -68,6 +71,9 @@ KEY_SUBPROTOCOL_PREFIX = "openai-insecure-api-key."
 CLOSE_GOING_AWAY = 1001
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_INTERNAL_ERROR = 1011
+
+#: What a shielded write may take beyond its socket writes' own ``write_timeout_s`` bounds.
+WRITE_GRACE_S = 2.0
 
 SendText = Callable[[str], Awaitable[None]]
 
@@ -134,6 +140,8 @@ async def websocket_route(services: Services, errors: ErrorRenderers) -> Respons
         max_frame_bytes=server.max_body_bytes,
         connection_id=request_id,
         clock=services.clock,
+        metrics=services.metrics,
+        write_timeout_s=server.write_timeout_s,
     )
     await connection.run()
     return None
@@ -160,6 +168,8 @@ class WebSocketConnection:
         max_frame_bytes: int,
         connection_id: str,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
+        write_timeout_s: float = math.inf,
     ) -> None:
         self._receive = receive
         self._send = send
@@ -171,7 +181,10 @@ class WebSocketConnection:
         self._max_frame_bytes = max_frame_bytes
         self.connection_id = connection_id
         self._clock = clock
+        self._metrics = metrics
         self._write_lock = trio.Lock()
+        #: The backstop deadline of one shielded write: its own bounded socket write after the one before it.
+        self._write_bound_s = 2 * write_timeout_s + WRITE_GRACE_S
         #: Requests in flight (id -> the scope a cancel frame cancels), until their terminal frame is due.
         self._requests: dict[str, trio.CancelScope] = {}
         #: Request tasks still running (their terminal frame may not be written yet).
@@ -205,11 +218,12 @@ class WebSocketConnection:
     async def _write(self, op: Callable[[], Awaitable[None]]) -> None:
         """One write (a frame or the close), after the ones queued before it, never abandoned half-way.
 
-        The shield is bounded: the listener closes a connection whose write is stuck for ``write_timeout_s``,
-        and hypercorn's send returns at once on a closed connection.
+        The shield is bounded: the listener closes a connection whose write is stuck for ``write_timeout_s``
+        (or past the stop deadline), and hypercorn's send returns at once on a closed connection; the deadline
+        here is only a backstop behind that (by then the socket is closed, so no half-frame can be read).
         """
         async with self._write_lock:
-            with trio.CancelScope(shield=True):
+            with trio.move_on_after(self._write_bound_s, shield=True):
                 await op()
         await trio.lowlevel.checkpoint()  # a send on a closed connection returns without a checkpoint
 
@@ -227,7 +241,9 @@ class WebSocketConnection:
                 await self._close_socket(CLOSE_UNSUPPORTED_DATA, "binary frames are not supported; send JSON text")
                 return "binary frame: closed with 1003"
             try:
-                frame = parse_client_frame(message, max_bytes=self._max_frame_bytes)
+                frame = await parse_off_loop(
+                    len(message), partial(parse_client_frame, message, max_bytes=self._max_frame_bytes)
+                )
             except FrameError as exc:
                 await self._send_frame(error_frame(exc.frame_id, exc.error))
                 continue
@@ -274,8 +290,10 @@ class WebSocketConnection:
     # --- one request ----------------------------------------------------------------------------------
 
     async def _run_request(self, frame: CreateFrame, scope: trio.CancelScope) -> None:
-        info = RequestInfo(new_request_id(), "WS", WS_PATH, model=frame.chat.model)
         started = trio.current_time()
+        info = RequestInfo(
+            new_request_id(), "WS", WS_PATH, model=frame.chat.model, started=started, metrics=self._metrics
+        )
         sent = False
         try:
             with self._inflight.track(info):
@@ -295,11 +313,15 @@ class WebSocketConnection:
             self._tasks -= 1
             if not self._tasks:
                 self._idle.set()
+            duration = trio.current_time() - started
+            if self._metrics is not None:
+                status = str(info.status) if sent and info.status is not None else CLIENT_CLOSED
+                self._metrics.observe_request(WS_PATH, info.model, status, duration)
             log.info(
                 "WS %s %s %.1fms id=%s socket=%s model=%s (%s)",
                 WS_PATH,
                 frame.id,
-                (trio.current_time() - started) * 1000,
+                duration * 1000,
                 info.request_id,
                 self.connection_id,
                 info.model,
@@ -314,7 +336,7 @@ class WebSocketConnection:
         )
         generation: pipeline.Generation | None = None
         try:
-            generation = await pipeline.generate(self._router, chat.request, info)
+            generation = await pipeline.generate(self._router, chat.request, info, stream=True)
             async for batch in generation:  # the batch with Done comes once the slot is free
                 for event in batch:
                     frames = encoder.encode(event)
@@ -322,12 +344,14 @@ class WebSocketConnection:
                     for text in frames:
                         await self._send_frame(text)
                     if done is not None:
+                        info.status = 200
                         return done
             raise AssertionError("a generation ends with Done or raises")
         except Exception as exc:
             if not isinstance(exc, TrinferError):
                 log.error("internal error in WS request %s", info.request_id, exc_info=exc)
             info.ended_by = "error: " + str(getattr(exc, "code", None) or "internal_error")
+            info.status = exc.http_status if isinstance(exc, TrinferError) else 500
             return error_frame(frame.id, exc, info.request_id)
         finally:
             if generation is not None:
