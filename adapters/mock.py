@@ -23,6 +23,9 @@ Echo tokenisation: one whitespace-delimited word per token, each word carrying t
 ``["hello  ", "big ", "world"]`` and the joined tokens always equal the text. Whitespace-only text is one token;
 empty text is no token.
 
+Structured answers: a forced tool call carries, and a ``json_schema`` answer is, the simplest value valid for the
+schema (`adapters.schema_example`); a schema with no such value is a 400 naming it, never a crash.
+
 Usage is honest: ``prompt_tokens`` counts the whitespace-delimited words of every message's text,
 ``completion_tokens`` counts the content events actually sent (one for a tool call).
 """
@@ -42,6 +45,7 @@ import trio
 
 from .backend import Backend, BackendConfigError
 from .errors import InvalidRequest, NotReady, Unavailable, Unsupported
+from .schema_example import NoExample, example, example_arguments
 from .types import (
     BackendCapabilities,
     Done,
@@ -66,16 +70,6 @@ from .types import (
 FAIL_MODES = ("none", "pre-stream", "mid-stream", "boot")
 
 _TOKEN = re.compile(r"\s*\S+\s*|\s+")
-
-#: The simplest JSON value of each JSON-schema type ("number" gets 0, which is also a valid integer).
-_EMPTY_BY_TYPE: dict[str, Callable[[], Any]] = {
-    "string": str,
-    "integer": int,
-    "number": int,
-    "boolean": bool,
-    "array": list,
-    "null": type(None),
-}
 
 
 def echo_tokens(text: str) -> list[str]:
@@ -112,38 +106,6 @@ async def off_loop_if_large(size: int, prepare: Callable[[], T]) -> T:
 def count_words(texts: Iterable[str]) -> int:
     """The mock's token count for a prompt: whitespace-delimited words across all the texts."""
     return sum(len(text.split()) for text in texts)
-
-
-def example_value(schema: Mapping[str, Any]) -> Any:
-    """The simplest value valid against a plain JSON schema.
-
-    Handles ``const``, ``enum``, ``anyOf``/``oneOf`` (first alternative), ``type`` (a name or a list of names,
-    the first that is not "null") and objects (their required properties, filled recursively). Not a general
-    generator: enough for tool parameters and response schemas as clients write them.
-    """
-    if "const" in schema:
-        return schema["const"]
-    if "enum" in schema:
-        return schema["enum"][0]
-    alternatives = schema.get("anyOf") or schema.get("oneOf")
-    if alternatives:
-        return example_value(alternatives[0])
-    declared = schema.get("type", ())
-    names = [declared] if isinstance(declared, str) else list(declared)
-    concrete = [name for name in names if name != "null"]
-    kind = concrete[0] if concrete else ("object" if "properties" in schema else "null")
-    if kind == "object":
-        return example_object(schema)
-    return _EMPTY_BY_TYPE.get(kind, type(None))()
-
-
-def example_object(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """An object with each required property of ``schema`` set to its `example_value`.
-
-    Used for tool arguments and ``json_schema`` answers, whose root OpenAI requires to be an object.
-    """
-    properties: Mapping[str, Any] = schema.get("properties", {})
-    return {name: example_value(properties.get(name, {})) for name in schema.get("required", ())}
 
 
 def embedding(text: str, dimensions: int) -> tuple[float, ...]:
@@ -310,7 +272,8 @@ class MockBackend(Backend):
             prompt_tokens = count_words(texts)
             tool = _forced_tool(req)
             if tool is not None:
-                arguments = json.dumps(example_object(tool.parameters))
+                param = f"tools[{req.tools.index(tool)}].function.parameters"
+                arguments = _json(example_arguments, tool.parameters, param)
                 call = ToolUse(id=f"call_mock_{self._started}", name=tool.name, arguments=arguments)
                 return prompt_tokens, [call], StopReason.TOOL_USE
             last_user = (
@@ -323,7 +286,7 @@ class MockBackend(Backend):
             if fmt.kind is ResponseFormatKind.JSON_OBJECT:
                 tokens = echo_tokens(json.dumps({"echo": "".join(tokens)}))
             elif fmt.kind is ResponseFormatKind.JSON_SCHEMA:
-                tokens = echo_tokens(json.dumps(example_object(fmt.schema or {})))
+                tokens = echo_tokens(_json(example, fmt.schema or {}, "response_format.json_schema.schema"))
             limited, reason = apply_limits(tokens, req.sampling)
             return prompt_tokens, [Text(t) for t in limited], reason
 
@@ -342,6 +305,12 @@ class MockBackend(Backend):
         if dim == 0:
             raise Unsupported(
                 f"model {req.model!r} does not support embeddings (mock embed_dim = 0)", param="model"
+            )
+        if req.token_ids:
+            raise Unsupported(
+                "the mock backend has no vocabulary: send text, not token ids",
+                param="input",
+                code="unsupported_parameter",
             )
         wanted = embed_width(req.dimensions, dim)
         vectors = tuple(embedding(text, wanted) for text in req.inputs)
@@ -388,6 +357,15 @@ class MockBackend(Backend):
         if fail_at is not None:
             raise Unavailable(f"mock backend configured to fail mid-stream, after {fail_at} tokens")
         await send.send(Done(reason, Usage(prompt_tokens=prompt_tokens, completion_tokens=len(events))))
+
+
+def _json(make: Callable[[Any], Any], schema: Any, param: str) -> str:
+    """The mock's value for ``schema`` as strict JSON; a schema it has no value for is the client's 400."""
+    try:
+        return json.dumps(make(schema), allow_nan=False)
+    except NoExample as exc:
+        message = f"the mock backend cannot produce a value for this schema: {exc}"
+        raise InvalidRequest(message, param=param) from exc
 
 
 def _last(texts: Sequence[str]) -> str:

@@ -44,7 +44,7 @@ from typing import TypeVar
 
 import trio
 
-from adapters.dispatch import producer_for
+from adapters.dispatch import embedder_for, producer_for
 from adapters.stream import EventStream, Producer, start_event_stream
 from adapters.types import Done, EmbedResolved, EmbedResult, Event, ResolvedV2
 from compat.errors import QueueFull, QueueTimeout, ShuttingDown
@@ -85,7 +85,9 @@ async def generate(router: Router, req: ResolvedV2, info: RequestInfo, *, stream
 async def embed(router: Router, req: EmbedResolved, info: RequestInfo) -> EmbedResult:
     """Route ``req`` to a backend that embeds and run it under admission; the vectors, or the error."""
     route = router.route(req.model, embed=True)
-    async with _backend_work(route, info, _Progress(stream=False), lambda: route.handle.backend.embed) as run:
+    async with _backend_work(
+        route, info, _Progress(stream=False), lambda: embedder_for(route.handle.backend, req)
+    ) as run:
         return await run(req)
 
 

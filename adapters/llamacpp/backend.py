@@ -136,7 +136,7 @@ class LlamaCppBackend(Backend):
 
     def capabilities(self) -> BackendCapabilities:
         if self.options.embedding:
-            return BackendCapabilities(embed=True, embed_dimensions=self._embed_dimensions)
+            return BackendCapabilities(embed=True, embed_dimensions=self._embed_dimensions, embed_token_ids=True)
         return BackendCapabilities(v2=True, tools=True, json_schema=True, raw_prompt=True)
 
     def status(self) -> dict[str, Any]:
@@ -291,12 +291,12 @@ class LlamaCppBackend(Backend):
         if not self.options.embedding:
             raise Unsupported(f"model {req.model!r} does not support embeddings", param="model")
         self._require_ready()
-        from .embeddings import embed_texts
+        from .embeddings import embed_request
 
         async with self._lock:
             self._require_ready()
             vectors, tokens = await trio.to_thread.run_sync(
-                embed_texts, self._llama, list(req.inputs), req.dimensions, abandon_on_cancel=False
+                embed_request, self._llama, req, abandon_on_cancel=False
             )
         return EmbedResult(vectors=tuple(tuple(v) for v in vectors), prompt_tokens=tokens)
 

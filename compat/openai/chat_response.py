@@ -3,14 +3,18 @@
 Theory of operation (streaming): a `ChunkEncoder` is made once per stream with the stream's single ``id`` and
 ``created``, and turns each event into zero or more chunk dicts, in order:
 
-    first content event   -> one chunk whose delta also carries ``"role": "assistant"``
+    first event           -> first a role chunk, delta ``{"role": "assistant", "content": "", "refusal": null}``
+                             (content null when the event is a tool call), as OpenAI sends it - some clients
+                             wait for it - then the event's own chunks
     Token / Text          -> delta ``{"content": text}``
     Thinking              -> delta ``{"reasoning_content": text}`` (the field DeepSeek, vLLM and llama.cpp use)
     ToolUse               -> delta ``{"tool_calls": [{index, id, type, function: {name, arguments}}]}``, one
                              whole call per chunk, ``index`` counting calls from 0
-    Done                  -> (a role chunk with empty content if nothing came before), the finish chunk with
-                             an empty delta and ``finish_reason``, then, only with ``include_usage``, a usage
-                             chunk whose ``choices`` is ``[]``
+    Done                  -> the finish chunk with an empty delta and ``finish_reason``, then, only with
+                             ``include_usage``, a usage chunk whose ``choices`` is ``[]``
+
+Usage objects carry OpenAI's ``prompt_tokens_details.cached_tokens`` and
+``completion_tokens_details.reasoning_tokens`` (0 where the backend has none), streaming or not.
 
 Content chunks never carry a ``usage`` key. ``logprobs`` is always null (log probabilities are refused at request
 time) and ``system_fingerprint`` is null, as OpenAI sends when it has none. Events after ``Done`` are a bug of
@@ -42,12 +46,19 @@ def new_completion_id() -> str:
     return "chatcmpl-" + secrets.token_hex(12)
 
 
-def usage_object(usage: Usage) -> dict[str, int]:
-    """OpenAI's ``usage`` object for engine token counts."""
+def role_delta(*, tools: bool) -> dict[str, Any]:
+    """The delta of a stream's first chunk, as OpenAI sends it: empty content, or null when a tool call follows."""
+    return {"role": "assistant", "content": None if tools else "", "refusal": None}
+
+
+def usage_object(usage: Usage) -> dict[str, Any]:
+    """OpenAI's ``usage`` object for engine token counts, with its two details objects."""
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
     }
 
 
@@ -81,7 +92,7 @@ class _Finished:
         return finish_reason(self._require_done().stop_reason)
 
     @property
-    def usage_dict(self) -> dict[str, int]:
+    def usage_dict(self) -> dict[str, Any]:
         """OpenAI's ``usage`` object of the finished stream."""
         return usage_object(self._require_done().usage)
 
@@ -115,25 +126,24 @@ class ChunkEncoder(_Finished):
         }
 
     def _delta_chunk(self, delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
-        if not self._role_sent:
-            delta = {"role": "assistant", **delta}
-            self._role_sent = True
         return self._chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}])
 
     def encode(self, event: Event) -> list[dict[str, Any]]:
         """The chunks for one event, in the order they must be sent."""
         self._accept(event)
+        chunks = [] if self._role_sent else [self._delta_chunk(role_delta(tools=isinstance(event, ToolUse)))]
+        self._role_sent = True
         if isinstance(event, Token | Text):
-            return [self._delta_chunk({"content": event.text})]
-        if isinstance(event, Thinking):
-            return [self._delta_chunk({"reasoning_content": event.text})]
-        if isinstance(event, ToolUse):
+            chunks.append(self._delta_chunk({"content": event.text}))
+        elif isinstance(event, Thinking):
+            chunks.append(self._delta_chunk({"reasoning_content": event.text}))
+        elif isinstance(event, ToolUse):
             self._tool_calls += 1
-            return [self._delta_chunk({"tool_calls": [_tool_call(self._tool_calls - 1, event)]})]
-        chunks = [] if self._role_sent else [self._delta_chunk({"content": ""})]
-        chunks.append(self._delta_chunk({}, finish_reason(event.stop_reason)))
-        if self.include_usage:
-            chunks.append({**self._chunk([]), "usage": usage_object(event.usage)})
+            chunks.append(self._delta_chunk({"tool_calls": [_tool_call(self._tool_calls - 1, event)]}))
+        else:
+            chunks.append(self._delta_chunk({}, finish_reason(event.stop_reason)))
+            if self.include_usage:
+                chunks.append({**self._chunk([]), "usage": usage_object(event.usage)})
         return chunks
 
 

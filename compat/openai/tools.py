@@ -6,7 +6,8 @@ Only function tools exist here: OpenAI's ``custom`` tools (free-text or grammar 
 tell which tool was meant. A tool's ``parameters``, when given a ``type``, must have type ``object`` (the
 arguments of a call are a JSON object; OpenAI answers 400 the same way). A named ``tool_choice`` must name one
 of the offered tools, and ``required`` needs at least one tool; ``auto`` and ``none`` without tools are accepted
-(they change nothing).
+(they change nothing). Every schema, in ``parameters`` or ``response_format``, is checked for shape by
+`compat.schema.check_schema`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .._fields import (
     required,
 )
 from ..errors import UnsupportedParameter
+from ..schema import check_schema
 
 NAME_PATTERN = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 
@@ -90,6 +92,8 @@ def _function_spec(
     if any(spec.name == name for spec in earlier):
         raise invalid_value(name_path, f"tool names must be unique; {name!r} is given twice.")
     parameters = opt_object(function, "parameters", path)
+    if parameters is not None:
+        check_schema(parameters, field_path(path, "parameters"))
     if parameters is not None and "type" in parameters and parameters["type"] != "object":
         # A call's arguments are a JSON object; OpenAI refuses any other parameters type the same way.
         raise invalid_value(
@@ -177,7 +181,8 @@ def json_schema_format(json_schema: JSONDict, path: str) -> ResponseFormat:
     """A ``json_schema`` format's ``name``, ``schema``, ``strict`` and ``description`` at ``path`` (chat nests
     them under ``json_schema``, the Responses API's ``text.format`` holds them flat)."""
     name = _name(required(json_schema, "name", path), field_path(path, "name"))
-    schema = as_object(required(json_schema, "schema", path), field_path(path, "schema"))
+    schema_path = field_path(path, "schema")
+    schema = check_schema(as_object(required(json_schema, "schema", path), schema_path), schema_path)
     strict = bool(opt_bool(json_schema, "strict", path))
     opt_str(json_schema, "description", path)  # validated, not used by any backend
     return ResponseFormat(ResponseFormatKind.JSON_SCHEMA, name=name, schema=schema, strict=strict)

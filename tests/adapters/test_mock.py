@@ -483,6 +483,15 @@ async def test_embeddings_unsupported_without_embed_dim() -> None:
     assert (caught.value.http_status, caught.value.code, caught.value.param) == (400, "unsupported_model", "model")
 
 
+async def test_token_id_inputs_are_refused_the_mock_has_no_vocabulary() -> None:
+    backend = await booted({"embed_dim": 8})
+    assert not backend.capabilities().embed_token_ids
+    with pytest.raises(Unsupported) as caught:
+        await backend.embed(EmbedResolved(model="m", inputs=(), token_ids=((1, 2),)))
+    error = caught.value
+    assert (error.http_status, error.code, error.param) == (400, "unsupported_parameter", "input")
+
+
 # --- capabilities, registry and config -----------------------------------------------------------------
 
 
