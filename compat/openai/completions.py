@@ -204,6 +204,8 @@ class CompletionEncoder:
         self._usage = Usage(
             self._usage.prompt_tokens + event.usage.prompt_tokens,
             self._usage.completion_tokens + event.usage.completion_tokens,
+            self._usage.cached_tokens + event.usage.cached_tokens,
+            self._usage.reasoning_tokens + event.usage.reasoning_tokens,
         )
         self._index += 1
         self._started = False
