@@ -120,7 +120,17 @@ def embedding(text: str, dimensions: int) -> tuple[float, ...]:
     return tuple(x / norm for x in raw)
 
 
-def apply_limits(tokens: Sequence[str], sampling: SamplingParams) -> tuple[list[str], StopReason]:
+@dataclass(frozen=True, slots=True)
+class Limited:
+    """What a model streaming some tokens sends under a request's limits, and which limit ended it."""
+
+    tokens: list[str]
+    reason: StopReason
+    #: The stop sequence that cut the text (with `StopReason.STOP_SEQUENCE` only).
+    stop_sequence: str | None = None
+
+
+def apply_limits(tokens: Sequence[str], sampling: SamplingParams) -> Limited:
     """The tokens a model streaming ``tokens`` sends under ``sampling``'s stop sequences and ``max_tokens``.
 
     The text ends just before the earliest stop sequence (the sequence itself is not sent; the token it starts
@@ -128,19 +138,19 @@ def apply_limits(tokens: Sequence[str], sampling: SamplingParams) -> tuple[list[
     text, `StopReason.END` when none did.
     """
     text = "".join(tokens)
-    cuts = [index for stop in sampling.stop if stop and (index := text.find(stop)) >= 0]
+    cuts = sorted((index, stop) for stop in sampling.stop if stop and (index := text.find(stop)) >= 0)
     kept = list(tokens)
     reason = StopReason.END
+    matched: str | None = None
     if cuts:
-        cut = min(cuts)
+        cut, matched = cuts[0]
         starts = accumulate((len(token) for token in tokens), initial=0)
         pieces = (token[: max(0, cut - start)] for token, start in zip(tokens, starts, strict=False))
         kept = [piece for piece in pieces if piece]
         reason = StopReason.STOP_SEQUENCE
     if sampling.max_tokens is not None and len(kept) > sampling.max_tokens:
-        kept = kept[: sampling.max_tokens]
-        reason = StopReason.MAX_TOKENS
-    return kept, reason
+        return Limited(kept[: sampling.max_tokens], StopReason.MAX_TOKENS)
+    return Limited(kept, reason, matched)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +216,7 @@ class MockBackend(Backend):
     """A deterministic backend configured by `MockOptions`; see the module docstring."""
 
     name = "mock"
+    option_keys = _KEYS
 
     def __init__(self, options: MockOptions) -> None:
         self.options = options
@@ -252,22 +263,22 @@ class MockBackend(Backend):
         }
 
     async def generate(self, req: Resolved, send: trio.MemorySendChannel[Event]) -> None:
-        def prepare() -> tuple[int, list[Event], StopReason]:
+        def prepare() -> tuple[int, list[Event], Limited]:
             prompt_tokens = count_words(m.content for m in req.messages)
             last_user = _last([m.content for m in req.messages if m.role is Role.USER])
-            tokens, reason = apply_limits(self._reply_tokens(last_user), req.sampling)
-            return prompt_tokens, [Token(t) for t in tokens], reason
+            limited = apply_limits(self._reply_tokens(last_user), req.sampling)
+            return prompt_tokens, [Token(t) for t in limited.tokens], limited
 
         async def answer() -> None:
             size = prompt_size(req.messages, lambda m: m.content)
-            prompt_tokens, events, reason = await off_loop_if_large(size, prepare)
-            await self._emit(send, events, reason, prompt_tokens)
+            prompt_tokens, events, limited = await off_loop_if_large(size, prepare)
+            await self._emit(send, events, limited, prompt_tokens)
 
         await self._run(answer)
 
     async def generate_v2(self, req: ResolvedV2, send: trio.MemorySendChannel[Event]) -> None:
         # A raw-text prompt (legacy completions) is what the echo repeats; otherwise the last user message.
-        def prepare() -> tuple[int, list[Event], StopReason]:
+        def prepare() -> tuple[int, list[Event], Limited]:
             texts = [req.prompt] if req.prompt is not None else [m.text() for m in req.messages]
             prompt_tokens = count_words(texts)
             tool = _forced_tool(req)
@@ -275,7 +286,7 @@ class MockBackend(Backend):
                 param = f"tools[{req.tools.index(tool)}].function.parameters"
                 arguments = _json(example_arguments, tool.parameters, param)
                 call = ToolUse(id=f"call_mock_{self._started}", name=tool.name, arguments=arguments)
-                return prompt_tokens, [call], StopReason.TOOL_USE
+                return prompt_tokens, [call], Limited([], StopReason.TOOL_USE)
             last_user = (
                 texts[0]
                 if req.prompt is not None
@@ -287,16 +298,22 @@ class MockBackend(Backend):
                 tokens = echo_tokens(json.dumps({"echo": "".join(tokens)}))
             elif fmt.kind is ResponseFormatKind.JSON_SCHEMA:
                 tokens = echo_tokens(_json(example, fmt.schema or {}, "response_format.json_schema.schema"))
-            limited, reason = apply_limits(tokens, req.sampling)
-            return prompt_tokens, [Text(t) for t in limited], reason
+            limited = apply_limits(tokens, req.sampling)
+            return prompt_tokens, [Text(t) for t in limited.tokens], limited
 
         async def answer() -> None:
             raw = req.prompt
             size = len(raw) if raw is not None else prompt_size(req.messages, lambda m: m.text())
-            prompt_tokens, events, reason = await off_loop_if_large(size, prepare)
-            await self._emit(send, events, reason, prompt_tokens)
+            prompt_tokens, events, limited = await off_loop_if_large(size, prepare)
+            await self._emit(send, events, limited, prompt_tokens)
 
         await self._run(answer)
+
+    async def count_tokens(self, req: ResolvedV2) -> int:
+        """The mock's token count: the words of every message's text, as its generations report them."""
+        self._require_ready()
+        await trio.lowlevel.checkpoint()
+        return count_words(m.text() for m in req.messages)
 
     async def embed(self, req: EmbedResolved) -> EmbedResult:
         self._require_ready()
@@ -347,7 +364,7 @@ class MockBackend(Backend):
             self._active -= 1
 
     async def _emit(
-        self, send: trio.MemorySendChannel[Event], events: Sequence[Event], reason: StopReason, prompt_tokens: int
+        self, send: trio.MemorySendChannel[Event], events: Sequence[Event], limited: Limited, prompt_tokens: int
     ) -> None:
         """Send ``events`` (one per token delay), then `Done` - or fail part way when configured to."""
         fail_at = min(self.options.fail_after_tokens, len(events)) if self.options.fail == "mid-stream" else None
@@ -356,7 +373,8 @@ class MockBackend(Backend):
             await send.send(event)
         if fail_at is not None:
             raise Unavailable(f"mock backend configured to fail mid-stream, after {fail_at} tokens")
-        await send.send(Done(reason, Usage(prompt_tokens=prompt_tokens, completion_tokens=len(events))))
+        usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=len(events))
+        await send.send(Done(limited.reason, usage, limited.stop_sequence))
 
 
 def _json(make: Callable[[Any], Any], schema: Any, param: str) -> str:

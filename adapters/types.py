@@ -247,6 +247,9 @@ class Done:
 
     stop_reason: StopReason
     usage: Usage
+    #: With `StopReason.STOP_SEQUENCE`: the stop sequence that ended the text, when the backend knows it
+    #: (Anthropic's answer names it).
+    stop_sequence: str | None = None
 
 
 Event: TypeAlias = Token | Text | Thinking | ToolUse | Done

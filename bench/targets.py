@@ -44,9 +44,13 @@ def _toml_value(value: object) -> str:
     raise TypeError(value)
 
 
-def trinfer_config(path: Path, port: int, admin_port: int, backend: dict[str, object]) -> Path:
-    """Write a trinfer TOML config with one backend table."""
-    lines = ["[server]", 'host = "127.0.0.1"', f"port = {port}", f"admin_port = {admin_port}", "", "[[backends]]"]
+def trinfer_config(
+    path: Path, port: int, admin_port: int, backend: dict[str, object], server: dict[str, object] | None = None
+) -> Path:
+    """Write a trinfer TOML config with one backend table (and extra ``[server]`` keys)."""
+    lines = ["[server]", 'host = "127.0.0.1"', f"port = {port}", f"admin_port = {admin_port}"]
+    lines += [f"{key} = {_toml_value(value)}" for key, value in (server or {}).items()]
+    lines += ["", "[[backends]]"]
     lines += [f"{key} = {_toml_value(value)}" for key, value in backend.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -61,9 +65,11 @@ class Trinfer:
 
 
 @contextmanager
-def trinfer(workdir: Path, backend: dict[str, object], *, name: str = "trinfer") -> Iterator[Trinfer]:
+def trinfer(
+    workdir: Path, backend: dict[str, object], *, name: str = "trinfer", server: dict[str, object] | None = None
+) -> Iterator[Trinfer]:
     port, admin_port = free_port(), free_port()
-    config = trinfer_config(workdir / f"{name}.toml", port, admin_port, backend)
+    config = trinfer_config(workdir / f"{name}.toml", port, admin_port, backend, server)
     argv = [PYTHON, "-m", "proxy", "serve", "--config", str(config)]
     env = {"PYTHONPATH": str(ROOT)}
     with running(name, argv, port=port, ready_path="/ready", ready_port=admin_port, workdir=workdir, env=env) as s:
@@ -110,12 +116,28 @@ def litellm_available() -> bool:
     return (PEERS / "litellm/bin/litellm").exists()
 
 
+LITELLM_GATEWAY_CONFIG = """\
+model_list:
+  - model_name: {model}
+    litellm_params:
+      model: openai/{model}
+      api_key: sk-unused
+      api_base: {api_base}
+litellm_settings:
+  telemetry: false
+"""
+
+
 @contextmanager
-def litellm(workdir: Path) -> Iterator[Server]:
-    """LiteLLM's proxy with one model answered by its own ``mock_response``, one uvicorn worker."""
+def litellm(workdir: Path, *, api_base: str | None = None) -> Iterator[Server]:
+    """LiteLLM's proxy with one model, one uvicorn worker: answered by its own ``mock_response``, or, with
+    ``api_base``, forwarded to that OpenAI-compatible server (its ``openai/`` provider; P8)."""
     port = free_port()
     config = workdir / "litellm.yaml"
-    config.write_text(LITELLM_CONFIG)
+    if api_base is None:
+        config.write_text(LITELLM_CONFIG)
+    else:
+        config.write_text(LITELLM_GATEWAY_CONFIG.format(model=MOCK_MODEL, api_base=api_base))
     argv = [
         str(PEERS / "litellm/bin/litellm"),
         "--config",

@@ -5,6 +5,8 @@
 BASE_URL defaults to $OPENAI_BASE_URL, then http://127.0.0.1:8080/v1 (what `trinfer serve` listens on).
 The key is $OPENAI_API_KEY (any value works when the server has no api_keys). MODEL defaults to $TRINFER_MODEL,
 then the first model the server lists.
+
+The SDK examples need the openai package: `pip install openai` (trinfer's `examples` extra installs it).
 """
 
 from __future__ import annotations

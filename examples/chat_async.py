@@ -1,6 +1,7 @@
 """Several chat completions at once with the async openai client (asyncio), plus an error handled.
 
-Start a server first, e.g. `trinfer serve --backend mock`, then:
+Needs the openai SDK (`pip install openai`). Start a server first, e.g. `trinfer serve --backend mock`,
+then:
 
     python examples/chat_async.py [BASE_URL] [MODEL]
 

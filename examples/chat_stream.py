@@ -1,6 +1,7 @@
 """A streamed chat completion: tokens are printed as they arrive (server-sent events), then the usage.
 
-Start a server first, e.g. `trinfer serve --backend mock`, then:
+Needs the openai SDK (`pip install openai`). Start a server first, e.g. `trinfer serve --backend mock`,
+then:
 
     python examples/chat_stream.py [BASE_URL] [MODEL]
 

@@ -1,6 +1,7 @@
 """One chat completion with the official openai SDK (synchronous client).
 
-Start a server first, e.g. `trinfer serve --backend mock`, then:
+Needs the openai SDK (`pip install openai`). Start a server first, e.g. `trinfer serve --backend mock`,
+then:
 
     python examples/chat_sync.py [BASE_URL] [MODEL]
 """

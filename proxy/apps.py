@@ -19,17 +19,20 @@ from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 from werkzeug.routing import RequestRedirect
 
 from adapters.errors import NotReady
+from compat.anthropic.errors import render_anthropic_error
 from compat.errors import RouteNotFound, ShuttingDown
 from compat.openai.models import model_list, model_object
 
 from . import chat as chat_views
 from . import completions as completion_views
 from . import embeddings as embedding_views
+from . import messages as messages_views
 from . import playground
 from . import responses as response_views
 from . import responses_ws as responses_ws_views
 from . import ws as ws_views
 from .asgi import RequestMiddleware
+from .cors import CorsPolicy
 from .errors import ErrorBody, ErrorRenderers, translate_http_exception
 from .inflight import SCOPE_KEY, RequestInfo
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -39,7 +42,9 @@ from .services import Services
 OWNED_BY = "trinfer"
 
 #: Route prefix -> the error body of its dialect, for the routes that do not answer with OpenAI's.
-ERROR_DIALECTS: Mapping[str, ErrorBody] = {}
+ERROR_DIALECTS: Mapping[str, ErrorBody] = {messages_views.PREFIX: render_anthropic_error}
+#: Route prefixes whose clients may send the key as ``x-api-key`` (Anthropic's header).
+X_API_KEY_PREFIXES: tuple[str, ...] = (messages_views.PREFIX,)
 
 
 def error_renderers() -> ErrorRenderers:
@@ -134,6 +139,13 @@ def build_inference_app(services: Services) -> RequestMiddleware:
     @app.post("/v1/completions")
     async def completions() -> Response:
         return await completion_views.create_completion(services)
+    @app.post(messages_views.PREFIX)
+    async def messages() -> Response:
+        return await messages_views.messages(services)
+
+    @app.post(f"{messages_views.PREFIX}/count_tokens")
+    async def count_tokens() -> Response:
+        return await messages_views.count_tokens(services)
 
     @app.post("/v1/embeddings")
     async def embeddings() -> Response:
@@ -169,8 +181,10 @@ def build_inference_app(services: Services) -> RequestMiddleware:
         inflight=services.inflight,
         draining=services.lifecycle.draining,
         errors=errors,
+        x_api_key_prefixes=X_API_KEY_PREFIXES,
         metrics=services.metrics,
         route_of=route_templates(app),
+        cors=CorsPolicy.from_config(services.server.cors_allow_origins),
     )
 
 
@@ -198,5 +212,9 @@ def build_admin_app(services: Services, status: Callable[[], dict[str, Any]]) ->
         return Response(services.metrics.exposition(), status=200, content_type=METRICS_CONTENT_TYPE)
 
     return RequestMiddleware(
-        app, api_keys=services.api_keys, max_body_bytes=services.server.max_body_bytes, errors=errors
+        app,
+        api_keys=services.api_keys,
+        max_body_bytes=services.server.max_body_bytes,
+        errors=errors,
+        cors=CorsPolicy.from_config(services.server.cors_allow_origins),
     )

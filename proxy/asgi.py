@@ -5,11 +5,15 @@ Per HTTP request it:
 - opens a nursery owned by the request (``RequestInfo.nursery``, in ``scope["trinfer.request"]``): generation
   producers run there, so whatever ends the request - completion, client disconnect, write timeout, stop
   deadline - cancels them, and the request is over only once they have returned;
+- answers CORS preflights (with well-formed headers) before auth and routing, without a key, and adds the
+  CORS headers to every response for an allowed origin (`proxy.cors`);
 - refuses at once, without reading the body: a malformed ``Host`` or several ``Authorization`` headers (400,
   `proxy.header_checks`), requests while draining (503), requests without a valid API key (401, except
-  ``/health`` and ``/ready``), and a declared ``Content-Length`` over ``max_body_bytes`` (413);
+  ``/health`` and ``/ready``; under ``x_api_key_prefixes`` the key may also come as ``x-api-key``, Anthropic's
+  header), and a declared ``Content-Length`` over ``max_body_bytes`` (413);
 - turns an exception that escapes the app into a 500 with the request id (logged, details not sent);
-- logs one line per request: method, path, status, duration, request id, model.
+- logs one line per request: method, path, status, duration, request id, model (the client's values escaped
+  and capped by `proxy.log_values.loggable`).
 (Slow readers are handled below the app, in `proxy.listener`: every socket write is bounded by
 ``write_timeout_s`` and a stalled connection is closed, which reaches the request as a client disconnect.)
 WebSocket scopes get only the header checks (an upgrade that fails them is refused with the HTTP error
@@ -27,10 +31,12 @@ import trio
 from compat.errors import ShuttingDown
 
 from .auth import PUBLIC_PATHS, ApiKeys
+from .cors import NO_CORS, CorsPolicy, is_preflight
 from .errors import ErrorRenderers, log_level_for, too_large
 from .header_checks import header_refusal
 from .inflight import SCOPE_KEY, Inflight, RequestInfo, new_request_id
-from .logs import get_logger
+from .log_values import loggable
+from .logs import FIELDS, get_logger
 from .metrics import CLIENT_CLOSED, NO_BACKEND, Metrics, Rejection
 
 Scope = MutableMapping[str, Any]
@@ -49,6 +55,12 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _is_cancellation(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(trio.Cancelled)[0] is not None
+    return isinstance(exc, trio.Cancelled)
+
+
 class RequestMiddleware:
     """See the module docstring. ``inflight`` (the inference listener only) is what the graceful stop drains;
     ``draining()`` true makes every route but ``/health`` answer 503 ``server_shutting_down``; ``errors``
@@ -64,13 +76,17 @@ class RequestMiddleware:
         inflight: Inflight | None = None,
         draining: Callable[[], bool] = lambda: False,
         errors: ErrorRenderers | None = None,
+        x_api_key_prefixes: tuple[str, ...] = (),
         metrics: Metrics | None = None,
         route_of: Callable[[str, str], str] = lambda method, path: path,
+        cors: CorsPolicy = NO_CORS,
     ) -> None:
         self.app = app
+        self._x_api_key_prefixes = x_api_key_prefixes
         self._metrics = metrics
         self._route_of = route_of
         self._errors = errors if errors is not None else ErrorRenderers()
+        self._cors = cors
         self._keys = api_keys
         self._max_body = max_body_bytes
         self._inflight = inflight
@@ -98,6 +114,12 @@ class RequestMiddleware:
                     await self._serve(info, scope, receive, send)
             else:
                 await self._serve(info, scope, receive, send)
+        except BaseException as exc:
+            # Cancelled from above (trio.Cancelled, maybe inside the request nursery's group): the stop cut the
+            # request short, or the whole server is going down at once.
+            if _is_cancellation(exc) and not info.response_complete and info.ended_by is None:
+                info.ended_by = "cut by shutdown" if self._draining() else "cancelled by the server"
+            raise
         finally:
             duration = trio.current_time() - started
             self._log_line(info, duration)
@@ -108,21 +130,28 @@ class RequestMiddleware:
     async def _serve(self, info: RequestInfo, scope: Scope, receive: Receive, send: Send) -> None:
         response_started = False
         response_complete = False
+        origin = _header(scope, b"origin")
+        cors_headers = self._cors.response_headers(origin)
 
         async def tagged_send(message: Message) -> None:
             nonlocal response_started, response_complete
             if message["type"] == "http.response.body" and not message.get("more_body", False):
-                response_complete = True
+                response_complete = info.response_complete = True
             if message["type"] == "http.response.start":
                 response_started = True
                 info.status = int(message["status"])
-                headers = [*message.get("headers", ()), (b"x-request-id", info.request_id.encode())]
+                headers = [*message.get("headers", ()), (b"x-request-id", info.request_id.encode()), *cors_headers]
                 message = {**message, "headers": headers}
             await send(message)
 
         async with trio.open_nursery() as nursery:
             info.nursery = nursery
             try:
+                requested_method = _header(scope, b"access-control-request-method")
+                well_formed = header_refusal(scope["headers"]) is None  # a malformed preflight is refused below
+                if origin is not None and well_formed and is_preflight(scope["method"], requested_method):
+                    await self._preflight(tagged_send, scope, origin, info)
+                    return
                 refusal = self._early_refusal(scope)
                 if refusal is not None:
                     if isinstance(refusal, ShuttingDown) and self._metrics is not None:
@@ -149,13 +178,28 @@ class RequestMiddleware:
             return ShuttingDown("The server is shutting down; retry against another instance")
         if path not in PUBLIC_PATHS:
             try:
-                self._keys.check_header(_header(scope, b"authorization"))
+                x_api_key = _header(scope, b"x-api-key") if self._takes_x_api_key(path) else None
+                self._keys.check_header(_header(scope, b"authorization"), x_api_key=x_api_key)
             except Exception as exc:
                 return exc
         length = _header(scope, b"content-length")
         if length is not None and length.strip().isdigit() and int(length) > self._max_body:
             return too_large(self._max_body)
         return None
+
+    def _takes_x_api_key(self, path: str) -> bool:
+        return any(path == prefix or path.startswith(prefix + "/") for prefix in self._x_api_key_prefixes)
+
+    async def _preflight(self, send: Send, scope: Scope, origin: str, info: RequestInfo) -> None:
+        """204 with the CORS headers for an allowed origin (``send`` adds the ones every response gets), 403 with
+        an error body otherwise; no key needed."""
+        try:
+            headers = self._cors.preflight(origin, _header(scope, b"access-control-request-headers"))
+        except Exception as exc:
+            await self._send_error(send, exc, info, close=False)
+            return
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _send_error(self, send: Send, exc: BaseException, info: RequestInfo, *, close: bool) -> None:
         error = self._errors.render(exc, info.request_id, info.path)
@@ -176,18 +220,32 @@ class RequestMiddleware:
         await send({"type": "websocket.http.response.body", "body": error.body, "more_body": False})
         log.info("WS %s %s refused id=%s", path, error.status, request_id)
 
-    @staticmethod
-    def _log_line(info: RequestInfo, duration_s: float) -> None:
+    def _log_line(self, info: RequestInfo, duration_s: float) -> None:
         status = info.status if info.status is not None else "-"
         level = log_level_for(info.status, info.path) if info.status is not None else logging.INFO
+        usage = info.usage
+        fields = {
+            "request_id": info.request_id,
+            "method": loggable(info.method),
+            "route": self._route_of(info.method, info.path),
+            "path": loggable(info.path),
+            "model": loggable(info.model) if info.model is not None else None,
+            "status": info.status,
+            "duration_ms": round(duration_s * 1000, 1),
+            "ttft_ms": round(info.ttft_s * 1000, 1) if info.ttft_s is not None else None,
+            "prompt_tokens": usage.prompt_tokens if usage is not None else None,
+            "completion_tokens": usage.completion_tokens if usage is not None else None,
+            "ended_by": info.ended_by,
+        }
         log.log(
             level,
             "%s %s %s %.1fms id=%s model=%s%s",
-            info.method,
-            info.path,
+            loggable(info.method),
+            loggable(info.path),
             status,
             duration_s * 1000,
             info.request_id,
-            info.model or "-",
+            loggable(info.model or "-"),
             f" ({info.ended_by})" if info.ended_by else "",
+            extra={FIELDS: fields},
         )

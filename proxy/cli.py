@@ -8,6 +8,7 @@ inference listener is never bound); 128 + the signal number when a second SIGINT
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import signal
 import sys
@@ -20,7 +21,7 @@ import trio
 
 from adapters.registry import KINDS
 
-from .config import ENV_VARIABLES, ConfigError, Flags, ServerConfig, load_config
+from .config import ENV_VARIABLES, LOG_FORMATS, ConfigError, Flags, ServerConfig, load_config
 from .daemon import Daemon, StartupError
 from .logs import configure_logging, get_logger
 
@@ -69,12 +70,21 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_CONFIG, f"trinfer: error: {message} (see `{self.prog} --help`)\n")
 
 
+def version() -> str:
+    """The installed distribution's version (``0+unknown`` when run from a source tree that is not installed)."""
+    try:
+        return importlib.metadata.version("trinfer")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="trinfer",
         description="trinfer: an OpenAI-compatible inference proxy (llama.cpp, Anthropic, mock) on trio.",
         epilog="Run `trinfer serve --help` for every option, environment variable and config key.",
     )
+    parser.add_argument("--version", action="version", version=f"trinfer {version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     serve = commands.add_parser(
         "serve",
@@ -106,7 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
         "(served as the file's stem); anthropic: the model id. Without --backend, implies llamacpp",
     )
     serve.add_argument(
+        "--model-id",
+        metavar="ID",
+        help="the id clients ask for to get --model (default: the file's stem for llamacpp, the model id itself "
+        "for anthropic and mock; env: TRINFER_MODEL_ID)",
+    )
+    serve.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), help="log level (default info)"
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="text lines, or one JSON object per line (default text; env: TRINFER_LOG_FORMAT)",
     )
     return parser
 
@@ -121,7 +142,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         admin_port=args.admin_port,
         backend=args.backend,
         model=args.model,
+        model_id=args.model_id,
         log_level=args.log_level,
+        log_format=args.log_format,
     )
     try:
         config = load_config(flags, os.environ if env is None else env)
@@ -129,7 +152,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except ConfigError as exc:
         print(f"trinfer: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    configure_logging(config.server.log_level, config.api_keys)
+    configure_logging(config.server.log_level, config.api_keys, log_format=config.server.log_format)
     return trio.run(serve_until_signalled, daemon)
 
 

@@ -10,15 +10,19 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import math
+import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from adapters.backend import BackendConfigError
-from adapters.registry import KINDS
+from adapters.registry import KINDS, backend_class
+
+from .config_keys import unknown_key_message
 
 DEFAULT_MOCK_MODEL = "mock-echo"
 
@@ -49,8 +53,12 @@ class ServerConfig:
     write_timeout_s: float = 60.0
     max_body_bytes: int = 8 * 1024 * 1024
     log_level: str = "info"
+    #: ``text`` (one human-readable line per event) or ``json`` (one JSON object per line).
+    log_format: str = "text"
     #: How many requests one WebSocket may run at once (over it: an ``error`` frame for that request).
     ws_max_requests_per_socket: int = 8
+    #: Origins whose browser pages may call the server (CORS); ``("*",)`` = any origin, only with API keys.
+    cors_allow_origins: tuple[str, ...] = ()
     #: Record Prometheus series (``GET /metrics`` on the admin listener); false serves them empty.
     metrics: bool = True
 
@@ -125,7 +133,38 @@ def _str_list(where: str, value: object) -> tuple[str, ...]:
     return tuple(_str(f"{where}[{i}]", v) for i, v in enumerate(value))
 
 
+def _origin(where: str, value: str) -> str:
+    """A browser origin, ``scheme://host[:port]``, lowercased as browsers send it."""
+    parts = urlsplit(value)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or not port_ok
+        or "@" in parts.netloc
+        or value.lower() != f"{parts.scheme}://{parts.netloc}".lower()
+    ):
+        raise ConfigError(
+            f"{where} must be an origin like https://app.example.com or http://localhost:5173 "
+            f"(scheme://host[:port], no path, no trailing slash), got {value!r}"
+        )
+    return value.lower()
+
+
+def _origins(where: str, value: object) -> tuple[str, ...]:
+    origins = _str_list(where, value)
+    if "*" in origins:
+        if len(origins) > 1:
+            raise ConfigError(f'{where}: "*" (any origin) must be the only entry')
+        return origins
+    return tuple(_origin(f"{where}[{i}]", origin) for i, origin in enumerate(origins))
+
+
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 _SERVER_CHECKS: dict[str, Callable[[str, object], object]] = {
     "host": _str,
@@ -139,7 +178,9 @@ _SERVER_CHECKS: dict[str, Callable[[str, object], object]] = {
     "write_timeout_s": _seconds,
     "max_body_bytes": lambda w, v: _int(w, v, minimum=1),
     "log_level": lambda w, v: _choice(w, v, _LOG_LEVELS),
+    "log_format": lambda w, v: _choice(w, v, LOG_FORMATS),
     "ws_max_requests_per_socket": lambda w, v: _int(w, v, minimum=1),
+    "cors_allow_origins": _origins,
     "metrics": lambda w, v: _bool(w, v),
 }
 assert set(_SERVER_CHECKS) == {f.name for f in fields(ServerConfig)}
@@ -167,16 +208,36 @@ def _choice(where: str, value: object, choices: Sequence[str]) -> str:
     return value
 
 
+#: A comment: ``#`` at the start of a line or after whitespace, to the end of the line (``sk-a#b`` is one key).
+_KEY_FILE_COMMENT = re.compile(r"(?:^|\s)#.*")
+
+
+def parse_key_file(text: str, path: str) -> tuple[str, ...]:
+    """The keys in an ``api_key_file``: one per line, stripped; blank lines and comments are ignored.
+
+    A comment starts at a ``#`` that begins the line or follows whitespace, wherever that is (``   # old key``
+    is a comment, not a key). A file with no key is an error, as is a line with whitespace inside its key (it
+    could never match a ``Bearer`` header). Key values never appear in errors: lines are named by number.
+    """
+    keys: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        key = _KEY_FILE_COMMENT.sub("", line).strip()
+        if not key:
+            continue
+        if any(ch.isspace() for ch in key):
+            raise ConfigError(f"server.api_key_file: line {number} of {path!r} has whitespace inside its key")
+        keys.append(key)
+    if not keys:
+        raise ConfigError(f"server.api_key_file: {path!r} holds no key (only blank lines and # comments)")
+    return tuple(keys)
+
+
 def _read_key_file(path: str) -> tuple[str, ...]:
-    """One key per line; blank lines and ``#`` comments are ignored. Key values never appear in errors."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"server.api_key_file: cannot read {path!r}: {exc.__class__.__name__}") from None
-    keys = tuple(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
-    if not keys:
-        raise ConfigError(f"server.api_key_file: {path!r} holds no key")
-    return keys
+    return parse_key_file(text, path)
 
 
 def _server_from_mapping(table: object) -> ServerConfig:
@@ -186,7 +247,7 @@ def _server_from_mapping(table: object) -> ServerConfig:
     for key, value in table.items():
         check = _SERVER_CHECKS.get(key)
         if check is None:
-            raise ConfigError(f"unknown key server.{key} (expected one of {', '.join(_SERVER_CHECKS)})")
+            raise ConfigError(unknown_key_message("server", key, _SERVER_CHECKS))
         values[key] = check(f"server.{key}", value)
     server = ServerConfig(**values)
     keys = server.api_keys
@@ -198,10 +259,25 @@ def _server_from_mapping(table: object) -> ServerConfig:
             f"refusing to listen on non-loopback host {server.host!r} without an API key: "
             "set server.api_keys or server.api_key_file (or TRINFER_API_KEYS)"
         )
+    if server.cors_allow_origins == ("*",) and not server.api_keys:
+        raise ConfigError(
+            'server.cors_allow_origins = ["*"] needs API keys (server.api_keys or server.api_key_file): '
+            "without one, every web page open in a browser here could use the server; "
+            "list the origins that may instead"
+        )
     return server
 
 
 _BACKEND_KEYS = ("name", "kind", "models", "priority", "active", "queue")
+
+
+def _kind_option_keys(kind: str) -> frozenset[str] | None:
+    """The kind's own config keys, or None when it checks them itself (or cannot be imported: the daemon
+    reports that, naming the backend)."""
+    try:
+        return backend_class(kind).option_keys
+    except BackendConfigError:
+        return None
 
 
 def _backend_from_mapping(index: int, table: object) -> BackendConfig:
@@ -211,6 +287,12 @@ def _backend_from_mapping(index: int, table: object) -> BackendConfig:
     kind = table.get("kind")
     if kind not in KINDS:
         raise ConfigError(f"{where}.kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    option_keys = _kind_option_keys(kind)
+    if option_keys is not None:
+        known = {*_BACKEND_KEYS, *option_keys}
+        for key in table:
+            if key not in known:
+                raise ConfigError(unknown_key_message(where, key, known))
     name = _str(f"{where}.name", table.get("name", kind))
     models = _str_list(f"{where}.models", table.get("models"))
     if not models:
@@ -231,7 +313,7 @@ def config_from_mapping(data: Mapping[str, Any]) -> Config:
     """Validate a parsed TOML document (``{"server": {...}, "backends": [{...}, ...]}``) into a `Config`."""
     unknown = sorted(set(data) - {"server", "backends"})
     if unknown:
-        raise ConfigError(f"unknown top-level key {unknown[0]!r} (expected [server] and [[backends]])")
+        raise ConfigError(unknown_key_message("", unknown[0], ("server", "backends")))
     server = _server_from_mapping(data.get("server", {}))
     raw_backends = data.get("backends", [])
     if not isinstance(raw_backends, list) or not raw_backends:
@@ -257,7 +339,9 @@ class Flags:
     admin_port: int | None = None
     backend: str | None = None
     model: str | None = None
+    model_id: str | None = None
     log_level: str | None = None
+    log_format: str | None = None
 
 
 #: ``TRINFER_<NAME>`` environment variables for the [server] keys, with how to parse them.
@@ -273,7 +357,9 @@ _ENV_SERVER: dict[str, Callable[[str], object]] = {
     "write_timeout_s": float,
     "max_body_bytes": int,
     "log_level": str,
+    "log_format": str,
     "ws_max_requests_per_socket": int,
+    "cors_allow_origins": lambda s: [o.strip() for o in s.split(",") if o.strip()],
     "metrics": boolean,
 }
 
@@ -282,6 +368,7 @@ ENV_VARIABLES: tuple[str, ...] = (
     *(f"TRINFER_{key.upper()}" for key in _ENV_SERVER),
     "TRINFER_BACKEND",
     "TRINFER_MODEL",
+    "TRINFER_MODEL_ID",
 )
 
 
@@ -307,18 +394,28 @@ def _read_toml(path: str) -> dict[str, Any]:
         raise ConfigError(f"config file {path!r} is not valid TOML: {exc}") from None
 
 
-def backend_table_for(kind: str, model: str | None) -> dict[str, Any]:
-    """The one ``[[backends]]`` table that ``--backend KIND [--model PATH_OR_ID]`` stands for."""
+def backend_table_for(kind: str, model: str | None, model_id: str | None = None) -> dict[str, Any]:
+    """The one ``[[backends]]`` table that ``--backend KIND [--model PATH_OR_ID] [--model-id ID]`` stands for.
+
+    ``model_id`` is the id clients use: by default a llamacpp file is served as its stem, an Anthropic model
+    under its own name, and the mock as ``--model`` (or ``mock-echo``).
+    """
+    if model_id is not None and not model_id.strip():
+        raise ConfigError("--model-id must not be empty")
     if kind == "mock":
-        return {"name": "mock", "kind": "mock", "models": [model or DEFAULT_MOCK_MODEL], "reply": "echo"}
+        served = model_id or model or DEFAULT_MOCK_MODEL
+        return {"name": "mock", "kind": "mock", "models": [served], "reply": "echo"}
     if kind == "llamacpp":
         if not model:
             raise ConfigError("--backend llamacpp needs --model PATH (a .gguf file)")
-        return {"name": "llamacpp", "kind": "llamacpp", "models": [Path(model).stem], "model_path": model}
+        served = model_id or Path(model).stem
+        return {"name": "llamacpp", "kind": "llamacpp", "models": [served], "model_path": model}
     if kind == "anthropic":
         if not model:
             raise ConfigError("--backend anthropic needs --model ID (an Anthropic model id)")
-        return {"name": "anthropic", "kind": "anthropic", "models": [model]}
+        if model_id is None or model_id == model:
+            return {"name": "anthropic", "kind": "anthropic", "models": [model]}
+        return {"name": "anthropic", "kind": "anthropic", "models": [model_id], "model_map": {model_id: model}}
     raise ConfigError(f"--backend must be one of {', '.join(KINDS)}, got {kind!r}")
 
 
@@ -341,16 +438,19 @@ def load_config(flags: Flags, env: Mapping[str, str]) -> Config:
     data: dict[str, Any] = _read_toml(path) if path else {}
     server = data.get("server", {})
     if isinstance(server, Mapping):  # anything else is reported by config_from_mapping
-        given = {k: getattr(flags, k) for k in ("host", "port", "admin_port", "log_level")}
+        given = {k: getattr(flags, k) for k in ("host", "port", "admin_port", "log_level", "log_format")}
         server = {**server, **_env_server(env), **{k: v for k, v in given.items() if v is not None}}
     data = {**data, "server": server}
 
     backend = flags.backend or env.get("TRINFER_BACKEND")
     model = flags.model or env.get("TRINFER_MODEL")
+    model_id = flags.model_id if flags.model_id is not None else env.get("TRINFER_MODEL_ID")
     if backend is None and model is not None:
         backend = "llamacpp"
+    if model_id is not None and backend is None:
+        raise ConfigError("--model-id needs --model (or --backend): it names the model that flag serves")
     if backend is not None:
-        data["backends"] = [backend_table_for(backend, model)]
+        data["backends"] = [backend_table_for(backend, model, model_id)]
     elif "backends" not in data:
         data["backends"] = embedded_default_backends()
     return config_from_mapping(data)

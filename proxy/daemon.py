@@ -61,6 +61,19 @@ def _one_line(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
 
 
+def _bind_failure(exc: BaseException) -> OSError | None:
+    """The `OSError` that stopped a listener from binding, also when it arrives inside exception groups
+    (hypercorn's socket setup runs inside the listener's nurseries), or None when ``exc`` is something else.
+    """
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        matched, rest = exc.split(OSError)
+        if matched is not None and rest is None:
+            return _bind_failure(matched.exceptions[0])
+    return None
+
+
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
     first = group.exceptions[0]
     return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
@@ -198,8 +211,11 @@ class Daemon:
                     task_status=task_status,
                 )
             )
-        except OSError as exc:
-            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        except (OSError, BaseExceptionGroup) as exc:
+            failure = _bind_failure(exc)
+            if failure is None:
+                raise
+            raise StartupError(f"cannot listen on {host}:{port}: {failure.strerror or failure}") from None
         return url
 
     async def _serve_with_backends(self) -> str | None:
@@ -258,7 +274,10 @@ class Daemon:
             await backend.boot()
             log.info("backend %r ready, serving %s", handle.name, ", ".join(handle.config.models))
             task_status.started()
-            await self._backends_stop.wait()
+            async with trio.open_nursery() as upkeep:
+                upkeep.start_soon(self._maintain_backend, handle)
+                await self._backends_stop.wait()
+                upkeep.cancel_scope.cancel()  # the upkeep ends before stop() is awaited below
         finally:
             timeout = self.config.server.stop_timeout_s
             with self._cleanup_scope(timeout) as scope:
@@ -268,6 +287,13 @@ class Daemon:
                     log.warning("backend %r failed to stop cleanly: %s", handle.name, _one_line(exc))
             if scope.cancelled_caught:
                 log.warning("backend %r did not stop within %g s", handle.name, timeout)
+
+    async def _maintain_backend(self, handle: BackendHandle) -> None:
+        """Run the backend's background upkeep (`Backend.maintain`); a failure there is logged, not fatal."""
+        try:
+            await handle.backend.maintain()
+        except Exception:
+            log.error("backend %r: its background upkeep failed and has stopped", handle.name, exc_info=True)
 
     async def _serve_inference(self) -> None:
         server = self.config.server

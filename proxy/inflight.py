@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import trio
 
+from adapters.types import Usage
+
 from .metrics import Metrics
 
 SCOPE_KEY = "trinfer.request"
@@ -35,6 +37,8 @@ class RequestInfo:
     nursery: trio.Nursery | None = None
     model: str | None = None
     status: int | None = None
+    #: True once the whole response (its last body piece) was handed to the server.
+    response_complete: bool = False
     #: Why the request ended early, for the log line: "client disconnected", "write timeout", ...
     ended_by: str | None = None
     aborted: bool = False
@@ -42,6 +46,9 @@ class RequestInfo:
     started: float = 0.0
     #: The daemon's metrics, or None where nothing is recorded (the admin listener, unit tests).
     metrics: Metrics | None = None
+    #: Seconds from arrival to the first generated content, and the generation's usage (for the log line).
+    ttft_s: float | None = None
+    usage: Usage | None = None
     _abortables: set[trio.CancelScope] = field(default_factory=set)
 
     def owned_nursery(self) -> trio.Nursery:

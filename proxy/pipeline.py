@@ -10,6 +10,7 @@ Messages views) is written the same way: parse the body into the engine's reques
     events = await generation.collect()                       # or: every event at once (non-streaming)
 
     result = await embed(services.router, req, info)          # EmbedResolved -> EmbedResult
+    tokens = await count_tokens(services.router, req, info)   # ResolvedV2 -> its prompt's token count
 
 (``info`` is the request's `RequestInfo`; for SSE, `proxy.sse.sse_response` does the loop above given the
 dialect's encoder.) What this module guarantees, so that no view repeats it:
@@ -50,7 +51,7 @@ from adapters.types import Done, EmbedResolved, EmbedResult, Event, ResolvedV2
 from compat.errors import QueueFull, QueueTimeout, ShuttingDown
 
 from .inflight import RequestInfo
-from .metrics import Metrics, Phase, Rejection, TokenClock
+from .metrics import Phase, Rejection, TokenClock
 from .routing import Route, Router, recording
 
 #: At most this many already-buffered events join a batch after the event it waited for.
@@ -71,9 +72,7 @@ async def generate(router: Router, req: ResolvedV2, info: RequestInfo, *, stream
     progress = _Progress(stream)
     producer = _producer(route, req, info, progress)
     clock = info.metrics.token_clock(req.model, info.started, trio.current_time) if info.metrics else None
-    generation = Generation(
-        start_event_stream(info.owned_nursery(), producer), progress, clock, info.metrics, req.model
-    )
+    generation = Generation(start_event_stream(info.owned_nursery(), producer), progress, clock, info, req.model)
     try:
         await generation.wait_first_event()
     except BaseException:
@@ -91,6 +90,17 @@ async def embed(router: Router, req: EmbedResolved, info: RequestInfo) -> EmbedR
         return await run(req)
 
 
+async def count_tokens(router: Router, req: ResolvedV2, info: RequestInfo) -> int:
+    """Route ``req`` and count its prompt tokens with the backend's own tokenizer (``Backend.count_tokens``).
+
+    No admission slot: counting is short and holds no generation's resources; the breaker still records how
+    it ended, and the stop deadline still ends it.
+    """
+    route = router.route(req.model)
+    with recording(route), _until_stop_deadline(info):
+        return await route.handle.backend.count_tokens(req)
+
+
 class Generation:
     """The consuming end of one generation: batches of engine events (see the module docstring, 6-8).
 
@@ -103,13 +113,13 @@ class Generation:
         events: EventStream,
         progress: _Progress | None = None,
         clock: TokenClock | None = None,
-        metrics: Metrics | None = None,
+        info: RequestInfo | None = None,
         model: str = "",
     ) -> None:
         self._events = events
         self._progress = progress if progress is not None else _Progress(stream=True)
         self._clock = clock
-        self._metrics = metrics
+        self._info = info
         self._model = model
         #: A batch taken ahead (the first one, by `wait_first_event`), handed out next.
         self._ahead: list[Event] | None = None
@@ -154,14 +164,23 @@ class Generation:
         return batch
 
     def _observe(self, batch: list[Event]) -> None:
-        """The first event reached the consumer (the cancellation phase); content and usage for the metrics."""
+        """The first event reached the consumer (the cancellation phase); the request's TTFT and usage (its
+        log line) and the metrics."""
         self._progress.first_event = True
         last = batch[-1]
         done = last if isinstance(last, Done) else None
+        content = len(batch) - (done is not None)
         if self._clock is not None:
-            self._clock.content(len(batch) - (done is not None))
-        if done is not None and self._metrics is not None:
-            self._metrics.observe_usage(self._model, done.usage)
+            self._clock.content(content)
+        info = self._info
+        if info is None:
+            return
+        if content and info.ttft_s is None:
+            info.ttft_s = trio.current_time() - info.started
+        if done is not None:
+            info.usage = done.usage
+            if info.metrics is not None:
+                info.metrics.observe_usage(self._model, done.usage)
 
     async def _end(self) -> None:
         """The stream has ended: wait for the producer task to return (the slot is free after that)."""

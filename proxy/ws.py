@@ -57,6 +57,7 @@ from .auth import ApiKeys
 from .body_parsing import parse_off_loop
 from .errors import ErrorRenderers
 from .inflight import Inflight, RequestInfo, new_request_id
+from .log_values import loggable
 from .logs import get_logger
 from .metrics import CLIENT_CLOSED, Metrics
 from .routing import Router
@@ -320,11 +321,11 @@ class WebSocketConnection:
             log.info(
                 "WS %s %s %.1fms id=%s socket=%s model=%s (%s)",
                 WS_PATH,
-                frame.id,
+                loggable(frame.id),
                 duration * 1000,
                 info.request_id,
                 self.connection_id,
-                info.model,
+                loggable(info.model),
                 (info.ended_by or "done") if sent else "socket closed",
             )
 

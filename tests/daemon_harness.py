@@ -217,8 +217,8 @@ async def wait_until(predicate: Callable[[], bool | Awaitable[bool]], *, poll_s:
 
 # --- a real daemon process ----------------------------------------------------------------------------
 
-_READY = re.compile(r"ready: inference listening on (\S+)")
-_ADMIN = re.compile(r"admin listening on (\S+)")
+_READY = re.compile(r"ready: inference listening on (http://[^\s\"]+)")
+_ADMIN = re.compile(r"admin listening on (http://[^\s\"]+)")
 
 
 @dataclass

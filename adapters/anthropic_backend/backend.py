@@ -33,12 +33,14 @@ from ..types import (
     TextBlock,
     Token,
 )
-from .config import AnthropicOptions, parse_options, read_api_key
+from .config import OPTION_KEYS, AnthropicOptions, parse_options, read_api_key
 from .errors import translate_exception
 from .translate_request import build_request
 from .translate_stream import StreamTranslator
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
+#: The fields of a Messages body that ``count_tokens`` also takes (besides model and messages).
+COUNT_TOKENS_FIELDS = frozenset({"system", "tools", "tool_choice", "thinking", "output_config"})
 #: Bound on closing an upstream response when a generation ends (the close is shielded from cancellation).
 CLOSE_TIMEOUT_S = 5.0
 
@@ -47,6 +49,7 @@ class AnthropicBackend(Backend):
     """Claude models through the Anthropic Messages API. Options: see `adapters.anthropic_backend.config`."""
 
     name = "anthropic"
+    option_keys = OPTION_KEYS
 
     def __init__(self, options: AnthropicOptions) -> None:
         self.options = options
@@ -115,6 +118,22 @@ class AnthropicBackend(Backend):
                 code="unsupported_parameter",
             )
         await self._stream(req, send, v1=False)
+
+    async def count_tokens(self, req: ResolvedV2) -> int:
+        """Anthropic's own count (``POST /v1/messages/count_tokens``) of the request as it would be sent."""
+        client = self._client
+        if client is None or self._stopping:
+            raise NotReady("the anthropic backend is not ready")
+        body = build_request(req, self.options)
+        # Only the prompt's fields: count_tokens refuses sampling fields and max_tokens.
+        prompt = {key: value for key, value in body.items() if key in COUNT_TOKENS_FIELDS}
+        try:
+            counted = await client.messages.count_tokens(
+                model=body["model"], messages=cast(Any, body["messages"]), extra_body=prompt
+            )
+        except Exception as exc:
+            _raise_translated(exc)
+        return counted.input_tokens
 
     async def stop(self, timeout: float) -> None:  # noqa: ASYNC109 - the contract takes a deadline
         """Close the HTTP client (its pooled connections) within ``timeout`` seconds."""

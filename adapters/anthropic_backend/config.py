@@ -20,7 +20,7 @@ DEFAULT_TIMEOUT_S = 600.0
 #: The smallest thinking budget the Messages API accepts.
 MIN_THINKING_BUDGET = 1024
 
-_KNOWN_KEYS = frozenset({"model_map", "api_key_env", "base_url", "max_tokens_default", "timeout_s", "thinking"})
+OPTION_KEYS = frozenset({"model_map", "api_key_env", "base_url", "max_tokens_default", "timeout_s", "thinking"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +41,11 @@ class AnthropicOptions:
 
 def parse_options(options: Mapping[str, Any]) -> AnthropicOptions:
     """Validate the config table; `BackendConfigError` names the offending key."""
-    unknown = sorted(set(options) - _KNOWN_KEYS)
+    unknown = sorted(set(options) - OPTION_KEYS)
     if unknown:
         raise BackendConfigError(
             f"anthropic backend: unknown option(s) {', '.join(unknown)} "
-            f"(expected: {', '.join(sorted(_KNOWN_KEYS))})"
+            f"(expected: {', '.join(sorted(OPTION_KEYS))})"
         )
     return AnthropicOptions(
         model_map=_model_map(options.get("model_map", {})),

@@ -50,7 +50,8 @@ from . import conversation
 from .decode import DecodeCounters, DecodeJob, DecodeResult, Mode, decode
 from .errors import Phase, UnusableOutput, translate
 from .grammar import check_tools, schema_to_gbnf, tool_call_gbnf, tool_call_schema
-from .options import LlamaCppOptions, parse_options
+from .loading import load_llama
+from .options import OPTION_KEYS, LlamaCppOptions, parse_options
 from .template import ChatTemplate, Prompt, resolve_template
 
 
@@ -66,6 +67,7 @@ class LlamaCppBackend(Backend):
     """A llama.cpp model served through llama-cpp-python (config ``kind = "llamacpp"``)."""
 
     name = "llamacpp"
+    option_keys = frozenset(OPTION_KEYS)
 
     def __init__(self, options: LlamaCppOptions) -> None:
         self.options = options
@@ -112,15 +114,12 @@ class LlamaCppBackend(Backend):
                 llama = load_embedding_llama(path, n_threads=self.options.n_threads)
                 self._embed_dimensions = embedding_dimensions(llama)
                 return llama, None
-            import llama_cpp
-
-            llama = llama_cpp.Llama(
+            llama = load_llama(
                 model_path=str(path),
                 n_ctx=self.options.n_ctx,
                 n_batch=min(self.options.n_batch, self.options.n_ctx),
                 n_threads=self.options.n_threads,
                 n_threads_batch=self.options.n_threads_batch,
-                verbose=False,
             )
         except Exception as exc:
             raise translate(exc, Phase.LOAD) from exc
@@ -198,10 +197,7 @@ class LlamaCppBackend(Backend):
     async def generate_v2(self, req: ResolvedV2, send: trio.MemorySendChannel[Event]) -> None:
         template = self._chat_ready()
         tools = _offered_tools(req)
-        if req.prompt is not None:  # legacy completions: the raw text as it is, no chat template
-            prompt = Prompt(text=req.prompt, stop=(), add_bos=True)
-        else:
-            prompt = template.render(conversation.v2_messages(req.messages, tools, req.tool_choice))
+        prompt = _v2_prompt(template, req, tools)
         output, job = self._plan(req, prompt, tools)
         result = await self._run(job, send, Text)
         usage = Usage(result.prompt_tokens, result.completion_tokens)
@@ -285,6 +281,14 @@ class LlamaCppBackend(Backend):
             raise Unavailable("the llamacpp backend is stopping", code="backend_unavailable", status=503)
         return result
 
+    async def count_tokens(self, req: ResolvedV2) -> int:
+        """The tokens of the prompt `generate_v2` would evaluate for ``req``: the chat template applied over the
+        rendered conversation, the tools note included, tokenized as decoding does."""
+        prompt = _v2_prompt(self._chat_ready(), req, _offered_tools(req))
+        async with self._lock:  # the model must not be closed (stop) while its vocabulary is in use
+            self._require_ready()
+            return await trio.to_thread.run_sync(_prompt_tokens, self._llama, prompt, abandon_on_cancel=False)
+
     # --- embeddings -----------------------------------------------------------------------------------------
 
     async def embed(self, req: EmbedResolved) -> EmbedResult:
@@ -307,6 +311,19 @@ async def _set_when_cancelled(cancel: threading.Event) -> None:
         await trio.sleep_forever()
     finally:
         cancel.set()
+
+
+def _v2_prompt(template: ChatTemplate, req: ResolvedV2, tools: tuple[ToolSpec, ...]) -> Prompt:
+    """The prompt text of a v2 request (one place, so counting and generating see the same prompt); a raw-text
+    prompt (legacy completions) is taken as it is, with no chat template."""
+    if req.prompt is not None:
+        return Prompt(text=req.prompt, stop=(), add_bos=True)
+    return template.render(conversation.v2_messages(req.messages, tools, req.tool_choice))
+
+
+def _prompt_tokens(llama: Any, prompt: Prompt) -> int:
+    """Blocking: the number of tokens ``prompt`` takes, tokenized as `decode` tokenizes it."""
+    return len(llama.tokenize(prompt.text.encode("utf-8"), add_bos=prompt.add_bos, special=True))
 
 
 def _offered_tools(req: ResolvedV2) -> tuple[ToolSpec, ...]:

@@ -39,10 +39,10 @@ def load_embedding_llama(path: Path | str, n_threads: int | None = None) -> Any:
     over the full sequence at once, so a sequence may never be split across batches. Pooling comes from the
     file (mean for all-MiniLM-L6-v2). Raises `Unavailable` if llama.cpp cannot load the file.
     """
-    import llama_cpp
+    from .loading import load_llama
 
     try:
-        return llama_cpp.Llama(
+        return load_llama(
             model_path=str(path),
             embedding=True,
             n_ctx=0,  # 0 = the model's training context
@@ -50,7 +50,6 @@ def load_embedding_llama(path: Path | str, n_threads: int | None = None) -> Any:
             n_ubatch=4096,
             n_threads=n_threads,
             n_threads_batch=n_threads,
-            verbose=False,
         )
     except Exception as exc:  # llama_cpp raises ValueError/RuntimeError for unreadable models
         raise Unavailable(f"cannot load embedding model {path}: {exc}", code="backend_unavailable") from exc

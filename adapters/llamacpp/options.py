@@ -79,7 +79,7 @@ def _bool(key: str, value: object) -> bool:
     return value
 
 
-_KEYS = (
+OPTION_KEYS = (
     "model_path",
     "chat_format",
     "n_ctx",
@@ -101,9 +101,11 @@ def parse_options(options: Mapping[str, Any]) -> LlamaCppOptions:
     Checks types and ranges only: whether ``model_path`` exists and loads is found out in ``boot`` (the Backend
     contract: no I/O here), which fails with a message naming the path.
     """
-    unknown = sorted(set(options) - set(_KEYS))
+    unknown = sorted(set(options) - set(OPTION_KEYS))
     if unknown:
-        raise BackendConfigError(f"unknown llamacpp option {unknown[0]!r} (expected some of {', '.join(_KEYS)})")
+        raise BackendConfigError(
+            f"unknown llamacpp option {unknown[0]!r} (expected some of {', '.join(OPTION_KEYS)})"
+        )
     if "model_path" not in options:
         raise BackendConfigError("llamacpp option 'model_path' is required (the path of a .gguf file)")
     model_path = Path(_str("model_path", options["model_path"])).expanduser()

@@ -24,6 +24,7 @@ from .._fields import (
     JSONDict,
     as_list,
     as_str,
+    check_field_sets,
     invalid_value,
     item_path,
     opt_bool,
@@ -32,8 +33,7 @@ from .._fields import (
     opt_str,
     required,
 )
-from ..errors import UnsupportedParameter
-from .fates import FieldFates
+from ..errors import RequestValidationError, UnsupportedParameter
 from .messages import parse_messages
 from .sampling import parse_sampling
 from .tools import parse_response_format, parse_tool_choice, parse_tools
@@ -90,8 +90,6 @@ IGNORED_FIELDS: dict[str, str] = {
     "safety_identifier": "string",
 }
 
-FATES = FieldFates(MAPPED_FIELDS, UNSUPPORTED_FIELDS, IGNORED_FIELDS)
-
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
@@ -108,8 +106,10 @@ class ChatRequest:
 
 def parse_chat_request(body: object) -> ChatRequest:
     """Validate a decoded chat body. Raises only `RequestValidationError` (including `UnsupportedParameter`)."""
-    body = FATES.check(body)
+    if not isinstance(body, dict):
+        raise RequestValidationError("The request body must be a JSON object.", code="invalid_type")
     model = as_str(required(body, "model"), "model", non_empty=True)
+    check_field_sets(body, UNSUPPORTED_FIELDS, IGNORED_FIELDS)
     _check_single_choice(body)
     _check_modalities(body.get("modalities"))
     messages = parse_messages(required(body, "messages"))

@@ -274,3 +274,16 @@ async def test_the_stop_deadline_cancels_a_real_model_stream(chat_model_path: Pa
     assert 3 <= seen < 400
     assert status["cancelled"] == 1
     assert status["tokens_decoded"] < 400
+
+
+async def test_model_id_serves_a_gguf_file_under_the_chosen_id(chat_model_path: Path) -> None:
+    args = ("serve", "--model", str(chat_model_path), "--model-id", "house-model")
+    with trio.fail_after(120):
+        async with daemon_process(*args) as proc, openai_client(proc.base_url) as client:
+            models = await client.models.list()
+            reply = await client.chat.completions.create(
+                model="house-model", messages=[{"role": "user", "content": "Say hello."}], max_tokens=4
+            )
+    assert [m.id for m in models.data] == ["house-model"]
+    assert reply.model == "house-model"
+    assert reply.choices[0].message.content

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import fields
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 import trio
 
@@ -59,6 +62,7 @@ def test_help_documents_every_option_and_variable() -> None:
     [
         ('[server]\nport = "eighty"\n[[backends]]\nkind = "mock"\nmodels = ["m"]\n', "server.port"),
         ('[server]\ncolour = "blue"\n[[backends]]\nkind = "mock"\nmodels = ["m"]\n', "server.colour"),
+        ('[[backends]]\nkind = "mock"\nmodles = ["m"]\n', "backends[0].modles: did you mean 'models'?"),
         ('[[backends]]\nkind = "gpt"\nmodels = ["m"]\n', "backends[0].kind"),
         ('[[backends]]\nkind = "mock"\nmodels = ["m"]\nreply = 3\n', "reply"),
         ("[[backends\n", "not valid TOML"),
@@ -104,6 +108,44 @@ def test_boot_failure_exits_1_without_binding_the_inference_listener(tmp_path: P
     result = run_cli("serve", "--config", config, "--port", "0", "--admin-port", "0")
     assert result.returncode == 1
     assert "failed to boot" in result.stderr.strip().splitlines()[-1]
+    assert "ready: inference listening" not in result.stderr
+
+
+def test_version_prints_the_installed_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout == f"trinfer {importlib.metadata.version('trinfer')}\n"
+
+
+async def test_model_id_serves_the_model_under_the_chosen_id() -> None:
+    with trio.fail_after(60):
+        async with daemon_process("serve", "--backend", "mock", "--model-id", "house-echo") as proc:
+            async with openai_client(proc.base_url) as client:
+                models = await client.models.list()
+                reply = await client.chat.completions.create(
+                    model="house-echo", messages=[{"role": "user", "content": "hi there"}]
+                )
+            proc.send_signal(signal.SIGTERM)
+            assert await proc.wait() == 0
+    assert [m.id for m in models.data] == ["house-echo"]
+    assert reply.choices[0].message.content == "hi there"
+    assert "serving house-echo" in proc.stderr_text()
+
+
+@pytest.mark.parametrize("flag", ["--port", "--admin-port"])
+def test_a_port_in_use_is_one_line_and_exit_1(flag: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        other = "--admin-port" if flag == "--port" else "--port"
+        result = run_cli("serve", "--backend", "mock", flag, str(port), other, "0")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "ExceptionGroup" not in result.stderr
+    failures = [line for line in result.stderr.splitlines() if "cannot listen" in line]
+    assert failures == [f"trinfer: startup failed: cannot listen on 127.0.0.1:{port}: Address already in use"]
+    assert result.stderr.strip().splitlines()[-1] == failures[0]
     assert "ready: inference listening" not in result.stderr
 
 
@@ -163,3 +205,27 @@ async def test_second_sigint_stops_at_once(tmp_path: Path) -> None:
                 assert await proc.wait() == 128 + signal.SIGINT
     assert outcome and isinstance(outcome[0], httpx.HTTPError)
     assert "stopping at once" in proc.stderr_text()
+
+
+async def test_a_stream_cut_by_a_second_signal_is_logged_as_cut_not_as_a_plain_200(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        '[server]\nstop_timeout_s = 600\n[[backends]]\nkind = "mock"\nmodels = ["mock-echo"]\n'
+        "token_delay_ms = 500\n",
+    )
+    messages: list[Any] = [{"role": "user", "content": " ".join(["w"] * 100)}]
+    with trio.fail_after(60):
+        async with daemon_process("serve", "--config", config) as proc:
+            async with openai_client(proc.base_url) as client:
+                stream = await client.chat.completions.create(model="mock-echo", messages=messages, stream=True)
+                await stream.__anext__()
+                proc.send_signal(signal.SIGTERM)
+                await proc.wait_for_line("SIGTERM received: stopping gracefully")
+                proc.send_signal(signal.SIGTERM)
+                with pytest.raises(openai.APIError):
+                    async for _ in stream:
+                        pass
+            assert await proc.wait() == 128 + signal.SIGTERM
+    (line,) = [line for line in proc.lines if "POST /v1/chat/completions" in line]
+    assert " 200 " in line
+    assert line.endswith("(cut by shutdown)")

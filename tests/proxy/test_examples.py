@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ import trio
 
 from tests.daemon_harness import DaemonProcess, daemon_process, process_env
 
-EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
+ROOT = Path(__file__).resolve().parent.parent.parent
+EXAMPLES = ROOT / "examples"
 
 
 async def run_example(proc: DaemonProcess, *argv: str, env: dict[str, str]) -> str:
@@ -59,6 +61,30 @@ async def test_sdk_examples(script: str, expected: list[str]) -> None:
             assert line in output
 
 
+async def test_anthropic_sdk_example() -> None:
+    with trio.fail_after(120):  # two runs of a script that imports the anthropic SDK, on a loaded machine
+        async with daemon_process("serve", "--backend", "mock") as proc:
+            assert proc.inference_url is not None
+            script = str(EXAMPLES / "anthropic_sdk.py")
+            by_env = await run_example(
+                proc,
+                sys.executable,
+                script,
+                env={"ANTHROPIC_BASE_URL": proc.inference_url, "TRINFER_MODEL": "mock-echo"},
+            )
+            by_argv = await run_example(proc, sys.executable, script, proc.inference_url, "mock-echo", env={})
+    for output in (by_env, by_argv):
+        lines = output.splitlines()
+        assert lines[0] == "Tell me a very short story about a trio of ducks."  # the mock echoes, streamed
+        assert lines[1] == "[mock-echo] stop_reason=end_turn output_tokens=11"
+        assert lines[2] == 'tool call: get_weather({"city": ""})'
+        assert lines[3] == "What is the weather in Paris?"
+        assert lines[4] == "[mock-echo] stop_reason=end_turn"
+    source = (EXAMPLES / "anthropic_sdk.py").read_text()
+    imports = set(re.findall(r"^(?:from|import) (\w+)", source, flags=re.MULTILINE))
+    assert imports <= {"__future__", "json", "os", "sys", "typing", "anthropic"}  # runs from a checkout
+
+
 def runnable_blocks() -> list[str]:
     """The ``sh`` blocks of examples/curl.md (``text`` blocks are for the reader only)."""
     return re.findall(r"```sh\n(.*?)```", (EXAMPLES / "curl.md").read_text(), flags=re.DOTALL)
@@ -101,3 +127,17 @@ def test_examples_do_not_need_the_project_installed() -> None:
             script,
             imports,
         )
+
+
+def test_the_readmes_first_command_installs_what_the_examples_import() -> None:
+    """A new user runs the README's first command, then an example: the openai SDK must be there."""
+    first_command = re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)[0]
+    (extras,) = re.findall(r"pip install -e '\.\[([\w,]+)\]'", first_command)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    installed = list(project["dependencies"])
+    for extra in extras.split(","):
+        installed += project["optional-dependencies"][extra]
+    names = {re.split(r"[<>=!~\[ ]", requirement)[0].lower() for requirement in installed}
+    assert {"openai", "trio", "trio-websocket"} <= names
+    for script in ("chat_sync.py", "chat_stream.py", "chat_async.py", "_connection.py"):
+        assert "pip install openai" in (EXAMPLES / script).read_text(), script

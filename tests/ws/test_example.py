@@ -47,7 +47,21 @@ async def test_the_example_streams_two_prompts_and_cancels_one() -> None:
 async def test_the_example_reports_a_refused_key() -> None:
     with trio.fail_after(60):
         async with running_daemon(keyed_config(mock_config())) as d:
-            result = await run_example("--url", ws_url(d), "--api-key", "sk-wrong")
+            result = await run_example("--url", ws_url(d), "--api-key", "sk-wrong", "--model", "mock-echo")
             assert result.returncode == 1
             assert "connection refused with HTTP 401" in result.stderr.decode()
             assert "invalid_api_key" in result.stderr.decode()
+            listing = await run_example("--url", ws_url(d), "--api-key", "sk-wrong")
+            assert listing.returncode == 1
+            assert "listing the models was refused with HTTP 401" in listing.stderr.decode()
+            assert "invalid_api_key" in listing.stderr.decode()
+
+
+async def test_without_model_the_example_uses_the_first_model_the_server_lists() -> None:
+    config = keyed_config(mock_config(models=("house-model", "other-model")))
+    with trio.fail_after(60):
+        async with running_daemon(config) as d:
+            result = await run_example("--url", ws_url(d), "--api-key", TEST_KEY, "hello house", "a b c d e f")
+            assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+            assert "first: done, finish_reason=stop" in result.stdout.decode()
+            assert d.backend_status()["started"] == 2
