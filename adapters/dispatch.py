@@ -3,8 +3,9 @@
 
 Every dialect builds a `ResolvedV2`. A backend whose capabilities say ``v2`` gets it as it is; a v1-only
 backend gets its plain-text `Resolved` form when the request needs nothing v1 lacks, and a request that does
-(tools, images, tool results, a response format, a raw prompt) is refused with 400 ``unsupported_parameter``
-before it waits for a slot.
+(tools, images, tool results, a response format) is refused with 400 ``unsupported_parameter``
+before it waits for a slot. A raw-text prompt (legacy completions) goes only to a backend whose capabilities
+say ``raw_prompt``: it is never wrapped in a chat template silently.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from .types import EmbedResolved, EmbedResult, ResolvedV2
 
 def producer_for(backend: Backend, req: ResolvedV2) -> Producer:
     """The producer that runs ``req`` on ``backend``: v2 when the backend has it, else v1 if ``req`` allows."""
-    if backend.capabilities().v2:
+    capabilities = backend.capabilities()
+    if req.prompt is not None and not (capabilities.v2 and capabilities.raw_prompt):
+        raise InvalidRequest(
+            f"The model '{req.model}' answers conversations only; it does not complete raw text "
+            "(use /v1/chat/completions or /v1/responses)",
+            param="model",
+            code="unsupported_parameter",
+        )
+    if capabilities.v2:
         return lambda send: backend.generate_v2(req, send)
     if not req.needs_v2():
         v1 = req.to_v1()

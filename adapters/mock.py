@@ -7,7 +7,8 @@ and counters in `status()` show what happened to each generation.
 
 Config keys (the kind-specific keys of a ``kind = "mock"`` table, DESIGN.md section 5):
 
-- ``reply``: ``"echo"`` (default) repeats the last user message's text; a list of strings is sent as those
+- ``reply``: ``"echo"`` (default) repeats the last user message's text (or the raw-text prompt of a legacy
+  completion); a list of strings is sent as those
   tokens whatever the prompt.
 - ``token_delay_ms`` (default 0): sleep before each token, so a reply of n tokens takes n delays.
 - ``boot_delay_ms`` (default 0): sleep in `boot`.
@@ -227,7 +228,7 @@ class MockBackend(Backend):
     def capabilities(self) -> BackendCapabilities:
         dim = self.options.embed_dim
         return BackendCapabilities(
-            v2=True, tools=True, json_schema=True, embed=dim > 0, embed_dimensions=dim or None
+            v2=True, tools=True, json_schema=True, raw_prompt=True, embed=dim > 0, embed_dimensions=dim or None
         )
 
     def status(self) -> dict[str, Any]:
@@ -255,15 +256,21 @@ class MockBackend(Backend):
         await self._run(answer)
 
     async def generate_v2(self, req: ResolvedV2, send: trio.MemorySendChannel[Event]) -> None:
+        # A raw-text prompt (legacy completions) is what the echo repeats; otherwise the last user message.
         def prepare() -> tuple[int, list[Event], Limited]:
-            prompt_tokens = count_words(m.text() for m in req.messages)
+            texts = [req.prompt] if req.prompt is not None else [m.text() for m in req.messages]
+            prompt_tokens = count_words(texts)
             tool = _forced_tool(req)
             if tool is not None:
                 param = f"tools[{req.tools.index(tool)}].function.parameters"
                 arguments = _json(example_arguments, tool.parameters, param)
                 call = ToolUse(id=f"call_mock_{self._started}", name=tool.name, arguments=arguments)
                 return prompt_tokens, [call], Limited([], StopReason.TOOL_USE)
-            last_user = _last([m.text() for m in req.messages if m.role is Role.USER])
+            last_user = (
+                texts[0]
+                if req.prompt is not None
+                else _last([m.text() for m in req.messages if m.role is Role.USER])
+            )
             tokens = self._reply_tokens(last_user)
             fmt = req.response_format
             if fmt.kind is ResponseFormatKind.JSON_OBJECT:
@@ -274,7 +281,8 @@ class MockBackend(Backend):
             return prompt_tokens, [Text(t) for t in limited.tokens], limited
 
         async def answer() -> None:
-            size = prompt_size(req.messages, lambda m: m.text())
+            raw = req.prompt
+            size = len(raw) if raw is not None else prompt_size(req.messages, lambda m: m.text())
             prompt_tokens, events, limited = await off_loop_if_large(size, prepare)
             await self._emit(send, events, limited, prompt_tokens)
 

@@ -24,9 +24,12 @@ from compat.errors import RouteNotFound, ShuttingDown
 from compat.openai.models import model_list, model_object
 
 from . import chat as chat_views
+from . import completions as completion_views
 from . import embeddings as embedding_views
 from . import messages as messages_views
 from . import playground
+from . import responses as response_views
+from . import responses_ws as responses_ws_views
 from . import ws as ws_views
 from .asgi import RequestMiddleware
 from .cors import CorsPolicy
@@ -120,6 +123,22 @@ def build_inference_app(services: Services) -> RequestMiddleware:
     async def chat_completions() -> Response:
         return await chat_views.chat_completions(services)
 
+    @app.post("/v1/responses")
+    async def responses() -> Response:
+        return await response_views.create_response(services)
+
+    @app.websocket(responses_ws_views.PATH)
+    async def responses_ws() -> Response | None:
+        return await responses_ws_views.responses_socket_route(services, errors)
+
+    @app.route("/v1/responses/<response_id>", methods=["GET", "DELETE"])
+    @app.route("/v1/responses/<response_id>/<any(input_items, cancel):action>", methods=["GET", "POST"])
+    async def stored_response(response_id: str, action: str | None = None) -> Response:
+        raise response_views.stored_response(response_id)
+
+    @app.post("/v1/completions")
+    async def completions() -> Response:
+        return await completion_views.create_completion(services)
     @app.post(messages_views.PREFIX)
     async def messages() -> Response:
         return await messages_views.messages(services)

@@ -25,7 +25,6 @@ from adapters.types import Event
 
 from .inflight import RequestInfo
 from .logs import get_logger
-from .pipeline import Generation
 
 log = get_logger("sse")
 
@@ -33,6 +32,15 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 #: A body piece takes no more events once it holds this many bytes.
 SSE_BATCH_BYTES = 16 * 1024
+
+
+class EventBatches(Protocol):
+    """What an SSE body drains: a `proxy.pipeline.Generation`, or several in turn (legacy completions with
+    several prompts, `proxy.completions.PromptsInTurn`)."""
+
+    def __aiter__(self) -> AsyncIterator[list[Event]]: ...
+
+    def cancel(self) -> None: ...
 
 
 class SSEEncoder(Protocol):
@@ -51,7 +59,7 @@ class SSEEncoder(Protocol):
         ...
 
 
-def sse_response(generation: Generation, encoder: SSEEncoder, info: RequestInfo) -> Response:
+def sse_response(generation: EventBatches, encoder: SSEEncoder, info: RequestInfo) -> Response:
     """A ``200 text/event-stream`` response whose body is `sse_body`."""
     response = Response(sse_body(generation, encoder, info), status=200, mimetype="text/event-stream")
     response.headers.update(SSE_HEADERS)
@@ -59,7 +67,7 @@ def sse_response(generation: Generation, encoder: SSEEncoder, info: RequestInfo)
     return response
 
 
-async def sse_body(generation: Generation, encoder: SSEEncoder, info: RequestInfo) -> AsyncIterator[bytes]:
+async def sse_body(generation: EventBatches, encoder: SSEEncoder, info: RequestInfo) -> AsyncIterator[bytes]:
     """The SSE body of ``generation`` (first event already in hand); see the module docstring."""
     pending: list[bytes] = []
     size = 0

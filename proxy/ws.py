@@ -105,9 +105,14 @@ def authenticate(keys: ApiKeys, authorization: str | None, subprotocols: Iterabl
     return offered if key_ok else None
 
 
-async def websocket_route(services: Services, errors: ErrorRenderers) -> Response | None:
-    """The quart view of ``GET /v1/ws``: refuse the upgrade with a status, or accept and serve the socket."""
-    request_id = new_request_id()
+async def accept_upgrade(
+    services: Services, errors: ErrorRenderers, path: str, request_id: str
+) -> Response | None:
+    """Accept this WebSocket upgrade, or answer the refusal to send instead (every WebSocket route's handshake).
+
+    Refused: bad credentials (`authenticate`) and a draining daemon, as an HTTP status with the error body of
+    ``path``'s dialect. Accepted: the socket is open (echoing the key subprotocol if that authorised it).
+    """
     try:
         subprotocol = authenticate(
             services.api_keys, websocket.headers.get("Authorization"), websocket.requested_subprotocols
@@ -115,10 +120,19 @@ async def websocket_route(services: Services, errors: ErrorRenderers) -> Respons
         if services.lifecycle.draining():
             raise ShuttingDown("The server is shutting down; retry against another instance")
     except TrinferError as exc:
-        log.info("WS %s %s refused id=%s", WS_PATH, exc.http_status, request_id)
-        refusal = errors.render(exc, request_id, WS_PATH)
+        log.info("WS %s %s refused id=%s", path, exc.http_status, request_id)
+        refusal = errors.render(exc, request_id, path)
         return Response(refusal.body, status=refusal.status, headers=Headers(refusal.headers))
     await websocket.accept(subprotocol=subprotocol)
+    return None
+
+
+async def websocket_route(services: Services, errors: ErrorRenderers) -> Response | None:
+    """The quart view of ``GET /v1/ws``: refuse the upgrade with a status, or accept and serve the socket."""
+    request_id = new_request_id()
+    refusal = await accept_upgrade(services, errors, WS_PATH, request_id)
+    if refusal is not None:
+        return refusal
     server = services.server
     connection = WebSocketConnection(
         receive=websocket.receive,

@@ -21,7 +21,7 @@ import trio
 from anthropic.types import RawMessageStreamEvent
 
 from ..backend import Backend
-from ..errors import NotReady, TrinferError, Unavailable
+from ..errors import InvalidRequest, NotReady, TrinferError, Unavailable
 from ..types import (
     BackendCapabilities,
     Done,
@@ -109,6 +109,14 @@ class AnthropicBackend(Backend):
         await self._stream(v2, send, v1=True)
 
     async def generate_v2(self, req: ResolvedV2, send: trio.MemorySendChannel[Event]) -> None:
+        if req.prompt is not None:
+            # Claude models take only conversations: a raw prompt is refused, never wrapped in a chat silently.
+            raise InvalidRequest(
+                f"The model '{req.model}' answers conversations only; it does not complete raw text "
+                "(use /v1/chat/completions or /v1/responses)",
+                param="model",
+                code="unsupported_parameter",
+            )
         await self._stream(req, send, v1=False)
 
     async def count_tokens(self, req: ResolvedV2) -> int:

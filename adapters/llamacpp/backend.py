@@ -5,8 +5,8 @@ Lifecycle: ``from_options`` only validates; ``boot`` loads the model in a worker
 generation and releases the model (``Llama.close``).
 
 A generation (`_run`):
-- builds the prompt (chat template) and any grammar on the trio side, so a bad request fails fast, before
-  waiting for the model;
+- builds the prompt (chat template; a raw-text prompt is taken as it is) and any grammar on the trio side,
+  so a bad request fails fast, before waiting for the model;
 - takes the backend's lock (a `Llama` is not thread-safe; the daemon's admission also runs one at a time by
   default, the lock makes it a property of the backend rather than of its configuration);
 - runs `decode.decode` in ONE worker thread with ``abandon_on_cancel=False``: the call returns only once the
@@ -136,7 +136,7 @@ class LlamaCppBackend(Backend):
     def capabilities(self) -> BackendCapabilities:
         if self.options.embedding:
             return BackendCapabilities(embed=True, embed_dimensions=self._embed_dimensions, embed_token_ids=True)
-        return BackendCapabilities(v2=True, tools=True, json_schema=True)
+        return BackendCapabilities(v2=True, tools=True, json_schema=True, raw_prompt=True)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -314,7 +314,10 @@ async def _set_when_cancelled(cancel: threading.Event) -> None:
 
 
 def _v2_prompt(template: ChatTemplate, req: ResolvedV2, tools: tuple[ToolSpec, ...]) -> Prompt:
-    """The prompt text of a v2 request (one place, so counting and generating see the same prompt)."""
+    """The prompt text of a v2 request (one place, so counting and generating see the same prompt); a raw-text
+    prompt (legacy completions) is taken as it is, with no chat template."""
+    if req.prompt is not None:
+        return Prompt(text=req.prompt, stop=(), add_bos=True)
     return template.render(conversation.v2_messages(req.messages, tools, req.tool_choice))
 
 

@@ -1,4 +1,4 @@
-"""Server-sent events framing for streamed chat completions (DESIGN.md section 4).
+"""Server-sent events framing for the OpenAI streams (DESIGN.md sections 4 and 8).
 
 Each event is one ``data:`` line of compact JSON and a blank line. JSON escapes every line break inside strings,
 so one event is always exactly one ``data:`` line. Keep-alives are SSE comments, which clients skip: they never
@@ -26,6 +26,12 @@ def sse_event(obj: Mapping[str, Any]) -> bytes:
     """``obj`` as one SSE event: ``data: <compact JSON>`` and a blank line, UTF-8."""
     text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return b"data: " + text.encode("utf-8") + b"\n\n"
+
+
+def sse_typed_event(obj: Mapping[str, Any]) -> bytes:
+    """``obj`` as one SSE event named by its ``type`` (the Responses API's framing): an ``event: <type>`` line,
+    then the ``data:`` line. The SDKs dispatch on the JSON ``type``; the ``event:`` line is for other clients."""
+    return b"event: " + str(obj["type"]).encode("utf-8") + b"\n" + sse_event(obj)
 
 
 def sse_error(exc: BaseException, request_id: str | None) -> bytes:

@@ -13,7 +13,8 @@ backend's test module runs all that apply::
 What is checked: the event stream's shape (content events, then exactly one `Done`, last); honest usage;
 ``max_tokens`` 1..3; stop sequences (deterministic backends); that cancelling the consumer, or leaving the
 stream early, stops the producer before the consumer's block exits and leaves the backend usable; that
-concurrent generations do not interfere; and that capabilities match behaviour (v2, tools, json_schema, embed).
+concurrent generations do not interfere; and that capabilities match behaviour (v2, tools, json_schema, embed,
+raw_prompt).
 Every check runs under a ``trio.fail_after(profile.timeout_s)`` guard, so a backend that hangs fails instead.
 """
 
@@ -424,6 +425,26 @@ async def check_v2_json_schema(backend: Backend, profile: ConformanceProfile) ->
     content, done = split_done(await run_to_end(lambda send: backend.generate_v2(req, send)))
     assert done.stop_reason is StopReason.END, done
     jsonschema.validate(json.loads(text_of(content)), ANSWER_SCHEMA)
+
+
+@_check
+async def check_raw_prompt_matches_capability(backend: Backend, profile: ConformanceProfile) -> None:
+    """With the ``raw_prompt`` capability, a raw-text request (`ResolvedV2.prompt` set, no messages: legacy
+    completions) streams `Text` events, then exactly one `Done` whose usage counts the prompt. Without it, the
+    request is refused (`InvalidRequest`), never answered as if it were a chat."""
+    caps = backend.capabilities()
+    req = ResolvedV2(model=profile.model, messages=(), sampling=profile.sampling, prompt=profile.prompts[0])
+    if not (caps.v2 and caps.raw_prompt):
+        with pytest.raises(InvalidRequest):
+            await run_to_end(lambda send: backend.generate_v2(req, send))
+        return
+    content, done = split_done(await run_to_end(lambda send: backend.generate_v2(req, send)))
+    assert all(isinstance(event, Text) for event in content), content
+    assert done.usage.prompt_tokens > 0, "a raw prompt's tokens are not counted"
+    if profile.exact_usage:
+        assert done.usage.completion_tokens == len(content)
+    if profile.expected_reply is not None:
+        assert text_of(content) == profile.expected_reply(profile.prompts[0])
 
 
 @_check

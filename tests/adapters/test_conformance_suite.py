@@ -104,6 +104,13 @@ class ToolsWithoutCapability(MockBackend):
         return dataclasses.replace(super().capabilities(), tools=False)
 
 
+class RawPromptWithoutCapability(MockBackend):
+    """Says it takes no raw prompts, yet answers them."""
+
+    def capabilities(self) -> BackendCapabilities:
+        return dataclasses.replace(super().capabilities(), raw_prompt=False)
+
+
 class BadToolArguments(MockBackend):
     async def generate_v2(self, req: ResolvedV2, send: trio.MemorySendChannel[Event]) -> None:
         await send.send(ToolUse(id="call_1", name=req.tools[0].name, arguments='{"city": 3}'))
@@ -145,6 +152,7 @@ def with_factory(cls: type[MockBackend], options: Mapping[str, Any]) -> suite.Co
         (AlwaysReady, suite.check_not_ready_outside_lifetime, AssertionError, "ready"),
         (ToolsWithoutCapability, suite.check_v2_tool_choice, pytest.fail.Exception, "DID NOT RAISE"),
         (BadToolArguments, suite.check_v2_tool_choice, jsonschema.ValidationError, None),
+        (RawPromptWithoutCapability, suite.check_raw_prompt_matches_capability, pytest.fail.Exception, "DID NOT"),
         (Hangs, suite.check_v1_stream, trio.TooSlowError, None),
     ],
     ids=lambda value: value.__name__ if isinstance(value, type) else None,

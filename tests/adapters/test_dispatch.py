@@ -75,3 +75,29 @@ async def test_a_request_a_v1_backend_cannot_express_is_refused_before_anything_
     assert body["error"]["code"] == "unsupported_parameter"
     assert body["error"]["param"] == "model"
     assert "does not support tools" in body["error"]["message"]
+
+
+class ChatOnlyMock(MockBackend):
+    """A v2 backend that takes conversations only (as Claude models do)."""
+
+    def capabilities(self) -> BackendCapabilities:
+        return replace(super().capabilities(), raw_prompt=False)
+
+
+RAW = ResolvedV2(model="mock-echo", messages=(), prompt="Once upon a time")
+
+
+async def test_a_raw_prompt_runs_on_a_backend_that_takes_raw_text() -> None:
+    received = await events_of(await booted(MockBackend), RAW)
+    assert [type(event) for event in received] == [Text, Text, Done]
+
+
+@pytest.mark.parametrize("cls", [ChatOnlyMock, V1Mock])
+async def test_a_raw_prompt_is_refused_by_a_backend_without_raw_prompt(cls: type[MockBackend]) -> None:
+    backend = await booted(cls)
+    with pytest.raises(InvalidRequest) as caught:
+        producer_for(backend, RAW)
+    assert backend.status()["started"] == 0
+    status, _, body = render_error(caught.value)
+    assert (status, body["error"]["code"], body["error"]["param"]) == (400, "unsupported_parameter", "model")
+    assert "raw text" in body["error"]["message"]

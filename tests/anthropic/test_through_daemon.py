@@ -27,6 +27,7 @@ from .fake_upstream import (
     stream_reply,
     text_block,
     text_reply,
+    thinking_block,
     tool_block,
 )
 
@@ -184,3 +185,35 @@ async def test_missing_key_fails_the_daemon_boot(fake: FakeMessagesAPI, monkeypa
         async with running_daemon(anthropic_config(fake)):
             raise AssertionError("the daemon became ready without an API key")
     assert fake.requests == []
+
+
+async def test_responses_api_through_the_anthropic_backend(fake: FakeMessagesAPI) -> None:
+    fake.reply(
+        stream_reply(
+            message_start(input_tokens=9),
+            thinking_block(0, ["Let me think"]),
+            text_block(1, ["Bon", "jour"]),
+            message_end("end_turn", output_tokens=4),
+        )
+    )
+    async with (
+        daemon_for(fake) as d,
+        d.client() as client,
+        client.responses.stream(model=MODEL, input="Hello", instructions="Speak French.") as stream,
+    ):
+        types = [event.type async for event in stream]
+        final = await stream.get_final_response()
+    assert final.output_text == "Bonjour"
+    assert [item.type for item in final.output] == ["reasoning", "message"]
+    assert "response.reasoning_text.delta" in types and types[-1] == "response.completed"
+    assert final.usage is not None and (final.usage.input_tokens, final.usage.output_tokens) == (9, 4)
+    assert fake.requests[-1].body["system"] == "Speak French."
+
+
+async def test_legacy_completions_are_refused_for_a_chat_only_model(fake: FakeMessagesAPI) -> None:
+    async with daemon_for(fake) as d, d.client() as client:
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.completions.create(model=MODEL, prompt="Once upon a time")
+    assert (caught.value.code, caught.value.param) == ("unsupported_parameter", "model")
+    assert "raw text" in caught.value.message
+    assert fake.requests == []  # refused before anything went upstream, never wrapped in a chat

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from openai.types import completion_create_params as legacy_completion_params
 from openai.types.chat import completion_create_params
+from openai.types.responses import response_create_params
 from pydantic import TypeAdapter
 
 _STREAMING = TypeAdapter(completion_create_params.CompletionCreateParamsStreaming)
@@ -31,4 +33,22 @@ def force_lazy(value: Any) -> Any:
 def assert_sdk_accepts_chat_body(body: dict[str, Any]) -> None:
     """Raise pydantic's ValidationError unless the SDK's request types accept ``body``."""
     adapter = _STREAMING if body.get("stream") is True else _NON_STREAMING
+    force_lazy(adapter.validate_python(body))
+
+
+_RESPONSES_STREAMING = TypeAdapter(response_create_params.ResponseCreateParamsStreaming)
+_RESPONSES = TypeAdapter(response_create_params.ResponseCreateParamsNonStreaming)
+_COMPLETIONS_STREAMING = TypeAdapter(legacy_completion_params.CompletionCreateParamsStreaming)
+_COMPLETIONS = TypeAdapter(legacy_completion_params.CompletionCreateParamsNonStreaming)
+
+
+def assert_sdk_accepts_responses_body(body: dict[str, Any]) -> None:
+    """Raise pydantic's ValidationError unless the SDK's ``responses.create`` types accept ``body``."""
+    adapter = _RESPONSES_STREAMING if body.get("stream") is True else _RESPONSES
+    force_lazy(adapter.validate_python(body))
+
+
+def assert_sdk_accepts_completions_body(body: dict[str, Any]) -> None:
+    """Raise pydantic's ValidationError unless the SDK's legacy ``completions.create`` types accept ``body``."""
+    adapter = _COMPLETIONS_STREAMING if body.get("stream") is True else _COMPLETIONS
     force_lazy(adapter.validate_python(body))

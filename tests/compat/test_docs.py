@@ -11,6 +11,7 @@ import pytest
 from openai.types import embedding_create_params
 from openai.types.chat import completion_create_params
 
+from compat.openai import completions, responses_request
 from compat.openai.chat_request import IGNORED_FIELDS, MAPPED_FIELDS, UNSUPPORTED_FIELDS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "api-compat.md"
@@ -48,3 +49,28 @@ def test_every_sdk_embeddings_field_has_a_doc_row(name: str) -> None:
     text = DOC.read_text()
     section = text[text.index("## `POST /v1/embeddings`") : text.index("## `GET /v1/models`")]
     assert name in dict(ROW.findall(section))
+
+
+def section_rows(start: str, end: str) -> dict[str, str]:
+    text = DOC.read_text()
+    return dict(ROW.findall(text[text.index(start) : text.index(end)]))
+
+
+def fates(mapped: frozenset[str], unsupported: dict[str, str], ignored: dict[str, str]) -> dict[str, str]:
+    return {
+        **dict.fromkeys(mapped, "mapped"),
+        **dict.fromkeys(unsupported, "unsupported"),
+        **dict.fromkeys(ignored, "ignored"),
+    }
+
+
+def test_every_responses_field_has_a_doc_row_with_the_state_the_code_applies() -> None:
+    expected = fates(
+        responses_request.MAPPED_FIELDS, responses_request.UNSUPPORTED_FIELDS, responses_request.IGNORED_FIELDS
+    )
+    assert section_rows("## `POST /v1/responses`", "### Input items") == expected
+
+
+def test_every_completions_field_has_a_doc_row_with_the_state_the_code_applies() -> None:
+    expected = fates(completions.MAPPED_FIELDS, completions.UNSUPPORTED_FIELDS, completions.IGNORED_FIELDS)
+    assert section_rows("## `POST /v1/completions`", "## `POST /v1/embeddings`") == expected

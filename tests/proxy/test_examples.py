@@ -30,6 +30,23 @@ async def run_example(proc: DaemonProcess, *argv: str, env: dict[str, str]) -> s
         ("chat_sync.py", ["Say hello to trinfer in five words.", "[mock-echo] finish_reason=stop"]),
         ("chat_stream.py", ["Tell me a very short story about a trio of ducks.", "completion_tokens=11"]),
         ("chat_async.py", ["A: What is structured concurrency?", "unknown model -> 404 model_not_found"]),
+        (
+            "responses.py",
+            [
+                '[model calls get_weather with {"city": ""}]',
+                '[get_weather returned {"city": "Paris", "sky": "clear", "celsius": 21}]',
+                "Thanks! Summarise that weather in one sentence.",
+                "[mock-echo] status=completed output_tokens=7",
+            ],
+        ),
+        (
+            "completions.py",
+            [
+                "[1] 'The three laws of structured concurrency are' -> 'The three laws",
+                "streamed: Once upon a time, in a quiet harbour,",
+                "[mock-echo] prompt_tokens=15",
+            ],
+        ),
     ],
 )
 async def test_sdk_examples(script: str, expected: list[str]) -> None:
@@ -96,10 +113,20 @@ async def test_curl_walkthrough() -> None:
 
 def test_examples_do_not_need_the_project_installed() -> None:
     """The SDK examples import only the openai package and their helper, so they work from a checkout."""
-    for script in ("chat_sync.py", "chat_stream.py", "chat_async.py", "_connection.py"):
+    for script in (
+        "chat_sync.py",
+        "chat_stream.py",
+        "chat_async.py",
+        "responses.py",
+        "completions.py",
+        "_connection.py",
+    ):
         source = (EXAMPLES / script).read_text()
         imports = set(re.findall(r"^(?:from|import) (\w+)", source, flags=re.MULTILINE))
-        assert imports <= {"__future__", "asyncio", "os", "sys", "openai", "_connection"}, (script, imports)
+        assert imports <= {"__future__", "asyncio", "json", "os", "sys", "typing", "openai", "_connection"}, (
+            script,
+            imports,
+        )
 
 
 def test_the_readmes_first_command_installs_what_the_examples_import() -> None:
