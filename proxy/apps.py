@@ -139,6 +139,7 @@ def build_inference_app(services: Services) -> RequestMiddleware:
     @app.post("/v1/completions")
     async def completions() -> Response:
         return await completion_views.create_completion(services)
+
     @app.post(messages_views.PREFIX)
     async def messages() -> Response:
         return await messages_views.messages(services)

@@ -34,7 +34,7 @@ from typing import Any
 
 from adapters.types import Done, Event, StopReason, Text, Thinking, Token, ToolUse, Usage
 
-from ..errors import error_object
+from .errors import error_object
 from .sse import sse_typed_event
 
 #: Error-table codes -> the ``code`` values OpenAI's ``response.error`` object uses (all else: server_error).

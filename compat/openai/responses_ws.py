@@ -22,8 +22,9 @@ from typing import Any
 
 from adapters.errors import TrinferError
 
-from ..errors import RequestTooLarge, RequestValidationError, UnsupportedParameter, error_object
+from ..errors import RequestTooLarge, RequestValidationError, UnsupportedParameter
 from ..json_body import parse_json
+from .errors import error_object
 from .responses_request import ResponsesRequest, parse_responses_request
 
 CREATE = "response.create"
