@@ -46,6 +46,7 @@ from . import pipeline
 from .errors import ErrorRenderers
 from .inflight import Inflight, RequestInfo, new_request_id
 from .logs import get_logger
+from .metrics import CLIENT_CLOSED, Metrics
 from .services import Services
 from .ws import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_UNSUPPORTED_DATA, WRITE_GRACE_S, accept_upgrade
 
@@ -81,6 +82,7 @@ async def responses_socket_route(services: Services, errors: ErrorRenderers) -> 
         connection_id=request_id,
         clock=services.clock,
         write_timeout_s=services.server.write_timeout_s,
+        metrics=services.metrics,
     )
     await socket.run()
     return None
@@ -102,7 +104,9 @@ class ResponsesSocket:
         connection_id: str,
         clock: Callable[[], float],
         write_timeout_s: float,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._receive = receive
         self._send = send
         self._close = close
@@ -194,8 +198,10 @@ class ResponsesSocket:
         scope.cancel()
 
     async def _run_response(self, parsed: ResponsesRequest) -> None:
-        info = RequestInfo(new_request_id(), "WS", PATH, model=parsed.model)
         started = trio.current_time()
+        info = RequestInfo(
+            new_request_id(), "WS", PATH, model=parsed.model, started=started, metrics=self._metrics
+        )
         try:
             with self._inflight.track(info):
                 async with trio.open_nursery() as nursery:
@@ -206,10 +212,14 @@ class ResponsesSocket:
             if not self._tasks:
                 self._running = False  # already so, unless the response ended without its last event
                 self._idle.set()
+            duration = trio.current_time() - started
+            if self._metrics is not None:
+                status = str(info.status) if info.status is not None else CLIENT_CLOSED
+                self._metrics.observe_request(PATH, info.model, status, duration)
             log.info(
                 "WS %s response %.1fms id=%s socket=%s model=%s (%s)",
                 PATH,
-                (trio.current_time() - started) * 1000,
+                duration * 1000,
                 info.request_id,
                 self.connection_id,
                 info.model,
@@ -226,10 +236,12 @@ class ResponsesSocket:
                 for event in batch:
                     items = [*([] if encoder.started else encoder.start()), *encoder.encode(event)]
                     await self._send_events(items, last_of_response=isinstance(event, Done))
+            info.status = 200
         except Exception as exc:
             if not isinstance(exc, TrinferError):
                 log.error("internal error in WS response %s", info.request_id, exc_info=exc)
             info.ended_by = "error: " + str(getattr(exc, "code", None) or "internal_error")
+            info.status = exc.http_status if isinstance(exc, TrinferError) else 500
             final = encoder.fail(exc, info.request_id) if encoder.started else [error_event(exc, info.request_id)]
             await self._send_events(final, last_of_response=True)
         finally:

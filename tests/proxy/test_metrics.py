@@ -204,3 +204,38 @@ async def test_metrics_off_records_nothing() -> None:
     assert value(samples, "trinfer_requests_total", route=CHAT, model=MOCK_MODEL, status="200") == 0
     assert value(samples, "trinfer_time_to_first_token_seconds_count", model=MOCK_MODEL) == 0
     assert value(samples, "trinfer_backend_ready", backend="mock") == 1  # gauges still read the backends
+
+
+async def test_every_dialect_counts_the_same_way() -> None:
+    """Responses (HTTP and its WebSocket), legacy completions and Anthropic Messages feed the same series."""
+    import anthropic
+
+    def responses_over_websocket(base_url: str) -> None:
+        with (
+            openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0) as client,
+            client.responses.connect(max_retries=0) as conn,
+        ):
+            conn.response.create(model=MOCK_MODEL, input="one two three")
+            for event in conn:
+                if event.type == "response.completed":
+                    return
+        raise AssertionError("the socket closed before response.completed")
+
+    with trio.fail_after(60):
+        async with running_daemon(mock_config()) as d, d.client() as client:
+            await client.responses.create(model=MOCK_MODEL, input="one two three")
+            await client.completions.create(model=MOCK_MODEL, prompt="one two three")
+            base = d.inference_url
+            async with anthropic.AsyncAnthropic(base_url=base, api_key="unused", max_retries=0) as claude:
+                await claude.messages.create(
+                    model=MOCK_MODEL, max_tokens=16, messages=[{"role": "user", "content": "one two three"}]
+                )
+            await trio.to_thread.run_sync(responses_over_websocket, d.base_url)
+            samples = await scrape(d)
+
+    for route in ("/v1/responses", "/v1/completions", "/v1/messages"):
+        assert value(samples, "trinfer_requests_total", route=route, model=MOCK_MODEL, status="200") >= 1, route
+    # /v1/responses counts twice: once over HTTP, once over its WebSocket.
+    assert value(samples, "trinfer_requests_total", route="/v1/responses", model=MOCK_MODEL, status="200") == 2
+    assert value(samples, "trinfer_time_to_first_token_seconds_count", model=MOCK_MODEL) == 4
+    assert value(samples, "trinfer_completion_tokens_total", model=MOCK_MODEL) == 12
