@@ -14,7 +14,7 @@ import pytest
 
 from adapters.backend import BackendConfigError
 from adapters.llamacpp import LlamaCppBackend, defaults
-from adapters.llamacpp.decode import StopScanner
+from adapters.llamacpp.routing import StopScanner
 from adapters.llamacpp.options import GrammarLimits, default_threads, parse_options
 from adapters.registry import backend_class
 from adapters.types import StopReason
