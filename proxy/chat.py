@@ -75,8 +75,21 @@ def shutting_down() -> ShuttingDown:
 
 
 def generation_for(backend: Backend, chat: ChatRequest) -> Generate:
-    """The backend entry point for ``chat``: v2 when the backend has it, else v1 if the request allows."""
-    if backend.capabilities().v2:
+    """The backend entry point for ``chat``: v2 when the backend has it, else v1 if the request allows.
+
+    ``n > 1`` and ``logprobs`` are refused (400) for a backend whose capabilities lack them."""
+    capabilities = backend.capabilities()
+    sampling = chat.request.sampling
+    if sampling.n > 1 and not capabilities.choices:
+        raise UnsupportedParameter(
+            f"The model '{chat.model}' generates one choice per request ('n' must be 1).", param="n"
+        )
+    if sampling.top_logprobs is not None and not capabilities.logprobs:
+        raise UnsupportedParameter(
+            f"The model '{chat.model}' does not report log probabilities ('logprobs' must be false).",
+            param="logprobs",
+        )
+    if capabilities.v2:
         return lambda send: backend.generate_v2(chat.request, send)
     if not chat.request.needs_v2():
         v1 = chat.request.to_v1()

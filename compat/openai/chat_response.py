@@ -12,17 +12,34 @@ Theory of operation (streaming): a `ChunkEncoder` is made once per stream with t
                              an empty delta and ``finish_reason``, then, only with ``include_usage``, a usage
                              chunk whose ``choices`` is ``[]``
 
-Content chunks never carry a ``usage`` key. ``logprobs`` is always null (log probabilities are refused at request
-time) and ``system_fingerprint`` is null, as OpenAI sends when it has none. Events after ``Done`` are a bug of
-the caller and raise `RuntimeError`. `CompletionAccumulator` folds the same events into the non-streaming form.
+Content chunks never carry a ``usage`` key. ``logprobs`` is null unless the request asked for log probabilities
+(then each content chunk carries ``{"content": [...], "refusal": null}`` for the tokens its text completes);
+``system_fingerprint`` is null, as OpenAI sends when it has none. With ``n > 1`` each event's ``choice`` is the
+chunk's ``index`` (role chunk once per choice) and `Done` gives one finish chunk per choice. Events after
+``Done`` are a bug of the caller and raise `RuntimeError`. `CompletionAccumulator` folds the same events into
+the non-streaming form.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.types import Done, Event, StopReason, Text, Thinking, Token, ToolUse, Usage
+from adapters.types import (
+    ChoiceEnd,
+    Done,
+    Event,
+    StopReason,
+    Text,
+    Thinking,
+    Token,
+    TokenLogprob,
+    ToolUse,
+    TopLogprob,
+    Usage,
+)
 
 _FINISH_REASONS: dict[StopReason, str] = {
     StopReason.END: "stop",
@@ -42,13 +59,16 @@ def new_completion_id() -> str:
     return "chatcmpl-" + secrets.token_hex(12)
 
 
-def usage_object(usage: Usage) -> dict[str, int]:
-    """OpenAI's ``usage`` object for engine token counts."""
-    return {
+def usage_object(usage: Usage) -> dict[str, Any]:
+    """OpenAI's ``usage`` object for engine token counts (``prompt_tokens_details`` when a cache served some)."""
+    out: dict[str, Any] = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
     }
+    if usage.cached_tokens:
+        out["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    return out
 
 
 def _tool_call(index: int, event: ToolUse) -> dict[str, Any]:
@@ -58,6 +78,20 @@ def _tool_call(index: int, event: ToolUse) -> dict[str, Any]:
         "type": "function",
         "function": {"name": event.name, "arguments": event.arguments},
     }
+
+
+def _logprob(record: TokenLogprob | TopLogprob) -> dict[str, Any]:
+    return {"token": record.token, "logprob": record.logprob, "bytes": list(record.bytes)}
+
+
+def logprobs_content(records: Iterable[TokenLogprob]) -> list[dict[str, Any]]:
+    """OpenAI's ``logprobs.content`` entries for engine log-probability records."""
+    return [{**_logprob(r), "top_logprobs": [_logprob(t) for t in r.top]} for r in records]
+
+
+def choice_ends(done: Done) -> tuple[ChoiceEnd, ...]:
+    """Every choice's end: ``done.choices``, or the single choice 0."""
+    return done.choices or (ChoiceEnd(0, done.stop_reason),)
 
 
 class _Finished:
@@ -77,11 +111,11 @@ class _Finished:
 
     @property
     def finish_reason(self) -> str:
-        """OpenAI's ``finish_reason`` of the finished stream."""
+        """OpenAI's ``finish_reason`` of the finished stream (of choice 0)."""
         return finish_reason(self._require_done().stop_reason)
 
     @property
-    def usage_dict(self) -> dict[str, int]:
+    def usage_dict(self) -> dict[str, Any]:
         """OpenAI's ``usage`` object of the finished stream."""
         return usage_object(self._require_done().usage)
 
@@ -101,8 +135,8 @@ class ChunkEncoder(_Finished):
         self.created = created
         self.include_usage = include_usage
         self._done = None
-        self._role_sent = False
-        self._tool_calls = 0
+        self._role_sent: set[int] = set()
+        self._tool_calls: dict[int, int] = {}
 
     def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
         return {
@@ -114,27 +148,78 @@ class ChunkEncoder(_Finished):
             "choices": choices,
         }
 
-    def _delta_chunk(self, delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
-        if not self._role_sent:
+    def _delta_chunk(
+        self, delta: dict[str, Any], reason: str | None = None, choice: int = 0, logprobs: Any = None
+    ) -> dict[str, Any]:
+        if choice not in self._role_sent:
             delta = {"role": "assistant", **delta}
-            self._role_sent = True
-        return self._chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}])
+            self._role_sent.add(choice)
+        return self._chunk([{"index": choice, "delta": delta, "logprobs": logprobs, "finish_reason": reason}])
 
     def encode(self, event: Event) -> list[dict[str, Any]]:
-        """The chunks for one event, in the order they must be sent."""
+        """The chunks for one event, in the order they must be sent.
+
+        Choices first appear in index order (the openai SDK's stream state requires it): before the first
+        chunk of choice k, every lower choice not yet seen gets its role chunk."""
         self._accept(event)
-        if isinstance(event, Token | Text):
+        index = event.choice if isinstance(event, Text | ToolUse) else 0
+        opening = [self._delta_chunk({"content": ""}, choice=i) for i in range(index) if i not in self._role_sent]
+        return opening + self._encode(event)
+
+    def _encode(self, event: Event) -> list[dict[str, Any]]:
+        if isinstance(event, Token):
             return [self._delta_chunk({"content": event.text})]
+        if isinstance(event, Text):
+            if event.logprobs is None:
+                return [self._delta_chunk({"content": event.text}, choice=event.choice)]
+            # With log probabilities the role goes in a chunk of its own, as OpenAI sends it (the openai SDK's
+            # stream state counts a choice's first chunk's logprobs twice).
+            opening = []
+            if event.choice not in self._role_sent:
+                empty = {"content": [], "refusal": None}
+                opening.append(self._delta_chunk({"content": ""}, choice=event.choice, logprobs=empty))
+            logprobs = {"content": logprobs_content(event.logprobs), "refusal": None}
+            return [*opening, self._delta_chunk({"content": event.text}, choice=event.choice, logprobs=logprobs)]
         if isinstance(event, Thinking):
             return [self._delta_chunk({"reasoning_content": event.text})]
         if isinstance(event, ToolUse):
-            self._tool_calls += 1
-            return [self._delta_chunk({"tool_calls": [_tool_call(self._tool_calls - 1, event)]})]
-        chunks = [] if self._role_sent else [self._delta_chunk({"content": ""})]
-        chunks.append(self._delta_chunk({}, finish_reason(event.stop_reason)))
+            index = self._tool_calls.get(event.choice, 0)
+            self._tool_calls[event.choice] = index + 1
+            return [self._delta_chunk({"tool_calls": [_tool_call(index, event)]}, choice=event.choice)]
+        chunks: list[dict[str, Any]] = []
+        for end in choice_ends(event):
+            if end.index not in self._role_sent:
+                chunks.append(self._delta_chunk({"content": ""}, choice=end.index))
+            chunks.append(self._delta_chunk({}, finish_reason(end.stop_reason), choice=end.index))
         if self.include_usage:
             chunks.append({**self._chunk([]), "usage": usage_object(event.usage)})
         return chunks
+
+
+@dataclass(slots=True)
+class _Choice:
+    """What one choice of a non-streaming response has gathered."""
+
+    text: list[str] = field(default_factory=list)
+    thinking: list[str] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    logprobs: list[TokenLogprob] | None = None
+
+    def result(self, index: int, reason: StopReason) -> dict[str, Any]:
+        text = "".join(self.text)
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": None if self.tool_calls and not text else text,
+            "refusal": None,
+        }
+        if self.thinking:
+            message["reasoning_content"] = "".join(self.thinking)
+        if self.tool_calls:
+            message["tool_calls"] = self.tool_calls
+        logprobs = None
+        if self.logprobs is not None:
+            logprobs = {"content": logprobs_content(self.logprobs), "refusal": None}
+        return {"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish_reason(reason)}
 
 
 class CompletionAccumulator(_Finished):
@@ -145,48 +230,38 @@ class CompletionAccumulator(_Finished):
         self.completion_id = completion_id
         self.created = created
         self._done = None
-        self._text: list[str] = []
-        self._thinking: list[str] = []
-        self._tool_calls: list[dict[str, Any]] = []
+        self._choices: dict[int, _Choice] = {}
+
+    def _choice(self, index: int) -> _Choice:
+        return self._choices.setdefault(index, _Choice())
 
     def add(self, event: Event) -> None:
         """Take in the next event of the stream."""
         self._accept(event)
-        if isinstance(event, Token | Text):
-            self._text.append(event.text)
+        if isinstance(event, Token):
+            self._choice(0).text.append(event.text)
+        elif isinstance(event, Text):
+            choice = self._choice(event.choice)
+            choice.text.append(event.text)
+            if event.logprobs is not None:
+                choice.logprobs = [*(choice.logprobs or ()), *event.logprobs]
         elif isinstance(event, Thinking):
-            self._thinking.append(event.text)
+            self._choice(0).thinking.append(event.text)
         elif isinstance(event, ToolUse):
-            call = _tool_call(len(self._tool_calls), event)
+            choice = self._choice(event.choice)
+            call = _tool_call(len(choice.tool_calls), event)
             del call["index"]
-            self._tool_calls.append(call)
+            choice.tool_calls.append(call)
 
     def result(self) -> dict[str, Any]:
         """The ``chat.completion`` object; content is null when the answer is only tool calls."""
         done = self._require_done()
-        text = "".join(self._text)
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": None if self._tool_calls and not text else text,
-            "refusal": None,
-        }
-        if self._thinking:
-            message["reasoning_content"] = "".join(self._thinking)
-        if self._tool_calls:
-            message["tool_calls"] = self._tool_calls
         return {
             "id": self.completion_id,
             "object": "chat.completion",
             "created": self.created,
             "model": self.model,
             "system_fingerprint": None,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "logprobs": None,
-                    "finish_reason": finish_reason(done.stop_reason),
-                }
-            ],
+            "choices": [self._choice(end.index).result(end.index, end.stop_reason) for end in choice_ends(done)],
             "usage": usage_object(done.usage),
         }
