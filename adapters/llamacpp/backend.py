@@ -122,7 +122,7 @@ class LlamaCppBackend(Backend):
                 return llama, None
             options = self.options
             shape = ContextShape(
-                cells=options.kv_cells,
+                n_ctx=options.n_ctx,
                 parallel=options.parallel,
                 n_batch=min(options.n_batch, options.n_ctx),
                 n_threads=options.n_threads,
@@ -163,7 +163,7 @@ class LlamaCppBackend(Backend):
         counters = engine.counters if engine is not None else None
         status.update(
             parallel=self.options.parallel,
-            kv_cells=self._model.cells if self._model is not None else self.options.kv_cells,
+            kv_cells=self._model.cells if self._model is not None else self.options.n_ctx * self.options.parallel,
             active=engine.running if engine is not None else 0,
             sequences_running=engine.running if engine is not None else 0,
             waiting_for_slot=engine.waiting if engine is not None else 0,
@@ -178,8 +178,6 @@ class LlamaCppBackend(Backend):
                 cached_tokens=counters.cached_tokens,
                 cancelled=counters.cancelled,
                 steps=counters.steps,
-                kv_waits=counters.kv_waits,
-                kv_evictions=counters.kv_evictions,
                 kv_full=counters.kv_full,
             )
         return status
@@ -205,6 +203,9 @@ class LlamaCppBackend(Backend):
     # --- generation -----------------------------------------------------------------------------------------
 
     def _require_ready(self) -> Engine:
+        engine = self._engine
+        if engine is not None and engine.error is not None and self._state == "ready":
+            self._state = f"failed: the decode loop ended ({type(engine.error).__name__}: {engine.error})"
         if self._state != "ready":
             raise NotReady(f"the llamacpp backend is not ready ({self._state})")
         if self._engine is None:

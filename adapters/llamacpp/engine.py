@@ -1,29 +1,30 @@
 """Continuous batching: one decode thread owns the llama.cpp context and decodes every running sequence together.
 
-Theory of operation. The context has ``parallel`` sequence ids ("slots") over one unified KV cache of ``cells``
-cells. The decode thread loops over *steps*; each step:
+Theory of operation. The context has ``parallel`` sequence ids ("slots"), each with its own KV stream of
+``n_ctx`` cells (``kv_unified = false``: a sequence's attention never sees where other sequences' cells lie, so
+its numbers - and its text, for a given seed - are the same whatever else runs; with one unified cache the cell
+interleaving changed greedy answers after a few tokens). The decode thread loops over *steps*; each step:
 
 1. takes commands from trio (new jobs, wake-ups) from a thread-safe queue, blocking only when nothing can run;
 2. drops every cancelled job at once (its slots are free from this step on: <= one token interval after the
    cancel, prefill included, since a prompt is evaluated in chunks, one chunk per step);
-3. admits waiting jobs in arrival order: a job needs ``n`` idle slots and room in the KV budget (its prompt
-   plus ``n`` times its token budget; idle slots' caches are evicted, least recently used first, to make
-   room; a job that still does not fit waits - a sequence is never started that could run out of cells);
+3. admits waiting jobs in arrival order while ``n`` slots are idle (a job's prompt plus its token budget fits
+   its slot's ``n_ctx`` cells, so a started sequence never runs out of room);
 4. builds one batch: the next token of every decoding sequence, then chunks of waiting prompts to fill
    ``n_batch`` (chunked prefill: a new prompt delays running streams by at most one chunk per step);
-5. calls ``llama_decode`` once (if llama.cpp still finds no room - it should not - the batch is split in
-   halves, then idle caches are evicted, then the jobs in it fail with a 503: never a crash), and samples each
-   sequence at its batch index with its own sampler chain (`sampling.py`).
+5. calls ``llama_decode`` once (should llama.cpp still find no room, the batch is split in halves, then the
+   jobs in it fail with a 503: never a crash), and samples each sequence at its batch index with its own
+   sampler chain (`sampling.py`).
 
 Prefix cache: a finished slot keeps its tokens; a new job takes the idle slot sharing the longest prefix with
 its prompt and evaluates only the rest (``usage.cached_tokens``). ``n > 1``: the first choice evaluates the
-prompt, then ``llama_memory_seq_cp`` shares its cells with the other choices' slots, each of which samples
-its first token from the same logits with its own chain.
+prompt, then ``llama_memory_seq_cp`` copies its stream to the other choices' slots, each of which samples its
+first token from the same logits with its own chain (seed + choice index).
 
 Output: every item for a job goes to trio through the job's ``deliver`` (``run_sync_soon`` into an unbounded
 channel read by the request's task). A slow reader never stalls the others: when a job has ``OUTPUT_BOUND``
 items not yet taken by its task, its sequences *pause* (they skip steps, keeping their KV) until the task
-has caught up and wakes the engine.
+has caught up and wakes the engine. So at most ``OUTPUT_BOUND`` pieces buffer per request.
 
 Everything mutable here belongs to the decode thread, except: ``Job.cancelled`` and ``Job.consumed`` (written by
 trio, read here) and the slot fields `status` reads (single attribute reads under the GIL).
@@ -107,7 +108,6 @@ class Job:
     consumed: int = 0  # trio: items taken
     produced: int = 0  # engine: items delivered
     paused: bool = False  # engine: skipped a step waiting for the reader
-    kv_waiting: bool = False  # engine: waits for KV cells
     cached: int = 0
     ended: int = 0
     forked: bool = False
@@ -153,7 +153,6 @@ class _Seq:
     slot: Slot
     chain: Chain
     router: TextRouter
-    reserve: int  # KV cells this sequence may come to hold
     state: str = "prefill"  # prefill | fork (waiting for choice 0's prompt) | decode
     next_token: int = -1
     completion: int = 0
@@ -172,8 +171,6 @@ class EngineCounters:
     cached_tokens: int = 0
     cancelled: int = 0
     steps: int = 0
-    kv_waits: int = 0
-    kv_evictions: int = 0
     kv_full: int = 0
 
 
@@ -301,11 +298,11 @@ class Engine:
 
     # --- admission ------------------------------------------------------------------------------------------
 
-    def _held(self, slot: Slot) -> int:
-        """KV cells a slot holds or may come to hold (its reservation when running, its cache when idle)."""
-        return slot.seq.reserve if slot.seq is not None else len(slot.cache)
-
     def _admit(self) -> None:
+        """Start waiting jobs in arrival order while there are enough idle slots for their ``n`` choices.
+
+        Each slot is its own KV stream of ``n_ctx`` cells and a job's prompt plus budget fits ``n_ctx``
+        (`requests.prepare`), so a started sequence can never run out of cells."""
         while self._pending:
             job = self._pending[0]
             idle = [slot for slot in self.slots if slot.seq is None]
@@ -313,24 +310,8 @@ class Engine:
                 return
             prefix = {slot.index: _common_prefix(slot.cache, job.tokens) for slot in idle}
             leader = max(idle, key=lambda s: (prefix[s.index], -s.used_at))
-            forks = sorted((s for s in idle if s is not leader), key=lambda s: (s.used_at, len(s.cache)))[
-                : job.n - 1
-            ]
-            chosen = [leader, *forks]
-            need = len(job.tokens) + job.n * job.budget
-            others = [slot for slot in self.slots if slot not in chosen]
-            held = sum(self._held(slot) for slot in others)
-            for slot in sorted((s for s in others if s.seq is None and s.cache), key=lambda s: s.used_at):
-                if held + need <= self.model.cells:
-                    break
-                held -= len(slot.cache)
-                self._clear(slot)
-                self.counters.kv_evictions += 1
-            if held + need > self.model.cells:
-                if not job.kv_waiting:  # counted once per waiting job
-                    job.kv_waiting = True
-                    self.counters.kv_waits += 1
-                return
+            others = (s for s in idle if s is not leader)
+            forks = sorted(others, key=lambda s: (s.used_at, len(s.cache)))[: job.n - 1]
             self._pending.popleft()
             self._start(job, leader, forks, min(prefix[leader.index], len(job.tokens) - 1))
 
@@ -351,18 +332,17 @@ class Engine:
         self.counters.prompt_tokens += len(job.tokens)
         self.counters.cached_tokens += common
         for choice, slot in enumerate([leader, *forks]):
-            reserve = job.budget + (len(job.tokens) if choice == 0 else 0)
-            seq = _Seq(job, choice, slot, self._chain(job, job.grammar), self._router(job, choice), reserve)
+            seq = _Seq(job, choice, slot, self._chain(job, job.grammar, choice), self._router(job, choice))
             seq.state = "prefill" if choice == 0 else "fork"
             slot.seq = seq
             job.seqs.append(seq)
             self._running.append(seq)
 
-    def _chain(self, job: Job, grammar: str | None) -> Chain:
-        model = self.model
-        return build_chain(
-            self.lib, model.vocab, model.n_vocab, job.sampling, job.seed, grammar, job.grammar_param
-        )
+    def _chain(self, job: Job, grammar: str | None, choice: int) -> Chain:
+        """Choice k samples with seed + k: the choices differ, and the same seed gives the same n texts."""
+        model, seed = self.model, job.seed
+        seed = seed + choice if seed is not None else None
+        return build_chain(self.lib, model.vocab, model.n_vocab, job.sampling, seed, grammar, job.grammar_param)
 
     def _router(self, job: Job, choice: int) -> TextRouter:
         def emit(text: str, records: tuple[TokenLogprob, ...] | None) -> None:
@@ -409,31 +389,20 @@ class Engine:
         if result == 0:
             self._after(entries)
             return
-        if result == 1:  # no room in the KV cache (admission should prevent it): split, evict, then fail
+        if result == 1:  # no room in the KV cache (admission should prevent it): split the batch, then fail
             self.counters.kv_full += 1
             halves = _halves(entries)
             if halves is not None:
                 for half in halves:
                     self._decode([e for e in half if e[0].alive])
                 return
-            if self._evict_all_idle():
-                self._decode(entries)
-                return
             error = Unavailable("the model's KV cache is full; try again", code="backend_unavailable", status=503)
         else:
-            error = Unavailable(f"llama.cpp failed while generating (llama_decode returned {result})",
-                                code="backend_unavailable")  # fmt: skip
+            error = Unavailable(
+                f"llama.cpp failed while generating (llama_decode returned {result})", code="backend_unavailable"
+            )
         for job in {seq.job: None for seq, _, _, _ in entries}:
             self._end(job, error=error)
-
-    def _evict_all_idle(self) -> bool:
-        evicted = False
-        for slot in self.slots:
-            if slot.seq is None and slot.cache:
-                self._clear(slot)
-                self.counters.kv_evictions += 1
-                evicted = True
-        return evicted
 
     def _after(self, entries: list[tuple[_Seq, list[int], int, bool]]) -> None:
         index = 0
@@ -488,7 +457,7 @@ class Engine:
         seq.restarted = True
         seq.router.restart(Mode.WHOLE)
         seq.chain.free()
-        seq.chain = self._chain(job, job.call_grammar)
+        seq.chain = self._chain(job, job.call_grammar, seq.choice)
         keep = len(job.tokens) - 1  # the last prompt token is evaluated again, for its logits
         if self.lib.llama_memory_seq_rm(self.model.memory, seq.slot.index, keep, -1):
             seq.slot.cache = seq.slot.cache[:keep]

@@ -2,7 +2,8 @@
 
 The high-level ``Llama`` class hard-codes sequence 0 and keeps its state in private attributes, so the batching
 engine (`engine.py`) loads the model itself: ``llama_model_load_from_file`` and ``llama_init_from_model`` with
-``n_seq_max = parallel`` and a unified KV cache of ``cells`` cells shared by all sequences. This module holds
+``n_seq_max = parallel`` and one KV stream of ``n_ctx`` cells per sequence (``kv_unified = false``: see
+`engine`). This module holds
 the few blocking calls around that: tokenize, token -> bytes, GGUF metadata, and freeing both. Everything here
 runs in a worker thread or in the engine's decode thread; nothing is thread-safe on its own.
 """
@@ -26,9 +27,9 @@ def _llama() -> Any:
 
 @dataclass(frozen=True, slots=True)
 class ContextShape:
-    """How the context is sized: ``cells`` KV cells shared by ``parallel`` sequences."""
+    """How the context is sized: ``parallel`` sequences of ``n_ctx`` KV cells each."""
 
-    cells: int
+    n_ctx: int
     parallel: int
     n_batch: int
     n_threads: int
@@ -47,13 +48,13 @@ class Model:
         if not model:
             raise RuntimeError(f"failed to load model from file: {path}")
         cparams = lib.llama_context_default_params()
-        cparams.n_ctx = shape.cells
+        cparams.n_ctx = shape.n_ctx * shape.parallel
         cparams.n_batch = shape.n_batch
         cparams.n_ubatch = shape.n_batch
         cparams.n_seq_max = shape.parallel
         cparams.n_threads = shape.n_threads
         cparams.n_threads_batch = shape.n_threads_batch
-        cparams.kv_unified = True
+        cparams.kv_unified = False
         cparams.no_perf = True
         ctx = lib.llama_init_from_model(model, cparams)
         if not ctx:
@@ -65,6 +66,7 @@ class Model:
         self.memory: Any = lib.llama_get_memory(ctx)
         self.n_vocab: int = lib.llama_vocab_n_tokens(self.vocab)
         self.cells: int = lib.llama_n_ctx(ctx)
+        self.cells_per_sequence: int = lib.llama_n_ctx_seq(ctx)
         self.n_batch: int = lib.llama_n_batch(ctx)
         self.add_bos: bool = bool(lib.llama_vocab_get_add_bos(self.vocab))
 

@@ -56,11 +56,9 @@ class LlamaCppOptions:
     seed: int | None = None
     embedding: bool = False
     grammar_limits: GrammarLimits = GrammarLimits()
-    #: Sequences decoded together (continuous batching); the daemon's admission ``active`` defaults to it.
+    #: Sequences decoded together (continuous batching), each with ``n_ctx`` KV cells of its own; the daemon's
+    #: admission ``active`` defaults to it.
     parallel: int = 4
-    #: KV cells shared by all sequences: ``n_ctx * parallel`` unless set lower to cap memory (requests that
-    #: together need more wait for cells to free; see docs/llamacpp.md).
-    kv_cells: int = 8192
 
 
 def _int(key: str, value: object, *, minimum: int, maximum: int | None = None) -> int:
@@ -94,7 +92,6 @@ _KEYS = (
     "seed",
     "embedding",
     "parallel",
-    "kv_cells",
     "max_schema_bytes",
     "max_schema_depth",
     "max_repetition",
@@ -138,13 +135,11 @@ def parse_options(options: Mapping[str, Any]) -> LlamaCppOptions:
     )
     n_ctx = _int("n_ctx", options.get("n_ctx", 2048), minimum=16, maximum=1 << 20)
     parallel = _int("parallel", options.get("parallel", 4), minimum=1, maximum=256)
-    kv_cells = _int("kv_cells", options.get("kv_cells", n_ctx * parallel), minimum=n_ctx, maximum=n_ctx * parallel)
     return LlamaCppOptions(
         model_path=model_path,
         chat_format=chat_format,
         n_ctx=n_ctx,
         parallel=parallel,
-        kv_cells=kv_cells,
         n_threads=n_threads,
         n_threads_batch=_int("n_threads_batch", options.get("n_threads_batch", n_threads), minimum=1, maximum=512),
         n_batch=_int("n_batch", options.get("n_batch", 512), minimum=1, maximum=1 << 16),

@@ -2,7 +2,7 @@
 
 `prepare` (blocking, in a worker thread so a long prompt does not stall the event loop) tokenizes the prompt,
 refuses one that leaves no room in the context (``context_length_exceeded``), caps the token budget to the
-context and to the KV cells ``n`` choices need, and has llama.cpp check the grammars, so every client mistake
+context (each choice has its own ``n_ctx`` cells), and has llama.cpp check the grammars, so every client mistake
 is a 400 before the engine sees the job.
 
 `relay` submits the job and reads its items from an unbounded channel the decode thread fills through
@@ -72,14 +72,6 @@ def prepare(model: Model, plan: Plan, n_ctx: int, parallel: int) -> Job:
         )
     # max_tokens larger than the room left is capped to it (finish_reason "length" when reached).
     budget = min(sampling.max_tokens, room) if sampling.max_tokens is not None else room
-    fit = (model.cells - len(tokens)) // sampling.n
-    if fit < 1:
-        raise InvalidRequest(
-            f"{sampling.n} choices of a {len(tokens)}-token prompt do not fit this model's KV cache "
-            f"({model.cells} cells)",
-            param="n",
-            code="context_length_exceeded",
-        )
     check_logit_bias(sampling, model.n_vocab)
     for grammar in (plan.grammar, plan.call_grammar):
         if grammar:
@@ -92,7 +84,7 @@ def prepare(model: Model, plan: Plan, n_ctx: int, parallel: int) -> Job:
         tokens=tokens,
         sampling=sampling,
         seed=seed,
-        budget=min(budget, fit),
+        budget=budget,
         deliver=_unset,
         mode=plan.mode,
         grammar=plan.grammar,

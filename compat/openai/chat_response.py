@@ -176,7 +176,7 @@ class ChunkEncoder(_Finished):
             # stream state counts a choice's first chunk's logprobs twice).
             opening = []
             if event.choice not in self._role_sent:
-                empty = {"content": [], "refusal": None}
+                empty: dict[str, Any] = {"content": [], "refusal": None}
                 opening.append(self._delta_chunk({"content": ""}, choice=event.choice, logprobs=empty))
             logprobs = {"content": logprobs_content(event.logprobs), "refusal": None}
             return [*opening, self._delta_chunk({"content": event.text}, choice=event.choice, logprobs=logprobs)]

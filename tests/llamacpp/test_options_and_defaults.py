@@ -14,8 +14,8 @@ import pytest
 
 from adapters.backend import BackendConfigError
 from adapters.llamacpp import LlamaCppBackend, defaults
-from adapters.llamacpp.routing import StopScanner
 from adapters.llamacpp.options import GrammarLimits, default_threads, parse_options
+from adapters.llamacpp.routing import StopScanner
 from adapters.registry import backend_class
 from adapters.types import StopReason
 
