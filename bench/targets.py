@@ -175,8 +175,8 @@ def llama_server_binary() -> Path | None:
 
 
 @contextmanager
-def llama_server(workdir: Path, model: Path, binary: Path) -> Iterator[Server]:
-    """llama.cpp's own server, same model, 1 thread, one slot, n_ctx 2048."""
+def llama_server(workdir: Path, model: Path, binary: Path, *, parallel: int = 1) -> Iterator[Server]:
+    """llama.cpp's own server, same model, 1 thread, ``parallel`` slots of n_ctx 2048 each."""
     port = free_port()
     argv: Sequence[str] = [
         str(binary),
@@ -191,9 +191,9 @@ def llama_server(workdir: Path, model: Path, binary: Path) -> Iterator[Server]:
         "--threads-batch",
         "1",
         "--ctx-size",
-        "2048",
+        str(2048 * parallel),
         "--parallel",
-        "1",
+        str(parallel),
         "--alias",
         "smollm2",
     ]
