@@ -320,7 +320,6 @@ CASES: list[tuple[str, dict[str, Any], type[RVE], str | None, str]] = [
     ("logit_bias key not a token id", {"logit_bias": {"abc": 1}}, RVE, "logit_bias.abc", "invalid_value"),
     ("logit_bias out of range", {"logit_bias": {"1": 101}}, RVE, "logit_bias.1", "invalid_value"),
     ("logit_bias value a string", {"logit_bias": {"1": "x"}}, RVE, "logit_bias.1", "invalid_type"),
-
     ("logprobs a string", {"logprobs": "yes"}, RVE, "logprobs", "invalid_type"),
     ("top_logprobs without logprobs", {"top_logprobs": 5}, RVE, "top_logprobs", "invalid_value"),
     ("top_logprobs above 20", {"top_logprobs": 21}, RVE, "top_logprobs", "invalid_value"),
