@@ -14,11 +14,12 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 
 from adapters.errors import NotReady
-from compat.errors import ShuttingDown
+from compat.errors import RouteNotFound, ShuttingDown
 from compat.openai.models import model_list, model_object
 
 from . import chat as chat_views
 from . import embeddings as embedding_views
+from . import playground
 from . import ws as ws_views
 from .asgi import RequestMiddleware
 from .errors import encode_json, render, translate_http_exception
@@ -32,6 +33,14 @@ OWNED_BY = "trinfer"
 
 def json_response(body: Any, status: int = 200) -> Response:
     return Response(encode_json(body), status=status, mimetype="application/json")
+
+
+def playground_response(name: str) -> Response:
+    """A file of the playground page, with its security headers; 404 for any other name."""
+    found = playground.asset(name)
+    if found is None:
+        raise RouteNotFound(f"Invalid URL (GET {playground.ASSET_PREFIX}{name})")
+    return Response(found.body, status=200, content_type=found.content_type, headers=found.headers())
 
 
 def _new_app(name: str, daemon: Daemon) -> QuartTrio:
@@ -80,6 +89,14 @@ def build_inference_app(daemon: Daemon) -> RequestMiddleware:
     @app.websocket(ws_views.WS_PATH)
     async def ws() -> Response | None:
         return await ws_views.websocket_route(daemon)
+
+    @app.get("/")
+    async def playground_page() -> Response:
+        return playground_response("index.html")
+
+    @app.get(f"{playground.ASSET_PREFIX}<name>")
+    async def playground_asset(name: str) -> Response:
+        return playground_response(name)
 
     @app.get("/v1/models")
     async def models() -> Response:

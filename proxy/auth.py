@@ -13,8 +13,10 @@ from collections.abc import Iterable
 
 from compat.errors import AuthenticationError
 
-#: Routes that never need a key (liveness and readiness probes).
-PUBLIC_PATHS = frozenset({"/health", "/ready"})
+from .playground import PUBLIC_PATHS as PLAYGROUND_PATHS
+
+#: Routes that never need a key: liveness and readiness probes, and the playground page (it asks for the key).
+PUBLIC_PATHS = frozenset({"/health", "/ready", *PLAYGROUND_PATHS})
 
 
 def _digest(value: str) -> bytes:

@@ -5,9 +5,10 @@ llama-cpp-python returns mean-pooled vectors that are not normalised; OpenAI's a
 context are rejected with ``context_length_exceeded`` as OpenAI does (it never truncates embedding inputs
 silently), and so is a ``dimensions`` larger than the model's width.
 
-`embed_texts` is blocking: it runs in the backend's worker thread (``trio.to_thread.run_sync``). It works through
-the inputs in batches of at most one llama.cpp decode each and, between batches, checks whether the trio task
-that started the thread was cancelled, so a disconnecting client does not keep the model busy with a long list.
+`embed_texts` is blocking: it runs in the backend's worker thread (``trio.to_thread.run_sync``). It decodes the
+inputs one at a time (so an input's vector never depends on the other inputs) and, between them, checks whether
+the trio task that started the thread was cancelled, so a disconnecting client does not keep the model busy with
+a long list.
 A `Llama` object is not thread-safe: the caller must not run two calls on one object at once.
 """
 
@@ -23,10 +24,6 @@ import trio
 from ..errors import Internal, InvalidRequest, Unavailable
 from ..types import embed_width
 
-#: Tokens per llama.cpp decode when batching several inputs. A decode attends over all of its tokens at once, so
-#: big batches cost more per token: measured on this model, 64-128 tokens per decode gave ~1.9x the throughput of
-#: 512. A single longer input still gets a decode of its own (up to the context).
-DECODE_TOKENS = 128
 _POOLING_NONE = 0  # llama_cpp.LLAMA_POOLING_TYPE_NONE: one vector per token instead of one per input
 
 
@@ -99,10 +96,13 @@ def embed_texts(llama: Any, texts: Sequence[str], dimensions: int | None) -> tup
                 code="context_length_exceeded",
             )
     raw: list[list[float]] = []
-    for start, stop in _batches(counts, DECODE_TOKENS, int(llama.context_params.n_seq_max)):
+    # One input per decode: in a decode holding several sequences, llama.cpp's results for one of them
+    # depend on the others (measured up to 8e-5 per component on this model), so the same text would get a
+    # different vector depending on what else was in the request. Alone, a text always gets the same one.
+    for text in texts:
         _check_cancelled()
         try:
-            raw.extend(llama.embed(list(texts[start:stop]), normalize=False, truncate=False))
+            raw.extend(llama.embed([text], normalize=False, truncate=False))
         except Exception as exc:  # llama_cpp reports decode failures as RuntimeError/ValueError
             raise Unavailable(
                 f"llama.cpp failed to compute embeddings: {exc}", code="backend_unavailable"
@@ -116,23 +116,6 @@ def _count_tokens(llama: Any, text: str) -> int:
         return len(llama.tokenize(text.encode("utf-8")))
     except Exception as exc:
         raise Unavailable(f"llama.cpp failed to tokenize an input: {exc}", code="backend_unavailable") from exc
-
-
-def _batches(counts: Sequence[int], max_tokens: int, max_sequences: int) -> list[tuple[int, int]]:
-    """Split inputs into [start, stop) runs of at most ``max_tokens`` (or one longer input) and ``max_sequences``.
-
-    Each run is one ``Llama.embed`` call that decodes once; cancellation is checked between runs.
-    """
-    runs: list[tuple[int, int]] = []
-    start = 0
-    tokens = 0
-    for index, count in enumerate(counts):
-        if index > start and (tokens + count > max_tokens or index - start >= max_sequences):
-            runs.append((start, index))
-            start, tokens = index, 0
-        tokens += count
-    runs.append((start, len(counts)))
-    return runs
 
 
 def _check_cancelled() -> None:
