@@ -4,7 +4,8 @@ The same SmolLM2-135M GGUF, ``temperature = 0``, ``max_tokens`` `MAX_TOKENS` wit
 (every stream decodes exactly that many tokens), one llama.cpp thread, 2048 context cells per stream, the server
 on core 0 and the client (one thread per stream) on core 1:
   (b) trinfer's llamacpp backend, ``parallel = 8`` (continuous batching);
-  (c) llama-cpp-python's own OpenAI server (one request at a time);
+  (c) llama-cpp-python's own OpenAI server (one request at a time; ``--interrupt_requests False``, so a new
+      request waits instead of cutting off the running one);
   (d) llama.cpp's ``llama-server --parallel 8`` (continuous batching), when installed.
 At each c, c streams start together; *aggregate* is all their tokens after each one's first, over the time
 from the earliest first token to the latest last token; *per stream* is the median of each stream's own
@@ -102,7 +103,7 @@ def run(workdir: Path, *, rounds: int) -> str:
     servers: dict[str, Callable[[Path, Path], AbstractContextManager[Server]]] = {"(b) trinfer": _trinfer}
     notes = []
     if targets.llamacpp_server_available():
-        servers["(c) llama-cpp-python server"] = targets.llamacpp_python_server
+        servers["(c) llama-cpp-python server"] = lambda w, m: targets.llamacpp_python_server(w, m, interrupt=False)
     else:
         notes.append("(c) llama-cpp-python server: not installed (bench/setup_peers.sh)")
     binary = targets.llama_server_binary()

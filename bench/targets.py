@@ -141,8 +141,11 @@ def llamacpp_server_available() -> bool:
 
 
 @contextmanager
-def llamacpp_python_server(workdir: Path, model: Path) -> Iterator[Server]:
-    """llama-cpp-python's own OpenAI server (``python -m llama_cpp.server``), same model, 1 thread, n_ctx 2048."""
+def llamacpp_python_server(workdir: Path, model: Path, *, interrupt: bool = True) -> Iterator[Server]:
+    """llama-cpp-python's own OpenAI server (``python -m llama_cpp.server``), same model, 1 thread, n_ctx 2048.
+
+    By default a new request interrupts the running one (its ``interrupt_requests``); ``interrupt=False`` makes
+    concurrent requests wait their turn instead (P7)."""
     port = free_port()
     argv = [
         str(PEERS / "llamaserver/bin/python"),
@@ -162,6 +165,8 @@ def llamacpp_python_server(workdir: Path, model: Path) -> Iterator[Server]:
         "2048",
         "--model_alias",
         "smollm2",
+        "--interrupt_requests",
+        str(interrupt),
     ]
     with running("llama-cpp-python-server", argv, port=port, ready_path="/v1/models", workdir=workdir) as s:
         yield s
