@@ -306,3 +306,14 @@ async def test_a_reader_that_stops_reading_stalls_nobody_else(backend: LlamaCppB
             await wait_until(lambda: any(s["state"] == "paused" for s in backend.status()["slots"]))
             paused = next(s for s in backend.status()["slots"] if s["state"] == "paused")
             assert paused["tokens"] < 100
+
+
+async def test_a_raw_prompt_is_evaluated_as_it_is(backend: LlamaCppBackend) -> None:
+    """A legacy-completions prompt: no chat template around it (a handful of tokens, not the template's ~30),
+    and the model continues the text itself."""
+    req = ResolvedV2("smollm2", (), SamplingParams(temperature=0.0, max_tokens=6), prompt="1, 2, 3, 4,")
+    assert backend.capabilities().raw_prompt
+    with trio.fail_after(60):
+        text, done = await complete(backend, req)
+    assert done.usage.prompt_tokens < 12
+    assert text.lstrip().startswith("5")
