@@ -79,7 +79,7 @@ def _newcomer(port: int, first: int) -> tuple[float, float, float]:
     threads = [threading.Thread(target=_one, args=(port, first + 1 + k, running)) for k in range(4)]
     for thread in threads:
         thread.start()
-    time.sleep(3.0)  # the four are decoding by now (checked below)
+    time.sleep(8.0)  # the four are decoding by now (checked below)
     newcomer: list[StreamResult] = []
     _one(port, first + 9, newcomer)
     for thread in threads:
