@@ -61,6 +61,11 @@ class EventStream:
         self._scope.cancel()
         self._receive.close()
 
+    def close_receiving(self) -> None:
+        """Close only the receiving end: the producer is not cancelled (its own cleanup runs to the end), but
+        any further send fails, so a producer that keeps sending after `Done` returns instead of blocking."""
+        self._receive.close()
+
     def __aiter__(self) -> EventStream:
         return self
 

@@ -1,17 +1,22 @@
 """The two quart-trio apps: the inference app (``/v1/...``, ``/health``) and the admin app (``/health``,
 ``/ready``, ``/admin/status``), each wrapped in `RequestMiddleware`, with the one error handler.
+
+The route table of the inference app is here, and beside it `ERROR_DIALECTS`, the error body of each route
+prefix that does not speak OpenAI's. Each route is a thin view given the `Services` value, never the Daemon.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, cast
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
+from werkzeug.routing import RequestRedirect
 
 from adapters.errors import NotReady
 from compat.errors import RouteNotFound, ShuttingDown
@@ -22,17 +27,39 @@ from . import embeddings as embedding_views
 from . import playground
 from . import ws as ws_views
 from .asgi import RequestMiddleware
-from .errors import encode_json, render, translate_http_exception
+from .errors import ErrorBody, ErrorRenderers, translate_http_exception
 from .inflight import SCOPE_KEY, RequestInfo
-
-if TYPE_CHECKING:
-    from .daemon import Daemon
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .request_io import json_response
+from .services import Services
 
 OWNED_BY = "trinfer"
 
+#: Route prefix -> the error body of its dialect, for the routes that do not answer with OpenAI's.
+ERROR_DIALECTS: Mapping[str, ErrorBody] = {}
 
-def json_response(body: Any, status: int = 200) -> Response:
-    return Response(encode_json(body), status=status, mimetype="application/json")
+
+def error_renderers() -> ErrorRenderers:
+    """The error renderer of every path: OpenAI's body, except under the prefixes of `ERROR_DIALECTS`."""
+    return ErrorRenderers(by_prefix=ERROR_DIALECTS)
+
+
+def route_templates(app: QuartTrio) -> Callable[[str, str], str]:
+    """(method, path) -> the template of the route that serves it (``/v1/models/{model_id}``), else ``other``:
+    the bounded ``route`` label of the request metrics."""
+    urls = app.url_map.bind("trinfer")
+
+    def route_of(method: str, path: str) -> str:
+        try:
+            rule, _ = urls.match(path, method, return_rule=True)
+        except (HTTPException, RequestRedirect):
+            return "other"
+        return _PLACEHOLDER.sub(r"{\1}", rule.rule)
+
+    return route_of
+
+
+_PLACEHOLDER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
 def playground_response(name: str) -> Response:
@@ -43,8 +70,8 @@ def playground_response(name: str) -> Response:
     return Response(found.body, status=200, content_type=found.content_type, headers=found.headers())
 
 
-def _new_app(name: str, daemon: Daemon) -> QuartTrio:
-    server = daemon.config.server
+def _new_app(name: str, services: Services, errors: ErrorRenderers) -> QuartTrio:
+    server = services.server
     app = QuartTrio(name)
     # Deliberate limits: no whole-response timeout (streams last as long as the generation; each write is
     # bounded by write_timeout_s instead); bodies are capped and must arrive within write_timeout_s.
@@ -54,7 +81,7 @@ def _new_app(name: str, daemon: Daemon) -> QuartTrio:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
 
     async def handle_error(exc: Exception) -> Response:
-        """The one error handler: every error of either app leaves through `proxy.errors.render`."""
+        """The one error handler: every error of either app leaves through `ErrorRenderers.render`."""
         info: RequestInfo | None = cast(Mapping[str, Any], request.scope).get(SCOPE_KEY)
         request_id = info.request_id if info is not None else "unknown"
         allow: list[str] | None = None
@@ -62,8 +89,8 @@ def _new_app(name: str, daemon: Daemon) -> QuartTrio:
             allow = sorted(exc.valid_methods or ())
         if isinstance(exc, HTTPException):
             exc = translate_http_exception(exc, request.method, request.path, server.max_body_bytes)
-        status, headers, body = render(exc, request_id, allow=allow)
-        return Response(body, status=status, headers=Headers(headers))
+        error = errors.render(exc, request_id, request.path, allow=allow)
+        return Response(error.body, status=error.status, headers=Headers(error.headers))
 
     app.register_error_handler(Exception, handle_error)
 
@@ -74,21 +101,23 @@ def _new_app(name: str, daemon: Daemon) -> QuartTrio:
     return app
 
 
-def build_inference_app(daemon: Daemon) -> RequestMiddleware:
+def build_inference_app(services: Services) -> RequestMiddleware:
     """The OpenAI-compatible app served on the inference listener."""
-    app = _new_app("trinfer-inference", daemon)
+    errors = error_renderers()
+    app = _new_app("trinfer-inference", services, errors)
+    router = services.router
 
     @app.post("/v1/chat/completions")
     async def chat_completions() -> Response:
-        return await chat_views.chat_completions(daemon.router)
+        return await chat_views.chat_completions(services)
 
     @app.post("/v1/embeddings")
     async def embeddings() -> Response:
-        return await embedding_views.embeddings(daemon.router)
+        return await embedding_views.embeddings(services)
 
     @app.websocket(ws_views.WS_PATH)
     async def ws() -> Response | None:
-        return await ws_views.websocket_route(daemon)
+        return await ws_views.websocket_route(services, errors)
 
     @app.get("/")
     async def playground_page() -> Response:
@@ -101,41 +130,49 @@ def build_inference_app(daemon: Daemon) -> RequestMiddleware:
     @app.get("/v1/models")
     async def models() -> Response:
         return json_response(
-            model_list([model_object(m, daemon.created, OWNED_BY) for m in daemon.router.model_ids()])
+            model_list([model_object(m, services.started_at, OWNED_BY) for m in router.model_ids()])
         )
 
     @app.get("/v1/models/<path:model_id>")
     async def model(model_id: str) -> Response:
-        daemon.router.owner(model_id)  # ModelNotFound (404) for an unknown id
-        return json_response(model_object(model_id, daemon.created, OWNED_BY))
+        router.owner(model_id)  # ModelNotFound (404) for an unknown id
+        return json_response(model_object(model_id, services.started_at, OWNED_BY))
 
     return RequestMiddleware(
         app,
-        api_keys=daemon.api_keys,
-        max_body_bytes=daemon.config.server.max_body_bytes,
-        inflight=daemon.inflight,
-        draining=daemon.draining,
+        api_keys=services.api_keys,
+        max_body_bytes=services.server.max_body_bytes,
+        inflight=services.inflight,
+        draining=services.lifecycle.draining,
+        errors=errors,
+        metrics=services.metrics,
+        route_of=route_templates(app),
     )
 
 
-def build_admin_app(daemon: Daemon) -> RequestMiddleware:
-    """The operator app served on the admin listener (bound first, before any backend boots)."""
-    app = _new_app("trinfer-admin", daemon)
+def build_admin_app(services: Services, status: Callable[[], dict[str, Any]]) -> RequestMiddleware:
+    """The operator app served on the admin listener (bound first, before any backend boots); ``status``
+    gives the body of ``/admin/status``."""
+    errors = error_renderers()
+    app = _new_app("trinfer-admin", services, errors)
+    lifecycle = services.lifecycle
 
     @app.get("/ready")
     async def ready() -> Response:
-        if daemon.is_ready():
+        if lifecycle.is_ready():
             return json_response({"status": "ready"})
-        if daemon.draining():
+        if lifecycle.draining():
             raise ShuttingDown("The server is shutting down")
-        raise NotReady(f"The server is not ready yet (state: {daemon.state.value})", code="not_ready")
+        raise NotReady(f"The server is not ready yet (state: {lifecycle.state.value})", code="not_ready")
 
     @app.get("/admin/status")
-    async def status() -> Response:
-        return json_response(daemon.status())
+    async def admin_status() -> Response:
+        return json_response(status())
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(services.metrics.exposition(), status=200, content_type=METRICS_CONTENT_TYPE)
 
     return RequestMiddleware(
-        app,
-        api_keys=daemon.api_keys,
-        max_body_bytes=daemon.config.server.max_body_bytes,
+        app, api_keys=services.api_keys, max_body_bytes=services.server.max_body_bytes, errors=errors
     )

@@ -25,9 +25,10 @@ import trio
 from compat.errors import ShuttingDown
 
 from .auth import PUBLIC_PATHS, ApiKeys
-from .errors import log_level_for, render, too_large
+from .errors import ErrorRenderers, log_level_for, too_large
 from .inflight import SCOPE_KEY, Inflight, RequestInfo, new_request_id
 from .logs import get_logger
+from .metrics import CLIENT_CLOSED, NO_BACKEND, Metrics, Rejection
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -47,7 +48,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 class RequestMiddleware:
     """See the module docstring. ``inflight`` (the inference listener only) is what the graceful stop drains;
-    ``draining()`` true makes every route but ``/health`` answer 503 ``server_shutting_down``.
+    ``draining()`` true makes every route but ``/health`` answer 503 ``server_shutting_down``; ``errors``
+    renders every error this middleware sends in the dialect of the request's path.
     """
 
     def __init__(
@@ -58,8 +60,14 @@ class RequestMiddleware:
         max_body_bytes: int,
         inflight: Inflight | None = None,
         draining: Callable[[], bool] = lambda: False,
+        errors: ErrorRenderers | None = None,
+        metrics: Metrics | None = None,
+        route_of: Callable[[str, str], str] = lambda method, path: path,
     ) -> None:
         self.app = app
+        self._metrics = metrics
+        self._route_of = route_of
+        self._errors = errors if errors is not None else ErrorRenderers()
         self._keys = api_keys
         self._max_body = max_body_bytes
         self._inflight = inflight
@@ -69,9 +77,11 @@ class RequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        info = RequestInfo(new_request_id(), scope["method"], scope["path"])
-        scope[SCOPE_KEY] = info
         started = trio.current_time()
+        info = RequestInfo(
+            new_request_id(), scope["method"], scope["path"], started=started, metrics=self._metrics
+        )
+        scope[SCOPE_KEY] = info
         try:
             if self._inflight is not None and scope["path"] != "/health":
                 with self._inflight.track(info):
@@ -79,7 +89,11 @@ class RequestMiddleware:
             else:
                 await self._serve(info, scope, receive, send)
         finally:
-            self._log_line(info, trio.current_time() - started)
+            duration = trio.current_time() - started
+            self._log_line(info, duration)
+            if self._metrics is not None:
+                status = str(info.status) if info.status is not None else CLIENT_CLOSED
+                self._metrics.observe_request(self._route_of(info.method, info.path), info.model, status, duration)
 
     async def _serve(self, info: RequestInfo, scope: Scope, receive: Receive, send: Send) -> None:
         response_started = False
@@ -101,6 +115,8 @@ class RequestMiddleware:
             try:
                 refusal = self._early_refusal(scope)
                 if refusal is not None:
+                    if isinstance(refusal, ShuttingDown) and self._metrics is not None:
+                        self._metrics.observe_rejection(NO_BACKEND, Rejection.SHUTTING_DOWN)
                     await self._send_error(tagged_send, refusal, info, close=True)
                     return
                 await self.app(scope, receive, tagged_send)
@@ -129,13 +145,13 @@ class RequestMiddleware:
         return None
 
     async def _send_error(self, send: Send, exc: BaseException, info: RequestInfo, *, close: bool) -> None:
-        status, headers, body = render(exc, info.request_id)
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-        raw.append((b"content-length", str(len(body)).encode()))
+        error = self._errors.render(exc, info.request_id, info.path)
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers]
+        raw.append((b"content-length", str(len(error.body)).encode()))
         if close:
             raw.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": status, "headers": raw})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        await send({"type": "http.response.start", "status": error.status, "headers": raw})
+        await send({"type": "http.response.body", "body": error.body, "more_body": False})
 
     @staticmethod
     def _log_line(info: RequestInfo, duration_s: float) -> None:

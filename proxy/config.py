@@ -51,6 +51,8 @@ class ServerConfig:
     log_level: str = "info"
     #: How many requests one WebSocket may run at once (over it: an ``error`` frame for that request).
     ws_max_requests_per_socket: int = 8
+    #: Record Prometheus series (``GET /metrics`` on the admin listener); false serves them empty.
+    metrics: bool = True
 
     def is_loopback(self) -> bool:
         """True when ``host`` only accepts connections from this machine."""
@@ -138,8 +140,24 @@ _SERVER_CHECKS: dict[str, Callable[[str, object], object]] = {
     "max_body_bytes": lambda w, v: _int(w, v, minimum=1),
     "log_level": lambda w, v: _choice(w, v, _LOG_LEVELS),
     "ws_max_requests_per_socket": lambda w, v: _int(w, v, minimum=1),
+    "metrics": lambda w, v: _bool(w, v),
 }
 assert set(_SERVER_CHECKS) == {f.name for f in fields(ServerConfig)}
+
+
+def _bool(where: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    return value
+
+
+def boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
 
 
 def _choice(where: str, value: object, choices: Sequence[str]) -> str:
@@ -263,6 +281,7 @@ _ENV_SERVER: dict[str, Callable[[str], object]] = {
     "max_body_bytes": int,
     "log_level": str,
     "ws_max_requests_per_socket": int,
+    "metrics": boolean,
 }
 
 ENV_VARIABLES: tuple[str, ...] = (

@@ -13,11 +13,13 @@ Theory of operation (`Daemon.run`):
    ``ABORT_GRACE_S`` more to send that. Then the inference listener closes, every backend's ``stop`` is
    awaited (shielded, bounded by ``stop_timeout_s``), the admin listener closes and ``run`` returns.
 `force_stop` (a second signal) cancels everything at once, including those shielded stops.
+
+The Daemon only builds and runs things: the backends, the `Services` value the views are given (they never
+see the Daemon), the two apps, the listeners. Its state lives in `proxy.lifecycle.Lifecycle`.
 """
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,22 +36,17 @@ from .auth import ApiKeys
 from .breaker import CircuitBreaker
 from .config import Config, ConfigError
 from .inflight import Inflight
+from .lifecycle import DaemonState, Lifecycle
 from .listener import serve_listener
 from .logs import get_logger
+from .metrics import Metrics
 from .routing import BackendHandle, Router
+from .services import Services
 
 log = get_logger("daemon")
 
 #: After the stop deadline, how long aborted requests get to send their error and end.
 ABORT_GRACE_S = 2.0
-
-
-class DaemonState(enum.StrEnum):
-    STARTING = "starting"
-    LOADING = "loading"
-    READY = "ready"
-    DRAINING = "draining"
-    STOPPED = "stopped"
 
 
 class StartupError(RuntimeError):
@@ -83,47 +80,38 @@ class Daemon:
                 raise ConfigError(f"backends[{index}] ({table.name}): {' '.join(str(exc).split())}") from None
             admission = Admission(active=table.active, queue=table.queue, queue_timeout_s=server.queue_timeout_s)
             handles.append(BackendHandle(table, backend, admission, CircuitBreaker()))
-        self.router = Router(handles)
-        #: name -> backend instance, in config order.
-        self.backends = {h.name: h.backend for h in handles}
-        self.api_keys = ApiKeys(config.api_keys)
-        self.inflight = Inflight()
-        self.created = int(time.time())
-        self.state = DaemonState.STARTING
+        self.lifecycle = Lifecycle()
+        #: What the views are given (they never see the Daemon).
+        router = Router(handles)
+        self.services = Services(
+            router=router,
+            inflight=Inflight(),
+            server=server,
+            api_keys=ApiKeys(config.api_keys),
+            lifecycle=self.lifecycle,
+            metrics=Metrics(router, enabled=server.metrics),
+            started_at=int(time.time()),
+        )
+        self.router = self.services.router
+        self.inflight = self.services.inflight
         self.admin_url: str | None = None
         self.inference_url: str | None = None
-        self._stop_requested = trio.Event()
-        self._ready = trio.Event()
         self._backends_stop = trio.Event()
         self._admin_shutdown = trio.Event()
         self._inference_shutdown = trio.Event()
         self._cleanup_scopes: set[trio.CancelScope] = set()
         self._forced = False
         self._root_scope: trio.CancelScope | None = None
-        self.inference_app = build_inference_app(self)
-        self.admin_app = build_admin_app(self)
+        self.inference_app = build_inference_app(self.services)
+        self.admin_app = build_admin_app(self.services, self.status)
 
-    # --- state, for the apps and the harness ---------------------------------------------------------
-
-    def is_ready(self) -> bool:
-        return self.state is DaemonState.READY
-
-    def draining(self) -> bool:
-        return self.state in (DaemonState.DRAINING, DaemonState.STOPPED)
-
-    async def wait_draining(self) -> None:
-        """Return once the graceful stop has begun (WebSocket connections close when their requests end)."""
-        await self._stop_requested.wait()
+    @property
+    def state(self) -> DaemonState:
+        return self.lifecycle.state
 
     async def wait_ready(self) -> None:
-        """Return once the inference listener is bound and the daemon is ready."""
-        await self._ready.wait()
-
-    def handle(self, name: str) -> BackendHandle:
-        for handle in self.router.handles:
-            if handle.name == name:
-                return handle
-        raise KeyError(name)
+        """Return once the inference listener is bound and the daemon is ready (or a stop came first)."""
+        await self.lifecycle.wait_ready()
 
     def status(self) -> dict[str, Any]:
         """The body of /admin/status."""
@@ -138,11 +126,8 @@ class Daemon:
 
     def request_stop(self) -> None:
         """Begin the graceful stop (idempotent): drain, stop the backends, close the listeners."""
-        if not self._stop_requested.is_set():
+        if self.lifecycle.request_stop():
             log.info("stop requested: draining %d request(s)", len(self.inflight))
-        if self.state is not DaemonState.STOPPED:
-            self.state = DaemonState.DRAINING
-        self._stop_requested.set()
 
     def force_stop(self) -> None:
         """Cancel everything at once, without waiting for requests or backends."""
@@ -187,7 +172,7 @@ class Daemon:
                     try:
                         failure = await self._serve_with_backends()
                     finally:
-                        self.state = DaemonState.STOPPED
+                        self.lifecycle.stopped()
                         self._admin_shutdown.set()
         except BaseExceptionGroup as group:
             startup, _ = group.split(StartupError)
@@ -219,12 +204,12 @@ class Daemon:
 
     async def _serve_with_backends(self) -> str | None:
         """Boot, serve, drain; returns why startup failed, or None."""
-        self.state = DaemonState.LOADING
+        self.lifecycle.loading()
         failure: str | None = None
         async with trio.open_nursery() as backends:
             try:
                 failure = await self._boot_all(backends)
-                if failure is None and not self._stop_requested.is_set():
+                if failure is None and not self.lifecycle.stop_requested():
                     await self._serve_inference()
             finally:
                 self._backends_stop.set()  # every booted backend now runs its (shielded) stop
@@ -248,7 +233,7 @@ class Daemon:
                 booted.add(handle.name)
 
         async def abort_on_stop(abort: trio.CancelScope) -> None:
-            await self._stop_requested.wait()
+            await self.lifecycle.wait_draining()
             abort.cancel()
 
         with trio.move_on_after(timeout):
@@ -260,7 +245,7 @@ class Daemon:
                 boots.cancel_scope.cancel()
         if failures:
             return failures[0]
-        if len(booted) == len(handles) or self._stop_requested.is_set():
+        if len(booted) == len(handles) or self.lifecycle.stop_requested():
             return None
         waiting = ", ".join(repr(h.name) for h in handles if h.name not in booted)
         return f"backend(s) {waiting} not ready after ready_timeout_s = {timeout:g} s"
@@ -290,12 +275,10 @@ class Daemon:
             self.inference_url = await self._bind(
                 nursery, self.inference_app, server.port, self._inference_shutdown
             )
-            if not self._stop_requested.is_set():
-                self.state = DaemonState.READY
-            self._ready.set()
+            self.lifecycle.serving()
             log.info("ready: inference listening on %s", self.inference_url)
             try:
-                await self._stop_requested.wait()
+                await self.lifecycle.wait_draining()
                 await self._drain()
             finally:
                 self._inference_shutdown.set()

@@ -1,8 +1,9 @@
-"""The one error path of the daemon: any exception -> (status, headers, OpenAI error body).
+"""The one error path of the daemon: any exception -> (status, headers, error body in the route's dialect).
 
 quart/werkzeug's own HTTP errors (unknown route, wrong method, body too large, body timeout, bad request) are
-first translated into `TrinferError`s through a table, then everything goes through
-`compat.errors.render_error`. Anything that is not a `TrinferError` is a bug: it is logged here, with its
+first translated into `TrinferError`s through a table, then everything goes through `ErrorRenderers.render`,
+which picks the dialect's error body by path (OpenAI's `compat.errors.render_error` unless a route prefix
+has its own). Anything that is not a `TrinferError` is a bug: it is logged here, with its
 traceback and the request id, and the client sees only a 500 carrying that id.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from werkzeug.exceptions import (
@@ -71,17 +74,53 @@ def too_large(max_body_bytes: int) -> RequestTooLarge:
     return RequestTooLarge(f"The request body is larger than the limit of {max_body_bytes} bytes")
 
 
-def render(
-    exc: BaseException, request_id: str, *, allow: list[str] | None = None
-) -> tuple[int, list[tuple[str, str]], bytes]:
-    """(status, headers, JSON bytes) for ``exc``; unexpected exceptions are logged with the request id."""
-    if not isinstance(exc, TrinferError):
-        log.error("internal error in request %s", request_id, exc_info=exc)
-    status, headers, body = render_error(exc, request_id)
-    if allow:
-        headers.append(("Allow", ", ".join(allow)))
-    headers.append(("Content-Type", "application/json"))
-    return status, headers, encode_json(body)
+#: A dialect's error body: any exception -> (status, extra headers, JSON body). Sans-IO, in ``compat/<dialect>/``;
+#: `compat.errors.render_error` is OpenAI's.
+ErrorBody = Callable[[BaseException, str | None], tuple[int, list[tuple[str, str]], dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedError:
+    """An error response, ready to send: status, headers (Content-Type included) and the JSON body bytes."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+class ErrorRenderers:
+    """Which dialect renders the errors of a path: the longest route prefix that matches, else ``default``.
+
+    A prefix matches the path itself and the paths below it (``/v1/messages`` matches ``/v1/messages`` and
+    ``/v1/messages/count_tokens``, not ``/v1/messagesx``). Every error response of the daemon is rendered
+    here - the middleware's early refusals (401, 413, 503 draining) and escaped bugs, the apps' error handler,
+    refused WebSocket upgrades - so a route answers in its own dialect whatever refused it.
+    """
+
+    def __init__(
+        self, default: ErrorBody = render_error, by_prefix: Mapping[str, ErrorBody] | None = None
+    ) -> None:
+        self._default = default
+        self._by_prefix = sorted((by_prefix or {}).items(), key=lambda item: len(item[0]), reverse=True)
+
+    def body_for(self, path: str) -> ErrorBody:
+        for prefix, body in self._by_prefix:
+            if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+                return body
+        return self._default
+
+    def render(
+        self, exc: BaseException, request_id: str, path: str, *, allow: list[str] | None = None
+    ) -> RenderedError:
+        """The response for ``exc`` on ``path``; an exception that is not a `TrinferError` (a bug) is logged
+        here with its traceback and the request id, and its body reveals nothing but that id."""
+        if not isinstance(exc, TrinferError):
+            log.error("internal error in request %s", request_id, exc_info=exc)
+        status, headers, body = self.body_for(path)(exc, request_id)
+        if allow:
+            headers.append(("Allow", ", ".join(allow)))
+        headers.append(("Content-Type", "application/json"))
+        return RenderedError(status, headers, encode_json(body))
 
 
 def encode_json(body: Any) -> bytes:
@@ -92,7 +131,8 @@ def log_level_for(status: int, path: str) -> int:
     """The level of a request's log line: a 5xx is WARNING (INFO for a ``/ready`` probe), anything else INFO.
 
     Never ERROR: every 5xx that reaches a line is an expected refusal (loading, draining, queue timeout, no
-    backend), except a bug, which `render` has already logged at ERROR with its traceback and request id.
+    backend), except a bug, which `ErrorRenderers.render` has already logged at ERROR with its traceback and
+    request id.
     """
     if status >= 500 and path != "/ready":
         return logging.WARNING

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import trio
 
+from .metrics import Metrics
+
 SCOPE_KEY = "trinfer.request"
 
 
@@ -36,6 +38,10 @@ class RequestInfo:
     #: Why the request ended early, for the log line: "client disconnected", "write timeout", ...
     ended_by: str | None = None
     aborted: bool = False
+    #: When the request arrived (trio clock), for the time-to-first-token metric.
+    started: float = 0.0
+    #: The daemon's metrics, or None where nothing is recorded (the admin listener, unit tests).
+    metrics: Metrics | None = None
     _abortables: set[trio.CancelScope] = field(default_factory=set)
 
     def owned_nursery(self) -> trio.Nursery:

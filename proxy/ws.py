@@ -9,10 +9,11 @@ Theory of operation:
    loop goes on. A binary frame closes the socket with 1003. Each ``create`` becomes one task in the nursery,
    inside its own cancel scope, bounded per socket by ``ws_max_requests_per_socket`` (over it: an ``error``
    frame for that id); a ``cancel`` cancels that scope.
-3. A request runs through the same functions as ``POST /v1/chat/completions`` (`proxy.chat.start_generation`:
-   routing, admission, v1/v2 dispatch, the producer that frees the slot after the backend returned, the
-   breaker) and the same `ChunkEncoder` as SSE. It is tracked in the daemon's `Inflight`, so the graceful stop
-   waits for it and the stop deadline aborts it with ``server_shutting_down``, exactly like an HTTP request.
+3. A request runs through the same pipeline as ``POST /v1/chat/completions`` (`proxy.pipeline.generate`:
+   routing, v1/v2 dispatch, admission, the producer that frees the slot after the backend returned, the
+   breaker, the stop deadline) and the same `ChunkEncoder` as SSE. It is tracked in the daemon's `Inflight`,
+   so the graceful stop waits for it and the stop deadline aborts it with ``server_shutting_down``, exactly
+   like an HTTP request.
    Every request ends with one terminal frame: ``chat.completion.done``, or ``error`` (including
    ``request_cancelled`` after a client ``cancel``), sent only once its slot is free.
 4. Frames are written one at a time, each in a shielded scope: a cancel never abandons a frame half-written
@@ -30,14 +31,12 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
-from typing import TYPE_CHECKING
 
 import trio
 from quart import Response, websocket
 from werkzeug.datastructures import Headers
 
 from adapters.errors import TrinferError
-from adapters.stream import EventStream
 from adapters.types import Done
 from compat.errors import AuthenticationError, RequestValidationError, ShuttingDown
 from compat.openai.chat_response import ChunkEncoder, new_completion_id
@@ -52,15 +51,14 @@ from compat.openai.ws_protocol import (
     parse_client_frame,
 )
 
+from . import pipeline
 from .auth import ApiKeys
-from .chat import start_generation
-from .errors import render
+from .errors import ErrorRenderers
 from .inflight import Inflight, RequestInfo, new_request_id
 from .logs import get_logger
-
-if TYPE_CHECKING:
-    from .daemon import Daemon
-    from .routing import Router
+from .metrics import CLIENT_CLOSED, Metrics
+from .routing import Router
+from .services import Services
 
 log = get_logger("ws")
 
@@ -97,35 +95,33 @@ def authenticate(keys: ApiKeys, authorization: str | None, subprotocols: Iterabl
     return offered if key_ok else None
 
 
-def _refusal(exc: TrinferError, request_id: str) -> Response:
-    status, headers, body = render(exc, request_id)
-    return Response(body, status=status, headers=Headers(headers))
-
-
-async def websocket_route(daemon: Daemon) -> Response | None:
+async def websocket_route(services: Services, errors: ErrorRenderers) -> Response | None:
     """The quart view of ``GET /v1/ws``: refuse the upgrade with a status, or accept and serve the socket."""
     request_id = new_request_id()
     try:
         subprotocol = authenticate(
-            daemon.api_keys, websocket.headers.get("Authorization"), websocket.requested_subprotocols
+            services.api_keys, websocket.headers.get("Authorization"), websocket.requested_subprotocols
         )
-        if daemon.draining():
+        if services.lifecycle.draining():
             raise ShuttingDown("The server is shutting down; retry against another instance")
     except TrinferError as exc:
         log.info("WS %s %s refused id=%s", WS_PATH, exc.http_status, request_id)
-        return _refusal(exc, request_id)
+        refusal = errors.render(exc, request_id, WS_PATH)
+        return Response(refusal.body, status=refusal.status, headers=Headers(refusal.headers))
     await websocket.accept(subprotocol=subprotocol)
-    server = daemon.config.server
+    server = services.server
     connection = WebSocketConnection(
         receive=websocket.receive,
         send=websocket.send,
         close=websocket.close,
-        router=daemon.router,
-        inflight=daemon.inflight,
-        draining=daemon.wait_draining,
+        router=services.router,
+        inflight=services.inflight,
+        draining=services.lifecycle.wait_draining,
         max_requests=server.ws_max_requests_per_socket,
         max_frame_bytes=server.max_body_bytes,
         connection_id=request_id,
+        clock=services.clock,
+        metrics=services.metrics,
     )
     await connection.run()
     return None
@@ -151,6 +147,8 @@ class WebSocketConnection:
         max_requests: int,
         max_frame_bytes: int,
         connection_id: str,
+        clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self._receive = receive
         self._send = send
@@ -161,6 +159,8 @@ class WebSocketConnection:
         self._max_requests = max_requests
         self._max_frame_bytes = max_frame_bytes
         self.connection_id = connection_id
+        self._clock = clock
+        self._metrics = metrics
         self._write_lock = trio.Lock()
         #: Requests in flight (id -> the scope a cancel frame cancels), until their terminal frame is due.
         self._requests: dict[str, trio.CancelScope] = {}
@@ -264,8 +264,10 @@ class WebSocketConnection:
     # --- one request ----------------------------------------------------------------------------------
 
     async def _run_request(self, frame: CreateFrame, scope: trio.CancelScope) -> None:
-        info = RequestInfo(new_request_id(), "WS", WS_PATH, model=frame.chat.model)
         started = trio.current_time()
+        info = RequestInfo(
+            new_request_id(), "WS", WS_PATH, model=frame.chat.model, started=started, metrics=self._metrics
+        )
         sent = False
         try:
             with self._inflight.track(info):
@@ -285,11 +287,15 @@ class WebSocketConnection:
             self._tasks -= 1
             if not self._tasks:
                 self._idle.set()
+            duration = trio.current_time() - started
+            if self._metrics is not None:
+                status = str(info.status) if sent and info.status is not None else CLIENT_CLOSED
+                self._metrics.observe_request(WS_PATH, info.model, status, duration)
             log.info(
                 "WS %s %s %.1fms id=%s socket=%s model=%s (%s)",
                 WS_PATH,
                 frame.id,
-                (trio.current_time() - started) * 1000,
+                duration * 1000,
                 info.request_id,
                 self.connection_id,
                 info.model,
@@ -300,27 +306,27 @@ class WebSocketConnection:
         """Stream one request's chunk frames; return its terminal frame (done or error), not yet sent."""
         chat = frame.chat
         encoder = FrameEncoder(
-            frame.id, ChunkEncoder(chat.model, new_completion_id(), int(time.time()), chat.include_usage)
+            frame.id, ChunkEncoder(chat.model, new_completion_id(), int(self._clock()), chat.include_usage)
         )
-        events: EventStream | None = None
+        generation: pipeline.Generation | None = None
         try:
-            events = await start_generation(self._router, chat, info)
-            async for event in events:
-                frames = encoder.encode(event)
-                if isinstance(event, Done):
-                    done = frames.pop()
+            generation = await pipeline.generate(self._router, chat.request, info, stream=True)
+            async for batch in generation:  # the batch with Done comes once the slot is free
+                for event in batch:
+                    frames = encoder.encode(event)
+                    done = frames.pop() if isinstance(event, Done) else None
                     for text in frames:
                         await self._send_frame(text)
-                    await events.producer_done.wait()  # the slot is free before the client sees done
-                    return done
-                for text in frames:
-                    await self._send_frame(text)
-            raise AssertionError("an event stream ends with Done or raises")
+                    if done is not None:
+                        info.status = 200
+                        return done
+            raise AssertionError("a generation ends with Done or raises")
         except Exception as exc:
             if not isinstance(exc, TrinferError):
                 log.error("internal error in WS request %s", info.request_id, exc_info=exc)
             info.ended_by = "error: " + str(getattr(exc, "code", None) or "internal_error")
+            info.status = exc.http_status if isinstance(exc, TrinferError) else 500
             return error_frame(frame.id, exc, info.request_id)
         finally:
-            if events is not None:
-                events.cancel()
+            if generation is not None:
+                generation.cancel()

@@ -41,6 +41,7 @@ from adapters.backend import Backend
 from proxy.admission import AdmissionStatistics
 from proxy.config import Config, config_from_mapping
 from proxy.daemon import Daemon
+from proxy.routing import BackendHandle
 
 MOCK_MODEL = "mock-echo"
 #: The key `keyed_config` configures and `RunningDaemon.client` sends by default.
@@ -108,18 +109,25 @@ class RunningDaemon:
     def admin_port(self) -> int:
         return int(self.admin_url.rsplit(":", 1)[1])
 
+    def handle(self, name: str) -> BackendHandle:
+        """The configured backend called ``name``: its `Backend`, admission queue and breaker."""
+        for handle in self.daemon.router.handles:
+            if handle.name == name:
+                return handle
+        raise KeyError(name)
+
     @property
     def backends(self) -> dict[str, Backend]:
-        """Backend name -> the `Backend` instance serving it (e.g. a `MockBackend`)."""
-        return self.daemon.backends
+        """Backend name -> the `Backend` instance serving it (e.g. a `MockBackend`), in priority order."""
+        return {handle.name: handle.backend for handle in self.daemon.router.handles}
 
     def backend_status(self, name: str = "mock") -> dict[str, Any]:
         """``backend.status()`` (a MockBackend's started/completed/cancelled/failed/active counters)."""
-        return self.daemon.backends[name].status()
+        return self.handle(name).backend.status()
 
     def admission(self, name: str = "mock") -> AdmissionStatistics:
         """The admission statistics of one backend."""
-        return self.daemon.handle(name).admission.statistics()
+        return self.handle(name).admission.statistics()
 
     def request_stop(self) -> None:
         """Begin the graceful stop, as SIGINT/SIGTERM does."""

@@ -36,7 +36,8 @@ def assert_openai_error(response: Any, status: int, error_type: str, code: str |
     ("method", "path", "status", "code"),
     [
         ("GET", "/v1/nope", 404, "unknown_url"),
-        ("POST", "/", 404, "unknown_url"),
+        ("POST", "/no/such/route", 404, "unknown_url"),
+        ("POST", "/", 405, "method_not_allowed"),  # GET / is the playground page
         ("GET", "/v1/chat/completions", 405, "method_not_allowed"),
         ("DELETE", "/v1/models", 405, "method_not_allowed"),
     ],

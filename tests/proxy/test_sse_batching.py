@@ -1,8 +1,9 @@
-"""SSE batching (proxy/chat.py ``sse_body``): events a fast producer has already buffered go out in one body
-piece, and the stream a client reads is exactly what it was with one write per event.
+"""SSE batching (proxy/sse.py ``sse_body`` over proxy/pipeline.py's batches): events a fast producer has already
+buffered go out in one body piece, and the stream a client reads is exactly what it was with one write per
+event.
 
 The daemon tests stream a long fixed reply from the mock with no token delay (the P2 benchmark's load) through
-the real SDK over a real socket. The direct tests drive ``sse_body`` with a real `EventStream` whose producer
+the real SDK over a real socket. The direct tests drive ``sse_body`` with a real `Generation` whose producer
 has buffered everything before the body runs, so the pieces it yields are known exactly.
 """
 
@@ -20,8 +21,11 @@ import trio.testing
 from adapters import Done, Event, StopReason, Token, Unavailable, Usage
 from adapters.stream import start_event_stream
 from compat.openai.chat_response import ChunkEncoder
-from proxy.chat import SSE_BATCH, SSE_BATCH_BYTES, sse_body
+from compat.openai.sse import ChatSSEEncoder
 from proxy.inflight import RequestInfo
+from proxy.pipeline import BATCH as SSE_BATCH
+from proxy.pipeline import Generation
+from proxy.sse import SSE_BATCH_BYTES, sse_body
 from tests.daemon_harness import MOCK_MODEL, mock_config, running_daemon
 
 REPLY = [f"word{i} " for i in range(3000)]
@@ -108,13 +112,13 @@ async def body_pieces(events: list[Event], failure: Exception | None = None) -> 
             raise failure
 
     info = RequestInfo(request_id="req_batching", method="POST", path="/v1/chat/completions")
-    encoder = ChunkEncoder(MOCK_MODEL, "chatcmpl-batching", 1, include_usage=True)
+    encoder = ChatSSEEncoder(ChunkEncoder(MOCK_MODEL, "chatcmpl-batching", 1, include_usage=True))
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            stream = start_event_stream(nursery, produce, buffer=len(events) + 1)
+            generation = Generation(start_event_stream(nursery, produce, buffer=len(events) + 1))
             await trio.testing.wait_all_tasks_blocked()  # everything is buffered before the body runs
-            first = await stream.__anext__()
-            async with aclosing(sse_body(stream, first, encoder, info)) as body:
+            await generation.wait_first_event()
+            async with aclosing(sse_body(generation, encoder, info)) as body:
                 pieces = [piece async for piece in body]
     return pieces, info
 
@@ -184,12 +188,12 @@ async def test_a_slow_producer_is_not_waited_for_each_token_goes_out_alone(
             await send.send(event)
 
     info = RequestInfo(request_id="req_batching", method="POST", path="/v1/chat/completions")
-    encoder = ChunkEncoder(MOCK_MODEL, "chatcmpl-batching", 1, include_usage=False)
+    encoder = ChatSSEEncoder(ChunkEncoder(MOCK_MODEL, "chatcmpl-batching", 1, include_usage=False))
     with trio.fail_after(100):
         async with trio.open_nursery() as nursery:
-            stream = start_event_stream(nursery, produce)
-            first = await stream.__anext__()
-            async with aclosing(sse_body(stream, first, encoder, info)) as body:
+            generation = Generation(start_event_stream(nursery, produce))
+            await generation.wait_first_event()
+            async with aclosing(sse_body(generation, encoder, info)) as body:
                 pieces = [piece async for piece in body]
     assert [len(sse_payloads(piece.decode())) for piece in pieces] == [1, 1, 1, 1, 1]
     assert contents(pieces) == ["t0 ", "t1 ", "t2 ", ""]

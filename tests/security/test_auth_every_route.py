@@ -1,7 +1,8 @@
 """Threat: a route reachable without the API key (a new route someone forgot to protect, the admin API).
 
 Defence: with ``api_keys`` set, the middleware checks ``Authorization: Bearer <key>`` (constant time) before
-routing, on both listeners; only ``/health`` and ``/ready`` are open. The routes are read from the apps' own
+routing, on both listeners; only ``/health``, ``/ready`` and the playground page's own files (which ask for the
+key) are open. The routes are read from the apps' own
 URL maps, so a route added later is covered without editing this test.
 """
 
@@ -15,9 +16,10 @@ import openai
 import pytest
 import trio
 
+from proxy.playground import PUBLIC_PATHS as PLAYGROUND_FILES
 from tests.daemon_harness import TEST_KEY, keyed_config, mock_config, running_daemon
 
-OPEN = {"/health", "/ready"}
+OPEN = {"/health", "/ready", *PLAYGROUND_FILES}
 
 
 def routes(asgi_app: Any) -> list[tuple[str, str]]:

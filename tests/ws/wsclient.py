@@ -76,7 +76,7 @@ async def connect(
     d: RunningDaemon, *, key: str | None = None, **kwargs: Any
 ) -> AsyncIterator[WebSocketConnection]:
     """A socket to ``d`` sending ``Authorization: Bearer <key>`` when the daemon has keys (or ``key`` is given)."""
-    api_key = key if key is not None else (d.api_key if d.daemon.api_keys.enabled else None)
+    api_key = key if key is not None else (d.api_key if d.daemon.services.api_keys.enabled else None)
     headers = [(b"Authorization", f"Bearer {api_key}".encode())] if api_key else None
     async with open_ws(ws_url(d), extra_headers=headers, **kwargs) as conn:
         yield conn

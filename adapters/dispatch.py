@@ -1,0 +1,44 @@
+"""The one place that picks a backend's entry point for a request: ``generate_v2`` or ``generate`` (v1).
+
+Every dialect builds a `ResolvedV2`. A backend whose capabilities say ``v2`` gets it as it is; a v1-only
+backend gets its plain-text `Resolved` form when the request needs nothing v1 lacks, and a request that does
+(tools, images, tool results, a response format, a raw prompt) is refused with 400 ``unsupported_parameter``
+before it waits for a slot.
+"""
+
+from __future__ import annotations
+
+from .backend import Backend
+from .errors import InvalidRequest
+from .stream import Producer
+from .types import ResolvedV2
+
+
+def producer_for(backend: Backend, req: ResolvedV2) -> Producer:
+    """The producer that runs ``req`` on ``backend``: v2 when the backend has it, else v1 if ``req`` allows.
+
+    ``n > 1`` and log probabilities are refused (400 ``unsupported_parameter``) for a backend whose capabilities
+    lack them, before any work."""
+    capabilities = backend.capabilities()
+    if req.sampling.n > 1 and not capabilities.choices:
+        raise InvalidRequest(
+            f"The model '{req.model}' generates one choice per request ('n' must be 1).",
+            param="n",
+            code="unsupported_parameter",
+        )
+    if req.sampling.top_logprobs is not None and not capabilities.logprobs:
+        raise InvalidRequest(
+            f"The model '{req.model}' does not report log probabilities ('logprobs' must be false).",
+            param="logprobs",
+            code="unsupported_parameter",
+        )
+    if capabilities.v2:
+        return lambda send: backend.generate_v2(req, send)
+    if not req.needs_v2():
+        v1 = req.to_v1()
+        return lambda send: backend.generate(v1, send)
+    raise InvalidRequest(
+        f"The model '{req.model}' does not support tools, images, tool results or response_format",
+        param="model",
+        code="unsupported_parameter",
+    )
