@@ -64,6 +64,28 @@ async def wait_until(condition: Callable[[], bool]) -> None:
     raise AssertionError("condition never held")
 
 
+async def most_while(measure: Callable[[], int], start_jobs: Callable[[trio.Nursery], None]) -> int:
+    """Run the jobs ``start_jobs`` starts to their end; return the largest ``measure()`` seen meanwhile."""
+    most = 0
+
+    async def watch() -> None:
+        nonlocal most
+        while True:
+            most = max(most, measure())
+            await trio.sleep(0.001)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch)
+        async with trio.open_nursery() as jobs:
+            start_jobs(jobs)
+        nursery.cancel_scope.cancel()
+    return most
+
+
+def running(backend: LlamaCppBackend) -> Callable[[], int]:
+    return lambda: int(backend.status()["sequences_running"])
+
+
 PROMPTS = ("Name a fruit.", "Name a colour.", "Count to five.", "Tell me about the sea.")
 
 
@@ -71,7 +93,6 @@ async def test_four_streams_decode_together(backend: LlamaCppBackend) -> None:
     """The first token of every one of four streams arrives before any of them ends, and the slots show four
     sequences decoding at once."""
     log: list[tuple[str, int]] = []
-    most_decoding = 0
 
     async def stream(i: int) -> None:
         req = ask(PROMPTS[i], temperature=0.0, max_tokens=24, logit_bias=NO_EOS)
@@ -85,20 +106,15 @@ async def test_four_streams_decode_together(backend: LlamaCppBackend) -> None:
                     log.append(("end", i))
                     assert event.usage.completion_tokens == 24
 
-    async def watch() -> None:
-        nonlocal most_decoding
-        while True:
-            slots = backend.status()["slots"]
-            most_decoding = max(most_decoding, sum(s["state"] == "decoding" for s in slots))
-            await trio.sleep(0.001)
+    def decoding() -> int:
+        return sum(slot["state"] == "decoding" for slot in backend.status()["slots"])
+
+    def start(streams: trio.Nursery) -> None:
+        for i in range(4):
+            streams.start_soon(stream, i)
 
     with trio.fail_after(120):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch)
-            async with trio.open_nursery() as streams:
-                for i in range(4):
-                    streams.start_soon(stream, i)
-            nursery.cancel_scope.cancel()
+        most_decoding = await most_while(decoding, start)
     kinds = [kind for kind, _ in log]
     assert kinds[:4] == ["first"] * 4, log
     assert most_decoding == 4
@@ -214,25 +230,17 @@ async def test_a_grammar_constrained_stream_batched_with_free_ones(backend: Llam
         response_format=ResponseFormat(ResponseFormatKind.JSON_SCHEMA, "person", PERSON),
     )
     results: dict[str, str] = {}
-    most = 0
 
     async def one(key: str, req: ResolvedV2) -> None:
         results[key], _ = await complete(backend, req)
 
-    async def watch() -> None:
-        nonlocal most
-        while True:
-            most = max(most, int(backend.status()["sequences_running"]))
-            await trio.sleep(0.001)
+    def start(jobs: trio.Nursery) -> None:
+        jobs.start_soon(one, "json", schema_req)
+        jobs.start_soon(one, "a", ask("Name a fruit.", temperature=0.0, max_tokens=30, logit_bias=NO_EOS))
+        jobs.start_soon(one, "b", ask("Name a city.", temperature=0.0, max_tokens=30, logit_bias=NO_EOS))
 
     with trio.fail_after(120):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch)
-            async with trio.open_nursery() as jobs:
-                jobs.start_soon(one, "json", schema_req)
-                jobs.start_soon(one, "a", ask("Name a fruit.", temperature=0.0, max_tokens=30, logit_bias=NO_EOS))
-                jobs.start_soon(one, "b", ask("Name a city.", temperature=0.0, max_tokens=30, logit_bias=NO_EOS))
-            nursery.cancel_scope.cancel()
+        most = await most_while(running(backend), start)
     jsonschema.validate(json.loads(results["json"]), PERSON)
     assert results["a"][:1].isalpha() and results["b"][:1].isalpha()
     assert most == 3
@@ -265,25 +273,17 @@ async def test_requests_that_fill_their_slots_kv_cells_all_complete(two_small_sl
     """Three requests that each decode until their slot's 256 cells are full (no max_tokens, end of turn banned)
     on two slots: two run, the third waits for a free slot, and every one ends with finish "length" exactly
     at the context's end - no crash, no error, no sequence started that could not fit."""
-    most = 0
     done: list[Done] = []
 
     async def one(prompt: str) -> None:
         done.append((await complete(two_small_slots, ask(prompt, temperature=0.0, logit_bias=NO_EOS)))[1])
 
-    async def watch() -> None:
-        nonlocal most
-        while True:
-            most = max(most, int(two_small_slots.status()["sequences_running"]))
-            await trio.sleep(0.001)
+    def start(jobs: trio.Nursery) -> None:
+        for prompt in PROMPTS[:3]:
+            jobs.start_soon(one, prompt)
 
     with trio.fail_after(300):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch)
-            async with trio.open_nursery() as jobs:
-                for prompt in PROMPTS[:3]:
-                    jobs.start_soon(one, prompt)
-            nursery.cancel_scope.cancel()
+        most = await most_while(running(two_small_slots), start)
     assert len(done) == 3
     for end in done:
         assert end.stop_reason is StopReason.MAX_TOKENS
