@@ -35,7 +35,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import trio
 
@@ -80,6 +80,32 @@ _EMPTY_BY_TYPE: dict[str, Callable[[], Any]] = {
 def echo_tokens(text: str) -> list[str]:
     """Split ``text`` into the tokens the echo reply streams (see the module docstring); joined they equal it."""
     return _TOKEN.findall(text)
+
+
+#: A prompt of at least this many characters (plus `MESSAGE_COST_CHARS` per message) is prepared - split into
+#: echo tokens, counted - in a worker thread, as a real backend tokenizes off the event loop: near the body cap
+#: (one 8 MiB message, or 240,000 short ones) that work takes seconds and stalled every other client.
+PREPARE_IN_THREAD_CHARS = 256 * 1024
+MESSAGE_COST_CHARS = 64
+
+T = TypeVar("T")
+
+
+def prompt_size(messages: Sequence[Any], text: Callable[[Any], str]) -> int:
+    """How much preparing a prompt of ``messages`` costs, in characters (see `PREPARE_IN_THREAD_CHARS`).
+
+    Only a short prompt has its texts measured: a long message list is past the threshold by its count alone.
+    """
+    if len(messages) * MESSAGE_COST_CHARS >= PREPARE_IN_THREAD_CHARS:
+        return len(messages) * MESSAGE_COST_CHARS
+    return sum(len(text(m)) + MESSAGE_COST_CHARS for m in messages)
+
+
+async def off_loop_if_large(size: int, prepare: Callable[[], T]) -> T:
+    """``prepare()``: inline for a small prompt, in a worker thread from `PREPARE_IN_THREAD_CHARS` on."""
+    if size < PREPARE_IN_THREAD_CHARS:
+        return prepare()
+    return await trio.to_thread.run_sync(prepare)
 
 
 def count_words(texts: Iterable[str]) -> int:
@@ -263,26 +289,28 @@ class MockBackend(Backend):
         }
 
     async def generate(self, req: Resolved, send: trio.MemorySendChannel[Event]) -> None:
-        prompt_tokens = count_words(m.content for m in req.messages)
-        last_user = _last([m.content for m in req.messages if m.role is Role.USER])
+        def prepare() -> tuple[int, list[Event], StopReason]:
+            prompt_tokens = count_words(m.content for m in req.messages)
+            last_user = _last([m.content for m in req.messages if m.role is Role.USER])
+            tokens, reason = apply_limits(self._reply_tokens(last_user), req.sampling)
+            return prompt_tokens, [Token(t) for t in tokens], reason
 
         async def answer() -> None:
-            tokens, reason = apply_limits(self._reply_tokens(last_user), req.sampling)
-            await self._emit(send, [Token(t) for t in tokens], reason, prompt_tokens)
+            size = prompt_size(req.messages, lambda m: m.content)
+            prompt_tokens, events, reason = await off_loop_if_large(size, prepare)
+            await self._emit(send, events, reason, prompt_tokens)
 
         await self._run(answer)
 
     async def generate_v2(self, req: ResolvedV2, send: trio.MemorySendChannel[Event]) -> None:
-        prompt_tokens = count_words(m.text() for m in req.messages)
-        last_user = _last([m.text() for m in req.messages if m.role is Role.USER])
-
-        async def answer() -> None:
+        def prepare() -> tuple[int, list[Event], StopReason]:
+            prompt_tokens = count_words(m.text() for m in req.messages)
             tool = _forced_tool(req)
             if tool is not None:
                 arguments = json.dumps(example_object(tool.parameters))
                 call = ToolUse(id=f"call_mock_{self._started}", name=tool.name, arguments=arguments)
-                await self._emit(send, [call], StopReason.TOOL_USE, prompt_tokens)
-                return
+                return prompt_tokens, [call], StopReason.TOOL_USE
+            last_user = _last([m.text() for m in req.messages if m.role is Role.USER])
             tokens = self._reply_tokens(last_user)
             fmt = req.response_format
             if fmt.kind is ResponseFormatKind.JSON_OBJECT:
@@ -290,7 +318,12 @@ class MockBackend(Backend):
             elif fmt.kind is ResponseFormatKind.JSON_SCHEMA:
                 tokens = echo_tokens(json.dumps(example_object(fmt.schema or {})))
             limited, reason = apply_limits(tokens, req.sampling)
-            await self._emit(send, [Text(t) for t in limited], reason, prompt_tokens)
+            return prompt_tokens, [Text(t) for t in limited], reason
+
+        async def answer() -> None:
+            size = prompt_size(req.messages, lambda m: m.text())
+            prompt_tokens, events, reason = await off_loop_if_large(size, prepare)
+            await self._emit(send, events, reason, prompt_tokens)
 
         await self._run(answer)
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
-from quart import Response, request
+from quart import Response, has_request_context, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
@@ -81,15 +81,19 @@ def _new_app(name: str, services: Services, errors: ErrorRenderers) -> QuartTrio
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
 
     async def handle_error(exc: Exception) -> Response:
-        """The one error handler: every error of either app leaves through `ErrorRenderers.render`."""
-        info: RequestInfo | None = cast(Mapping[str, Any], request.scope).get(SCOPE_KEY)
+        """The one error handler: every error of either app leaves through `ErrorRenderers.render`.
+
+        It also answers WebSocket upgrades that fail before the route (an unknown path: 404), as HTTP.
+        """
+        current = request if has_request_context() else websocket
+        info: RequestInfo | None = cast(Mapping[str, Any], current.scope).get(SCOPE_KEY)
         request_id = info.request_id if info is not None else "unknown"
         allow: list[str] | None = None
         if isinstance(exc, WerkzeugMethodNotAllowed):
             allow = sorted(exc.valid_methods or ())
         if isinstance(exc, HTTPException):
-            exc = translate_http_exception(exc, request.method, request.path, server.max_body_bytes)
-        error = errors.render(exc, request_id, request.path, allow=allow)
+            exc = translate_http_exception(exc, current.method, current.path, server.max_body_bytes)
+        error = errors.render(exc, request_id, current.path, allow=allow)
         return Response(error.body, status=error.status, headers=Headers(error.headers))
 
     app.register_error_handler(Exception, handle_error)

@@ -5,13 +5,15 @@ Per HTTP request it:
 - opens a nursery owned by the request (``RequestInfo.nursery``, in ``scope["trinfer.request"]``): generation
   producers run there, so whatever ends the request - completion, client disconnect, write timeout, stop
   deadline - cancels them, and the request is over only once they have returned;
-- refuses at once, without reading the body: requests while draining (503), requests without a valid API key
-  (401, except ``/health`` and ``/ready``), and a declared ``Content-Length`` over ``max_body_bytes`` (413);
+- refuses at once, without reading the body: a malformed ``Host`` or several ``Authorization`` headers (400,
+  `proxy.header_checks`), requests while draining (503), requests without a valid API key (401, except
+  ``/health`` and ``/ready``), and a declared ``Content-Length`` over ``max_body_bytes`` (413);
 - turns an exception that escapes the app into a 500 with the request id (logged, details not sent);
 - logs one line per request: method, path, status, duration, request id, model.
 (Slow readers are handled below the app, in `proxy.listener`: every socket write is bounded by
 ``write_timeout_s`` and a stalled connection is closed, which reaches the request as a client disconnect.)
-WebSocket and lifespan scopes pass through untouched (the WebSocket route does its own auth handshake).
+WebSocket scopes get only the header checks (an upgrade that fails them is refused with the HTTP error
+response); the WebSocket route does its own auth handshake. Lifespan scopes pass through untouched.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from compat.errors import ShuttingDown
 
 from .auth import PUBLIC_PATHS, ApiKeys
 from .errors import ErrorRenderers, log_level_for, too_large
+from .header_checks import header_refusal
 from .inflight import SCOPE_KEY, Inflight, RequestInfo, new_request_id
 from .logs import get_logger
 from .metrics import CLIENT_CLOSED, NO_BACKEND, Metrics, Rejection
@@ -74,6 +77,13 @@ class RequestMiddleware:
         self._draining = draining
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            refusal = header_refusal(scope["headers"])
+            if refusal is None:
+                await self.app(scope, receive, send)
+            else:
+                await self._refuse_upgrade(send, refusal, scope["path"])
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -132,6 +142,9 @@ class RequestMiddleware:
 
     def _early_refusal(self, scope: Scope) -> Exception | None:
         path = scope["path"]
+        malformed = header_refusal(scope["headers"])
+        if malformed is not None:
+            return malformed
         if self._draining() and path != "/health":
             return ShuttingDown("The server is shutting down; retry against another instance")
         if path not in PUBLIC_PATHS:
@@ -152,6 +165,16 @@ class RequestMiddleware:
             raw.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": error.status, "headers": raw})
         await send({"type": "http.response.body", "body": error.body, "more_body": False})
+
+    async def _refuse_upgrade(self, send: Send, exc: Exception, path: str) -> None:
+        """Refuse a WebSocket upgrade with an HTTP error response (ASGI's ``websocket.http.response``)."""
+        request_id = new_request_id()
+        error = self._errors.render(exc, request_id, path)
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers]
+        raw += [(b"content-length", str(len(error.body)).encode()), (b"x-request-id", request_id.encode())]
+        await send({"type": "websocket.http.response.start", "status": error.status, "headers": raw})
+        await send({"type": "websocket.http.response.body", "body": error.body, "more_body": False})
+        log.info("WS %s %s refused id=%s", path, error.status, request_id)
 
     @staticmethod
     def _log_line(info: RequestInfo, duration_s: float) -> None:

@@ -14,6 +14,7 @@ from compat.openai.chat_response import ChunkEncoder, CompletionAccumulator, new
 from compat.openai.sse import ChatSSEEncoder
 
 from . import pipeline
+from .body_parsing import parse_off_loop
 from .request_io import current_request, json_response, read_body
 from .services import Services
 from .sse import sse_response
@@ -21,7 +22,8 @@ from .sse import sse_response
 
 async def chat_completions(services: Services) -> Response:
     info = current_request()
-    chat = parse_chat_request(parse_json(await read_body()))
+    body = await read_body()
+    chat = await parse_off_loop(len(body), lambda: parse_chat_request(parse_json(body)))
     info.model = chat.model
     generation = await pipeline.generate(services.router, chat.request, info, stream=chat.stream)
     completion_id, created = new_completion_id(), int(services.clock())

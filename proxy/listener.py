@@ -3,16 +3,27 @@
 Why not ``hypercorn.trio.serve`` as is: hypercorn writes to the socket inside a *shielded* cancel scope, so a
 client that stops reading blocks that write - and with it the request, its admission slot, and even the
 server's graceful shutdown - for as long as the client likes; no timeout around the ASGI ``send`` can
-interrupt it. `serve_listener` runs the same pieces as ``hypercorn.trio.run.worker_serve`` (lifespan,
-sockets, ``trio.serve_listeners``, graceful shutdown), but its connections bound every write by
-``write_timeout_s``: a write still blocked after that closes the connection, which hypercorn reports to the
-app as ``http.disconnect`` (or ``websocket.disconnect``), so the request is cancelled and its slot freed.
-They also close a connection that cannot be reused even when the app's task is being cancelled (see
-`BoundedWriteTCPServer._close`), so a request body that stopped arriving gets its 408 and then EOF.
+interrupt it. And it runs each connection in the server's own nursery, so an exception inside one connection
+(its HTTP/2 code raised ``KeyError`` for a body that arrived after the response) ended every listener.
+`serve_listener` runs the same pieces as ``hypercorn.trio.run.worker_serve`` (lifespan, sockets,
+``trio.serve_listeners``, graceful shutdown), but:
+
+- each connection speaks HTTP/1.1 only (`proxy.http11`), runs in its own `Connection`, and any exception
+  from inside it ends that connection alone, logged once with the connection's id;
+- every socket write is bounded by ``write_timeout_s``: a write still blocked after that closes the socket,
+  which hypercorn reports to the app as ``http.disconnect`` (or ``websocket.disconnect``), so the request is
+  cancelled and its slot freed; if the app cannot take that message within `CLOSE_GRACE_S` (a WebSocket
+  handler blocked behind the very write that stalled never drains hypercorn's queue), the whole connection is
+  cut: all of its tasks are cancelled;
+- when the listener stops, no write may last past the graceful deadline, so the stop is bounded whatever the
+  clients do;
+- a connection that cannot be reused is closed even when the app's task is being cancelled (see
+  `Connection._close`), so a request body that stopped arriving gets its 408 and then EOF.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from functools import partial
 from typing import Any
@@ -20,12 +31,15 @@ from typing import Any
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.events import Closed, Event, RawData
+from hypercorn.protocol import ProtocolWrapper
 from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.task_group import TaskGroup
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState, LifespanState
-from hypercorn.utils import repr_socket_addr, wrap_app
+from hypercorn.utils import parse_socket_addr, repr_socket_addr, wrap_app
 
+from .http11 import Http11Protocol
 from .logs import get_logger
 
 ASGIApp = Any  # an ASGI 3 application (hypercorn types it more narrowly than quart does)
@@ -34,6 +48,8 @@ log = get_logger("listener")
 
 #: Idle keep-alive connections are closed after this long.
 KEEP_ALIVE_S = 30.0
+#: How long a closing connection may take to tell its app, or to close its socket, before it is cut.
+CLOSE_GRACE_S = 1.0
 
 
 def websocket_message_limit(max_body_bytes: int) -> int:
@@ -47,31 +63,104 @@ def websocket_message_limit(max_body_bytes: int) -> int:
     return 2 * max_body_bytes
 
 
-class BoundedWriteTCPServer(TCPServer):
-    """hypercorn's per-connection server, with every socket write bounded by ``write_timeout_s``."""
+class Connection(TCPServer):
+    """One client connection: hypercorn's per-connection server, HTTP/1.1 only (`proxy.http11`), every socket
+    write bounded by ``write_timeout_s``, and a way to end the whole connection at once.
 
-    def __init__(self, write_timeout_s: float, *args: Any) -> None:
+    Cutting a connection (`cut`) cancels everything running for it - the reader, the idle timer, the app's
+    task - and closes the socket. It happens when a write stalls (or fails) and the app cannot be told in
+    time: hypercorn tells it with a ``disconnect`` message on a bounded queue, and a WebSocket app that is
+    itself stuck behind the stalled write never drains that queue.
+    """
+
+    def __init__(self, write_timeout_s: float, connection_id: str, *args: Any) -> None:
         super().__init__(*args)
         self._write_timeout_s = write_timeout_s
+        self.connection_id = connection_id
+        self._scope = trio.CancelScope()
+        #: No write may last past this (set when the listener stops: see `stop_writes_by`).
+        self._stop_deadline = math.inf
+        self._writing: trio.CancelScope | None = None
+        self._lost = False
+
+    async def run(self) -> None:
+        """hypercorn's ``TCPServer.run`` for a plain TCP stream, with `Http11Protocol` and the cut scope."""
+        with self._scope:
+            try:
+                socket = self.stream.socket
+                client = parse_socket_addr(socket.family, socket.getpeername())
+                server = parse_socket_addr(socket.family, socket.getsockname())
+                async with TaskGroup() as task_group:
+                    self._task_group = task_group
+                    self.protocol = ProtocolWrapper(
+                        self.app, self.config, self.context, task_group, ConnectionState(self.state),
+                        False, client, server, self.protocol_send,
+                    )  # fmt: skip
+                    # Over plain TCP hypercorn's wrapper picks h11; it would switch to h2 from there.
+                    self.protocol.protocol = Http11Protocol(
+                        self.app, self.config, self.context, task_group, ConnectionState(self.state),
+                        False, client, server, self.protocol_send,
+                    )  # fmt: skip
+                    await self.protocol.initiate()
+                    await self.idle_task.restart(self._task_group, self._idle_timeout)
+                    await self._read_data()
+            except OSError:
+                pass  # the client went away (even before getpeername)
+            finally:
+                await self._close()
+
+    def cut(self) -> None:
+        """End the connection now: cancel all of its tasks; the socket is closed on the way out."""
+        self._scope.cancel()
+
+    def stop_writes_by(self, deadline: float) -> None:
+        """Let no write (the one under way included) last past ``deadline``: the listener is stopping."""
+        self._stop_deadline = deadline
+        if self._writing is not None:
+            self._writing.deadline = min(self._writing.deadline, deadline)
 
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):
             await super().protocol_send(event)
             return
         async with self.send_lock:
-            try:
-                # Shielded as in hypercorn (a cancelled half-write would corrupt the stream), but bounded.
-                with trio.CancelScope(shield=True), trio.move_on_after(self._write_timeout_s) as bounded:
+            deadline = min(trio.current_time() + self._write_timeout_s, self._stop_deadline)
+            failed = True
+            # Shielded as in hypercorn (a cancelled half-write would corrupt the stream), but bounded.
+            with trio.CancelScope(shield=True, deadline=deadline) as writing:
+                self._writing = writing
+                try:
                     await self.stream.send_all(event.data)
-                if bounded.cancelled_caught:
-                    log.warning(
-                        "a client stopped reading for %g s (write_timeout_s): closing its connection",
-                        self._write_timeout_s,
-                    )
-                    await trio.aclose_forcefully(self.stream)
-                    raise trio.ClosedResourceError("write timed out")
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    failed = False
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                finally:
+                    self._writing = None
+            if not failed:
+                return
+            if writing.cancelled_caught and not self._lost:
+                log.warning(
+                    "connection %s: a write was blocked past write_timeout_s (%g s) or the stop deadline: "
+                    "closing it",
+                    self.connection_id,
+                    self._write_timeout_s,
+                )
+        await self._connection_lost()
+
+    async def _connection_lost(self) -> None:
+        """The socket is unusable: close it and tell the app within `CLOSE_GRACE_S`, or else cut the connection."""
+        if self._lost:
+            return
+        self._lost = True
+        await trio.aclose_forcefully(self.stream)
+        told = False
+        try:
+            with trio.move_on_after(CLOSE_GRACE_S):
                 await self.protocol.handle(Closed())
+                told = True
+        finally:
+            if not told:
+                self.cut()
 
     async def _close(self) -> None:
         """Close the socket, shielded: a close that is cancelled half-way leaves the connection open forever.
@@ -79,10 +168,18 @@ class BoundedWriteTCPServer(TCPServer):
         hypercorn closes a connection it cannot reuse (a response sent before the request body was read, such
         as the 408 for a body that stopped arriving) from inside the app's own task, right after telling the
         app ``http.disconnect``; quart cancels that task on the disconnect, which cancelled the close at its
-        first checkpoint. Both steps (``shutdown`` and ``close`` on a plain socket) return at once.
+        first checkpoint. Both steps (``shutdown`` and ``close`` on a plain socket) return at once; the
+        deadline only guards that, and the socket is closed whatever happened.
         """
-        with trio.CancelScope(shield=True):
+        with trio.move_on_after(CLOSE_GRACE_S, shield=True):
             await super()._close()
+        self.stream.socket.close()
+
+    async def _initiate_server_close(self) -> None:
+        """The keep-alive timeout's close (hypercorn shields it): bounded, and the socket closed regardless."""
+        with trio.move_on_after(CLOSE_GRACE_S):
+            await self.protocol.handle(Closed())
+        self.stream.socket.close()
 
 
 def hypercorn_config(
@@ -132,18 +229,36 @@ async def serve_listener(
                 listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
             first = sockets.insecure_sockets[0]
             task_status.started(f"http://{repr_socket_addr(first.family, first.getsockname())}")
-            connection = partial(
-                BoundedWriteTCPServer, write_timeout_s, wrapped, config, context, ConnectionState(lifespan_state)
-            )
+            port_tag = f"c{first.getsockname()[1]}"
+            connections: set[Connection] = set()
+            ids = itertools.count(1)
+
+            async def serve_connection(stream: trio.SocketStream) -> None:
+                connection = Connection(
+                    write_timeout_s, f"{port_tag}-{next(ids)}", wrapped, config, context,
+                    ConnectionState(lifespan_state), stream,
+                )  # fmt: skip
+                connections.add(connection)
+                try:
+                    await connection.run()
+                except* Exception as failure:
+                    # Whatever went wrong (hypercorn, h11, wsproto, the app) ends this connection only.
+                    log.error("connection %s failed; closed it", connection.connection_id, exc_info=failure)
+                finally:
+                    connections.discard(connection)
+
             try:
                 async with trio.open_nursery() as accept_nursery:
                     accept_nursery.start_soon(
-                        partial(trio.serve_listeners, connection, listeners, handler_nursery=server_nursery)
+                        partial(trio.serve_listeners, serve_connection, listeners, handler_nursery=server_nursery)
                     )
                     await shutdown.wait()
                     accept_nursery.cancel_scope.cancel()
             finally:
                 await context.terminated.set()
-                server_nursery.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+                deadline = trio.current_time() + config.graceful_timeout
+                server_nursery.cancel_scope.deadline = deadline
+                for connection in connections:
+                    connection.stop_writes_by(deadline)
         await lifespan.wait_for_shutdown()
         lifespan_nursery.cancel_scope.cancel()

@@ -28,6 +28,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
@@ -53,6 +54,7 @@ from compat.openai.ws_protocol import (
 
 from . import pipeline
 from .auth import ApiKeys
+from .body_parsing import parse_off_loop
 from .errors import ErrorRenderers
 from .inflight import Inflight, RequestInfo, new_request_id
 from .logs import get_logger
@@ -69,6 +71,9 @@ KEY_SUBPROTOCOL_PREFIX = "openai-insecure-api-key."
 CLOSE_GOING_AWAY = 1001
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_INTERNAL_ERROR = 1011
+
+#: What a shielded write may take beyond its socket writes' own ``write_timeout_s`` bounds.
+WRITE_GRACE_S = 2.0
 
 SendText = Callable[[str], Awaitable[None]]
 
@@ -122,6 +127,7 @@ async def websocket_route(services: Services, errors: ErrorRenderers) -> Respons
         connection_id=request_id,
         clock=services.clock,
         metrics=services.metrics,
+        write_timeout_s=server.write_timeout_s,
     )
     await connection.run()
     return None
@@ -149,6 +155,7 @@ class WebSocketConnection:
         connection_id: str,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
+        write_timeout_s: float = math.inf,
     ) -> None:
         self._receive = receive
         self._send = send
@@ -162,6 +169,8 @@ class WebSocketConnection:
         self._clock = clock
         self._metrics = metrics
         self._write_lock = trio.Lock()
+        #: The backstop deadline of one shielded write: its own bounded socket write after the one before it.
+        self._write_bound_s = 2 * write_timeout_s + WRITE_GRACE_S
         #: Requests in flight (id -> the scope a cancel frame cancels), until their terminal frame is due.
         self._requests: dict[str, trio.CancelScope] = {}
         #: Request tasks still running (their terminal frame may not be written yet).
@@ -195,11 +204,12 @@ class WebSocketConnection:
     async def _write(self, op: Callable[[], Awaitable[None]]) -> None:
         """One write (a frame or the close), after the ones queued before it, never abandoned half-way.
 
-        The shield is bounded: the listener closes a connection whose write is stuck for ``write_timeout_s``,
-        and hypercorn's send returns at once on a closed connection.
+        The shield is bounded: the listener closes a connection whose write is stuck for ``write_timeout_s``
+        (or past the stop deadline), and hypercorn's send returns at once on a closed connection; the deadline
+        here is only a backstop behind that (by then the socket is closed, so no half-frame can be read).
         """
         async with self._write_lock:
-            with trio.CancelScope(shield=True):
+            with trio.move_on_after(self._write_bound_s, shield=True):
                 await op()
         await trio.lowlevel.checkpoint()  # a send on a closed connection returns without a checkpoint
 
@@ -217,7 +227,9 @@ class WebSocketConnection:
                 await self._close_socket(CLOSE_UNSUPPORTED_DATA, "binary frames are not supported; send JSON text")
                 return "binary frame: closed with 1003"
             try:
-                frame = parse_client_frame(message, max_bytes=self._max_frame_bytes)
+                frame = await parse_off_loop(
+                    len(message), partial(parse_client_frame, message, max_bytes=self._max_frame_bytes)
+                )
             except FrameError as exc:
                 await self._send_frame(error_frame(exc.frame_id, exc.error))
                 continue

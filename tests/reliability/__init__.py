@@ -4,6 +4,9 @@
 - ``test_faults``: every mock fault, disconnect phase and a slow reader back to back on one daemon; failed starts.
 - ``test_bad_input``: over 2,000 hypothesis-generated chat and embeddings bodies over real HTTP.
 - ``test_slowloris``: partial headers and partial bodies end on their own and hold no slot.
+- ``test_hostile_connections``: HTTP/2 and h2c, malformed framing and smuggling, bad Host headers, duplicate
+  Authorization, WebSocket clients that stop reading with many queued frames, a stop they cannot hold up;
+  ``test_hostile_process`` repeats them against a real process, ending with SIGTERM and exit 0.
 
 The security regressions, one test per threat (body cap, auth on every route, ready gating, write stall, log
 redaction, open-bind refusal), live in ``tests/security/``; WebSocket auth in ``tests/ws/test_auth.py``.

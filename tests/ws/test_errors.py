@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 import trio
 from trio_websocket import ConnectionClosed
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
 from tests.daemon_harness import mock_config, running_daemon, wait_until
 
@@ -268,3 +270,38 @@ async def test_a_backend_bug_is_an_internal_error_frame_revealing_only_the_reque
             monkeypatch.undo()
             await ws.send_message(create("after", "still works"))
             assert text_of((await until_terminal(ws, "after"))["after"]) == "still works"
+
+
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    """One client frame (FIN set, masked as RFC 6455 requires of clients), payload under 126 bytes."""
+    assert len(payload) < 126
+    key = b"\x01\x02\x03\x04"
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+async def test_a_text_frame_that_is_not_utf8_gets_invalid_json_then_a_1007_close_frame(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # wsproto fails the connection on invalid UTF-8 (RFC 6455 section 8.1 requires it); the socket used to be
+    # dropped without a close frame or the invalid_json error frame docs/websocket.md promises.
+    with trio.fail_after(60):
+        async with running_daemon(mock_config()) as d:
+            stream = await trio.open_tcp_stream("127.0.0.1", d.inference_port)
+            client = WSConnection(ConnectionType.CLIENT)
+            events: list[Any] = []
+            async with stream:
+                await stream.send_all(client.send(Request(host="127.0.0.1", target="/v1/ws")))
+                while not any(isinstance(e, AcceptConnection) for e in events):
+                    client.receive_data(await stream.receive_some(65536))
+                    events += client.events()
+                await stream.send_all(masked_frame(0x1, b'{"type": "\xff\xfe"}'))
+                while not any(isinstance(e, CloseConnection) for e in events):
+                    data = await stream.receive_some(65536)
+                    client.receive_data(data or None)
+                    events += client.events()
+            [text] = [e.data for e in events if isinstance(e, TextMessage)]
+            frame = json.loads(text)
+            assert (frame["type"], frame["id"], frame["error"]["code"]) == ("error", None, "invalid_json")
+            [close] = [e for e in events if isinstance(e, CloseConnection)]
+            assert close.code == 1007
+            assert close.reason == "invalid UTF-8 in a text frame"

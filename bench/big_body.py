@@ -1,0 +1,102 @@
+"""``/health`` latency on both listeners while one client sends the largest allowed request body.
+
+Run by hand (``PYTHONPATH=. python -m bench.big_body``); results go to docs/benchmarks.md. One daemon
+process (``serve --backend mock``, default ``max_body_bytes`` = 8 MiB) on loopback, the clients in this one
+(so their own work on the 8 MiB body does not count against the daemon). Two bodies, each just under
+the cap: one message whose content is ~7.9 MiB, and ~240,000 short messages. While the big request is being
+sent and answered, a prober hits ``/health`` on both listeners back to back and a second client sends small
+chat requests; it reports the worst and median probe latency and how many of each completed.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from typing import Any
+
+import httpx
+import trio
+
+from tests.daemon_harness import MOCK_MODEL, daemon_process, openai_client
+
+CAP = 8 * 1024 * 1024
+
+
+def big_content() -> bytes:
+    words = " ".join(["word"] * ((CAP - 1024) // 5))
+    return json.dumps(
+        {"model": MOCK_MODEL, "max_tokens": 1, "messages": [{"role": "user", "content": words}]}
+    ).encode()
+
+
+def many_messages() -> bytes:
+    message = {"role": "user", "content": "hi"}
+    count = (CAP - 1024) // len(json.dumps(message).encode() + b", ")
+    return json.dumps({"model": MOCK_MODEL, "max_tokens": 1, "messages": [message] * count}).encode()
+
+
+async def measure(name: str, body: bytes) -> dict[str, Any]:
+    async with daemon_process("serve", "--backend", "mock") as d:
+        assert d.inference_url is not None and d.admin_url is not None
+        latencies: dict[str, list[float]] = {"inference": [], "admin": []}
+        chats = 0
+        done = trio.Event()
+        big_status = 0
+
+        async def big() -> None:
+            nonlocal big_status
+            async with httpx.AsyncClient(base_url=d.inference_url, timeout=60) as http:
+                r = await http.post(
+                    "/v1/chat/completions", content=body, headers={"content-type": "application/json"}
+                )
+                big_status = r.status_code
+            done.set()
+
+        async def probe(which: str, url: str) -> None:
+            async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+                while not done.is_set():
+                    started = time.perf_counter()
+                    assert (await http.get("/health")).status_code == 200
+                    latencies[which].append((time.perf_counter() - started) * 1000)
+                    await trio.sleep(0.005)
+
+        async def chat() -> None:
+            nonlocal chats
+            async with openai_client(d.base_url) as client:
+                while not done.is_set():
+                    await client.chat.completions.create(
+                        model=MOCK_MODEL, messages=[{"role": "user", "content": "hi"}]
+                    )
+                    chats += 1
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(probe, "inference", d.inference_url)
+            nursery.start_soon(probe, "admin", d.admin_url)
+            nursery.start_soon(chat)
+            await trio.sleep(0.2)
+            started = time.perf_counter()
+            nursery.start_soon(big)
+            await done.wait()
+            elapsed = time.perf_counter() - started
+    result = {
+        "body": name,
+        "bytes": len(body),
+        "status": big_status,
+        "big_request_s": round(elapsed, 2),
+        "chats": chats,
+    }
+    for which, values in latencies.items():
+        result[f"{which}_health_max_ms"] = round(max(values), 1)
+        result[f"{which}_health_median_ms"] = round(statistics.median(values), 1)
+        result[f"{which}_probes"] = len(values)
+    return result
+
+
+async def main() -> None:
+    for name, body in (("one 7.9 MiB message", big_content()), ("~240k short messages", many_messages())):
+        print(json.dumps(await measure(name, body)))
+
+
+if __name__ == "__main__":
+    trio.run(main)
