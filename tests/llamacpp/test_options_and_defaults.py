@@ -134,7 +134,7 @@ def test_default_backends_serve_smollm2_and_the_embedder_once_prepared(
     monkeypatch.setenv("TRINFER_MODELS_DIR", str(tmp_path))
     (chat,) = defaults.default_backends()
     assert chat["kind"] == "llamacpp" and chat["models"] == ["smollm2-135m-instruct"]
-    assert (chat["active"], chat["queue"]) == (1, 10)
+    assert "active" not in chat and chat["queue"] == 10  # admission follows the backend's parallel (4)
     assert Path(chat["model_path"]) == defaults.find_chat_model()
     LlamaCppBackend.from_options(
         {k: v for k, v in chat.items() if k not in ("name", "kind", "models", "active", "queue")}
