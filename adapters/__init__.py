@@ -13,6 +13,7 @@ from .errors import (
     Unavailable,
     Unsupported,
     UpstreamRateLimited,
+    UpstreamRejected,
 )
 from .types import (
     BackendCapabilities,
@@ -80,5 +81,6 @@ __all__ = [
     "Unavailable",
     "Unsupported",
     "UpstreamRateLimited",
+    "UpstreamRejected",
     "Usage",
 ]

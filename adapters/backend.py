@@ -53,6 +53,15 @@ class Backend(abc.ABC):
         docs/design-notes.md.)
         """
 
+    async def maintain(self) -> None:  # noqa: B027 - default: no background work
+        """Background upkeep while the backend serves: health probes of upstream URLs, and the like.
+
+        The daemon runs it in a task it owns, started after `boot` returned and cancelled before `stop` is
+        awaited, so the backend needs no nursery of its own and nothing it starts outlives it. It may run
+        forever (it is cancelled) or return early; an exception it raises is logged and ends only the upkeep.
+        Default: nothing. (Addition to the Rust trait; see docs/design-notes.md.)
+        """
+
     @abc.abstractmethod
     def ready(self) -> bool:
         """True once `boot` has finished and until `stop` begins."""
@@ -79,6 +88,12 @@ class Backend(abc.ABC):
     async def embed(self, req: EmbedResolved) -> EmbedResult:
         """One vector per input, in order. Default: `Unsupported`."""
         raise Unsupported(f"model {req.model!r} does not support embeddings", param="model")
+
+    async def count_tokens(self, req: ResolvedV2) -> int:
+        """The prompt tokens ``req`` would take, counted with this backend's own tokenizer over the prompt as
+        the backend renders it (chat template, tools). Default: `Unsupported` (400: this backend cannot count).
+        """
+        raise Unsupported(f"backend {self.name!r} cannot count tokens for model {req.model!r}", param="model")
 
     async def stop(self, timeout: float) -> None:  # noqa: B027, ASYNC109 - the contract (DESIGN s.2) takes a deadline
         """Best effort: release model memory, threads and connections within ``timeout`` seconds."""

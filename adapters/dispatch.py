@@ -1,4 +1,5 @@
-"""The one place that picks a backend's entry point for a request: ``generate_v2`` or ``generate`` (v1).
+"""The one place that picks a backend's entry point for a request: ``generate_v2`` or ``generate`` (v1), and
+``embed`` for an embeddings request the backend can take.
 
 Every dialect builds a `ResolvedV2`. A backend whose capabilities say ``v2`` gets it as it is; a v1-only
 backend gets its plain-text `Resolved` form when the request needs nothing v1 lacks, and a request that does
@@ -8,10 +9,12 @@ before it waits for a slot.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from .backend import Backend
 from .errors import InvalidRequest
 from .stream import Producer
-from .types import ResolvedV2
+from .types import EmbedResolved, EmbedResult, ResolvedV2
 
 
 def producer_for(backend: Backend, req: ResolvedV2) -> Producer:
@@ -42,3 +45,15 @@ def producer_for(backend: Backend, req: ResolvedV2) -> Producer:
         param="model",
         code="unsupported_parameter",
     )
+
+
+def embedder_for(backend: Backend, req: EmbedResolved) -> Callable[[EmbedResolved], Awaitable[EmbedResult]]:
+    """``backend.embed``, unless ``req`` holds token ids and the backend has no vocabulary to read them with
+    (capability ``embed_token_ids``): then 400 ``unsupported_parameter``, before the request waits for a slot."""
+    if req.token_ids and not backend.capabilities().embed_token_ids:
+        raise InvalidRequest(
+            f"The model '{req.model}' takes text input only: its backend cannot embed token ids.",
+            param="input",
+            code="unsupported_parameter",
+        )
+    return backend.embed

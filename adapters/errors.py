@@ -12,7 +12,8 @@ boundary with ``raise ... from exc``.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 
 class TrinferError(Exception):
@@ -84,6 +85,38 @@ class UpstreamRateLimited(Unavailable):
     backend_fault = False
 
 
+class UpstreamRejected(GenerateError, EmbedError):
+    """An upstream OpenAI-compatible server refused the request with a 4xx: the client made a mistake there.
+
+    The upstream's status and OpenAI error object (``error``: message, type, param, code) reach the client
+    as they are, so a client behind trinfer sees what it would have seen talking to the upstream itself.
+    Never the backend's fault: it does not count against the circuit breaker.
+    """
+
+    status = 400
+    error_type = "invalid_request_error"
+    default_code = None
+
+    def __init__(self, status: int, error: Mapping[str, Any]) -> None:
+        message = error.get("message")
+        code = error.get("code")
+        param = error.get("param")
+        super().__init__(
+            message if isinstance(message, str) else "the upstream server refused the request",
+            param=param if isinstance(param, str) else None,
+            code=code if isinstance(code, str) else None,
+            status=status,
+        )
+        #: The error object exactly as the upstream sent it, with OpenAI's four keys always present.
+        self.error: dict[str, Any] = {
+            "message": self.message,
+            "type": self.error_type,
+            "param": self.param,
+            "code": self.code,
+            **error,
+        }
+
+
 class Internal(GenerateError, EmbedError):
     """A bug or unexpected state inside the backend."""
 
@@ -111,4 +144,5 @@ __all__ = [
     "Unavailable",
     "Unsupported",
     "UpstreamRateLimited",
+    "UpstreamRejected",
 ]

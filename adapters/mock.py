@@ -22,6 +22,9 @@ Echo tokenisation: one whitespace-delimited word per token, each word carrying t
 ``["hello  ", "big ", "world"]`` and the joined tokens always equal the text. Whitespace-only text is one token;
 empty text is no token.
 
+Structured answers: a forced tool call carries, and a ``json_schema`` answer is, the simplest value valid for the
+schema (`adapters.schema_example`); a schema with no such value is a 400 naming it, never a crash.
+
 Usage is honest: ``prompt_tokens`` counts the whitespace-delimited words of every message's text,
 ``completion_tokens`` counts the content events actually sent (one for a tool call).
 """
@@ -41,6 +44,7 @@ import trio
 
 from .backend import Backend, BackendConfigError
 from .errors import InvalidRequest, NotReady, Unavailable, Unsupported
+from .schema_example import NoExample, example, example_arguments
 from .types import (
     BackendCapabilities,
     Done,
@@ -65,16 +69,6 @@ from .types import (
 FAIL_MODES = ("none", "pre-stream", "mid-stream", "boot")
 
 _TOKEN = re.compile(r"\s*\S+\s*|\s+")
-
-#: The simplest JSON value of each JSON-schema type ("number" gets 0, which is also a valid integer).
-_EMPTY_BY_TYPE: dict[str, Callable[[], Any]] = {
-    "string": str,
-    "integer": int,
-    "number": int,
-    "boolean": bool,
-    "array": list,
-    "null": type(None),
-}
 
 
 def echo_tokens(text: str) -> list[str]:
@@ -113,38 +107,6 @@ def count_words(texts: Iterable[str]) -> int:
     return sum(len(text.split()) for text in texts)
 
 
-def example_value(schema: Mapping[str, Any]) -> Any:
-    """The simplest value valid against a plain JSON schema.
-
-    Handles ``const``, ``enum``, ``anyOf``/``oneOf`` (first alternative), ``type`` (a name or a list of names,
-    the first that is not "null") and objects (their required properties, filled recursively). Not a general
-    generator: enough for tool parameters and response schemas as clients write them.
-    """
-    if "const" in schema:
-        return schema["const"]
-    if "enum" in schema:
-        return schema["enum"][0]
-    alternatives = schema.get("anyOf") or schema.get("oneOf")
-    if alternatives:
-        return example_value(alternatives[0])
-    declared = schema.get("type", ())
-    names = [declared] if isinstance(declared, str) else list(declared)
-    concrete = [name for name in names if name != "null"]
-    kind = concrete[0] if concrete else ("object" if "properties" in schema else "null")
-    if kind == "object":
-        return example_object(schema)
-    return _EMPTY_BY_TYPE.get(kind, type(None))()
-
-
-def example_object(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """An object with each required property of ``schema`` set to its `example_value`.
-
-    Used for tool arguments and ``json_schema`` answers, whose root OpenAI requires to be an object.
-    """
-    properties: Mapping[str, Any] = schema.get("properties", {})
-    return {name: example_value(properties.get(name, {})) for name in schema.get("required", ())}
-
-
 def embedding(text: str, dimensions: int) -> tuple[float, ...]:
     """A deterministic unit vector for ``text``: SHAKE-256 of its UTF-8, read as ``dimensions`` components.
 
@@ -157,7 +119,17 @@ def embedding(text: str, dimensions: int) -> tuple[float, ...]:
     return tuple(x / norm for x in raw)
 
 
-def apply_limits(tokens: Sequence[str], sampling: SamplingParams) -> tuple[list[str], StopReason]:
+@dataclass(frozen=True, slots=True)
+class Limited:
+    """What a model streaming some tokens sends under a request's limits, and which limit ended it."""
+
+    tokens: list[str]
+    reason: StopReason
+    #: The stop sequence that cut the text (with `StopReason.STOP_SEQUENCE` only).
+    stop_sequence: str | None = None
+
+
+def apply_limits(tokens: Sequence[str], sampling: SamplingParams) -> Limited:
     """The tokens a model streaming ``tokens`` sends under ``sampling``'s stop sequences and ``max_tokens``.
 
     The text ends just before the earliest stop sequence (the sequence itself is not sent; the token it starts
@@ -165,19 +137,19 @@ def apply_limits(tokens: Sequence[str], sampling: SamplingParams) -> tuple[list[
     text, `StopReason.END` when none did.
     """
     text = "".join(tokens)
-    cuts = [index for stop in sampling.stop if stop and (index := text.find(stop)) >= 0]
+    cuts = sorted((index, stop) for stop in sampling.stop if stop and (index := text.find(stop)) >= 0)
     kept = list(tokens)
     reason = StopReason.END
+    matched: str | None = None
     if cuts:
-        cut = min(cuts)
+        cut, matched = cuts[0]
         starts = accumulate((len(token) for token in tokens), initial=0)
         pieces = (token[: max(0, cut - start)] for token, start in zip(tokens, starts, strict=False))
         kept = [piece for piece in pieces if piece]
         reason = StopReason.STOP_SEQUENCE
     if sampling.max_tokens is not None and len(kept) > sampling.max_tokens:
-        kept = kept[: sampling.max_tokens]
-        reason = StopReason.MAX_TOKENS
-    return kept, reason
+        return Limited(kept[: sampling.max_tokens], StopReason.MAX_TOKENS)
+    return Limited(kept, reason, matched)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,43 +261,50 @@ class MockBackend(Backend):
         }
 
     async def generate(self, req: Resolved, send: trio.MemorySendChannel[Event]) -> None:
-        def prepare() -> tuple[int, list[Event], StopReason]:
+        def prepare() -> tuple[int, list[Event], Limited]:
             prompt_tokens = count_words(m.content for m in req.messages)
             last_user = _last([m.content for m in req.messages if m.role is Role.USER])
-            tokens, reason = apply_limits(self._reply_tokens(last_user), req.sampling)
-            return prompt_tokens, [Token(t) for t in tokens], reason
+            limited = apply_limits(self._reply_tokens(last_user), req.sampling)
+            return prompt_tokens, [Token(t) for t in limited.tokens], limited
 
         async def answer() -> None:
             size = prompt_size(req.messages, lambda m: m.content)
-            prompt_tokens, events, reason = await off_loop_if_large(size, prepare)
-            await self._emit(send, events, reason, prompt_tokens)
+            prompt_tokens, events, limited = await off_loop_if_large(size, prepare)
+            await self._emit(send, events, limited, prompt_tokens)
 
         await self._run(answer)
 
     async def generate_v2(self, req: ResolvedV2, send: trio.MemorySendChannel[Event]) -> None:
-        def prepare() -> tuple[int, list[Event], StopReason]:
+        def prepare() -> tuple[int, list[Event], Limited]:
             prompt_tokens = count_words(m.text() for m in req.messages)
             tool = _forced_tool(req)
             if tool is not None:
-                arguments = json.dumps(example_object(tool.parameters))
+                param = f"tools[{req.tools.index(tool)}].function.parameters"
+                arguments = _json(example_arguments, tool.parameters, param)
                 call = ToolUse(id=f"call_mock_{self._started}", name=tool.name, arguments=arguments)
-                return prompt_tokens, [call], StopReason.TOOL_USE
+                return prompt_tokens, [call], Limited([], StopReason.TOOL_USE)
             last_user = _last([m.text() for m in req.messages if m.role is Role.USER])
             tokens = self._reply_tokens(last_user)
             fmt = req.response_format
             if fmt.kind is ResponseFormatKind.JSON_OBJECT:
                 tokens = echo_tokens(json.dumps({"echo": "".join(tokens)}))
             elif fmt.kind is ResponseFormatKind.JSON_SCHEMA:
-                tokens = echo_tokens(json.dumps(example_object(fmt.schema or {})))
-            limited, reason = apply_limits(tokens, req.sampling)
-            return prompt_tokens, [Text(t) for t in limited], reason
+                tokens = echo_tokens(_json(example, fmt.schema or {}, "response_format.json_schema.schema"))
+            limited = apply_limits(tokens, req.sampling)
+            return prompt_tokens, [Text(t) for t in limited.tokens], limited
 
         async def answer() -> None:
             size = prompt_size(req.messages, lambda m: m.text())
-            prompt_tokens, events, reason = await off_loop_if_large(size, prepare)
-            await self._emit(send, events, reason, prompt_tokens)
+            prompt_tokens, events, limited = await off_loop_if_large(size, prepare)
+            await self._emit(send, events, limited, prompt_tokens)
 
         await self._run(answer)
+
+    async def count_tokens(self, req: ResolvedV2) -> int:
+        """The mock's token count: the words of every message's text, as its generations report them."""
+        self._require_ready()
+        await trio.lowlevel.checkpoint()
+        return count_words(m.text() for m in req.messages)
 
     async def embed(self, req: EmbedResolved) -> EmbedResult:
         self._require_ready()
@@ -334,6 +313,12 @@ class MockBackend(Backend):
         if dim == 0:
             raise Unsupported(
                 f"model {req.model!r} does not support embeddings (mock embed_dim = 0)", param="model"
+            )
+        if req.token_ids:
+            raise Unsupported(
+                "the mock backend has no vocabulary: send text, not token ids",
+                param="input",
+                code="unsupported_parameter",
             )
         wanted = embed_width(req.dimensions, dim)
         vectors = tuple(embedding(text, wanted) for text in req.inputs)
@@ -370,7 +355,7 @@ class MockBackend(Backend):
             self._active -= 1
 
     async def _emit(
-        self, send: trio.MemorySendChannel[Event], events: Sequence[Event], reason: StopReason, prompt_tokens: int
+        self, send: trio.MemorySendChannel[Event], events: Sequence[Event], limited: Limited, prompt_tokens: int
     ) -> None:
         """Send ``events`` (one per token delay), then `Done` - or fail part way when configured to."""
         fail_at = min(self.options.fail_after_tokens, len(events)) if self.options.fail == "mid-stream" else None
@@ -379,7 +364,17 @@ class MockBackend(Backend):
             await send.send(event)
         if fail_at is not None:
             raise Unavailable(f"mock backend configured to fail mid-stream, after {fail_at} tokens")
-        await send.send(Done(reason, Usage(prompt_tokens=prompt_tokens, completion_tokens=len(events))))
+        usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=len(events))
+        await send.send(Done(limited.reason, usage, limited.stop_sequence))
+
+
+def _json(make: Callable[[Any], Any], schema: Any, param: str) -> str:
+    """The mock's value for ``schema`` as strict JSON; a schema it has no value for is the client's 400."""
+    try:
+        return json.dumps(make(schema), allow_nan=False)
+    except NoExample as exc:
+        message = f"the mock backend cannot produce a value for this schema: {exc}"
+        raise InvalidRequest(message, param=param) from exc
 
 
 def _last(texts: Sequence[str]) -> str:

@@ -10,6 +10,7 @@ _KINDS: dict[str, tuple[str, str]] = {
     "mock": ("adapters.mock", "MockBackend"),
     "llamacpp": ("adapters.llamacpp", "LlamaCppBackend"),
     "anthropic": ("adapters.anthropic_backend", "AnthropicBackend"),
+    "openai": ("adapters.openai_upstream", "OpenAIUpstreamBackend"),
 }
 
 KINDS: tuple[str, ...] = tuple(_KINDS)

@@ -200,11 +200,16 @@ class ResolvedV2:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Token counts of one generation.
+
+    ``cached_tokens``: prompt tokens served from a prefix cache instead of evaluated (part of
+    ``prompt_tokens``); ``reasoning_tokens``: completion tokens spent thinking (part of ``completion_tokens``).
+    Both are 0 where a backend has none, as OpenAI reports them.
+    """
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    #: Prompt tokens served from a prefix cache instead of evaluated (part of ``prompt_tokens``).
     cached_tokens: int = 0
-    #: Completion tokens spent on reasoning (part of ``completion_tokens``).
     reasoning_tokens: int = 0
 
     @property
@@ -292,6 +297,9 @@ class Done:
 
     stop_reason: StopReason
     usage: Usage
+    #: With `StopReason.STOP_SEQUENCE`: the stop sequence that ended the text, when the backend knows it
+    #: (Anthropic's answer names it).
+    stop_sequence: str | None = None
     choices: tuple[ChoiceEnd, ...] = ()
 
 
@@ -303,9 +311,21 @@ Event: TypeAlias = Token | Text | Thinking | ToolUse | Done
 
 @dataclass(frozen=True, slots=True)
 class EmbedResolved:
+    """A validated embeddings request: texts in ``inputs``, or (never both) token-id inputs in ``token_ids``.
+
+    Token ids are the serving model's own vocabulary ids, used as they are (no special tokens added); only
+    backends whose capabilities say ``embed_token_ids`` take them.
+    """
+
     model: str
     inputs: tuple[str, ...]
     dimensions: int | None = None
+    token_ids: tuple[tuple[int, ...], ...] = ()
+
+    @property
+    def count(self) -> int:
+        """How many vectors the answer holds: one per input, text or token ids."""
+        return len(self.token_ids) if self.token_ids else len(self.inputs)
 
 
 def embed_width(dimensions: int | None, width: int) -> int:
@@ -346,6 +366,8 @@ class BackendCapabilities:
     choices: bool = False
     #: Reports log probabilities (`SamplingParams.top_logprobs`).
     logprobs: bool = False
+    #: Embeds token-id inputs (`EmbedResolved.token_ids`) as ids of its own vocabulary.
+    embed_token_ids: bool = False
     embed_dimensions: int | None = None
     accelerator: str = "cpu"
 

@@ -50,6 +50,10 @@ class Server:
         """Resident memory of the server's whole process tree (a launcher plus workers counts in full)."""
         return sum(_rss(pid) for pid in _tree(self.process.pid))
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the server's whole process tree."""
+        return sum(_cpu(pid) for pid in _tree(self.process.pid))
+
     @property
     def pid(self) -> int:
         return self.process.pid
@@ -64,6 +68,15 @@ def _tree(pid: int) -> list[int]:
     for child in children:
         pids += _tree(int(child))
     return pids
+
+
+def _cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # utime and stime are fields 14 and 15 of /proc/PID/stat (11 and 12 after the command name).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss(pid: int) -> int:

@@ -110,12 +110,28 @@ def litellm_available() -> bool:
     return (PEERS / "litellm/bin/litellm").exists()
 
 
+LITELLM_GATEWAY_CONFIG = """\
+model_list:
+  - model_name: {model}
+    litellm_params:
+      model: openai/{model}
+      api_key: sk-unused
+      api_base: {api_base}
+litellm_settings:
+  telemetry: false
+"""
+
+
 @contextmanager
-def litellm(workdir: Path) -> Iterator[Server]:
-    """LiteLLM's proxy with one model answered by its own ``mock_response``, one uvicorn worker."""
+def litellm(workdir: Path, *, api_base: str | None = None) -> Iterator[Server]:
+    """LiteLLM's proxy with one model, one uvicorn worker: answered by its own ``mock_response``, or, with
+    ``api_base``, forwarded to that OpenAI-compatible server (its ``openai/`` provider; P8)."""
     port = free_port()
     config = workdir / "litellm.yaml"
-    config.write_text(LITELLM_CONFIG)
+    if api_base is None:
+        config.write_text(LITELLM_CONFIG)
+    else:
+        config.write_text(LITELLM_GATEWAY_CONFIG.format(model=MOCK_MODEL, api_base=api_base))
     argv = [
         str(PEERS / "litellm/bin/litellm"),
         "--config",

@@ -33,9 +33,9 @@ def available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def _script(workdir: Path) -> Path:
-    path = workdir / "post_chat.lua"
-    body = json.dumps(CHAT_BODY).replace("\\", "\\\\").replace("'", "\\'")
+def _script(workdir: Path, chat_body: dict[str, object]) -> Path:
+    path = workdir / f"post_chat_{abs(hash(json.dumps(chat_body, sort_keys=True)))}.lua"
+    body = json.dumps(chat_body).replace("\\", "\\\\").replace("'", "\\'")
     path.write_text(
         f"wrk.method = 'POST'\nwrk.body = '{body}'\nwrk.headers['Content-Type'] = 'application/json'\n"
     )
@@ -49,15 +49,20 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def run(port: int, *, connections: int, duration_s: float, workdir: Path) -> WrkResult:
+def run(
+    port: int, *, connections: int, duration_s: float, workdir: Path, body: dict[str, object] | None = None
+) -> WrkResult:
+    """One wrk run POSTing ``body`` (default `CHAT_BODY`) to ``/v1/chat/completions``."""
     argv = [
         "wrk",
         "-t1",
         f"-c{connections}",
         f"-d{max(1, round(duration_s))}s",
         "--latency",
+        "--timeout",
+        "30s",  # a slow response is a slow sample, not a dropped one
         "-s",
-        str(_script(workdir)),
+        str(_script(workdir, CHAT_BODY if body is None else body)),
         f"http://{HOST}:{port}/v1/chat/completions",
     ]
     out = subprocess.run(pinned(CLIENT_CORE, argv), capture_output=True, text=True, check=True).stdout

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from adapters.errors import TrinferError
+from adapters.errors import TrinferError, UpstreamRejected
 
 
 class RequestValidationError(TrinferError):
@@ -99,7 +99,12 @@ INTERNAL_MESSAGE = "The server had an error while processing your request. Reque
 
 
 def error_object(exc: BaseException, request_id: str | None = None) -> dict[str, Any]:
-    """The OpenAI error object (the value of ``"error"``) for any exception. Bugs reveal nothing."""
+    """The OpenAI error object (the value of ``"error"``) for any exception. Bugs reveal nothing.
+
+    An upstream server's refusal (`UpstreamRejected`) is passed through as the upstream wrote it.
+    """
+    if isinstance(exc, UpstreamRejected):
+        return dict(exc.error)
     if isinstance(exc, TrinferError):
         return {"message": exc.message, "type": exc.error_type, "param": exc.param, "code": exc.code}
     return {

@@ -1,7 +1,9 @@
 """Decoding request bodies: bytes in, plain JSON values out, or `RequestValidationError` code ``invalid_json``.
 
 Stricter than ``json.loads`` in the ways that protect what comes after it: the body must be UTF-8, the
-non-standard literals ``NaN``/``Infinity``/``-Infinity`` are refused, nesting deeper than `MAX_DEPTH` is
+non-standard literals ``NaN``/``Infinity``/``-Infinity`` are refused, and so is any number too large for a float
+(``1e999`` would decode to infinity, which no JSON encoder may write back: a schema ``const`` or an argument
+holding it would make the answer invalid JSON), nesting deeper than `MAX_DEPTH` is
 refused (the parsers and backends never have to think about recursion), and strings may not hold lone UTF-16
 surrogates (``"\\ud800"`` decodes to a Python string that cannot be encoded back to UTF-8, which would fail
 much later inside a tokenizer or an upstream client).
@@ -10,6 +12,7 @@ much later inside a tokenizer or an upstream client).
 from __future__ import annotations
 
 import json
+import math
 import re
 
 from .errors import RequestValidationError
@@ -30,6 +33,13 @@ def _reject_constant(name: str) -> object:
     raise _NonFiniteLiteral(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NonFiniteLiteral(f"the number {text[:32]} is too large (it overflows to infinity)")
+    return value
+
+
 def _invalid(message: str, param: str | None) -> RequestValidationError:
     return RequestValidationError(message, param=param, code=INVALID_JSON)
 
@@ -47,7 +57,7 @@ def loads_text(text: str, param: str | None = None) -> object:
     """Decode JSON text with the same rules as `parse_json`; errors name ``param`` (e.g. tool call arguments)."""
     where = f"'{param}'" if param else "the JSON body of your request"
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError as exc:
         raise _invalid(
             f"We could not parse {where}: it is nested more than {MAX_DEPTH} levels deep.", param

@@ -19,11 +19,13 @@ from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 from werkzeug.routing import RequestRedirect
 
 from adapters.errors import NotReady
+from compat.anthropic.errors import render_anthropic_error
 from compat.errors import RouteNotFound, ShuttingDown
 from compat.openai.models import model_list, model_object
 
 from . import chat as chat_views
 from . import embeddings as embedding_views
+from . import messages as messages_views
 from . import playground
 from . import ws as ws_views
 from .asgi import RequestMiddleware
@@ -36,7 +38,9 @@ from .services import Services
 OWNED_BY = "trinfer"
 
 #: Route prefix -> the error body of its dialect, for the routes that do not answer with OpenAI's.
-ERROR_DIALECTS: Mapping[str, ErrorBody] = {}
+ERROR_DIALECTS: Mapping[str, ErrorBody] = {messages_views.PREFIX: render_anthropic_error}
+#: Route prefixes whose clients may send the key as ``x-api-key`` (Anthropic's header).
+X_API_KEY_PREFIXES: tuple[str, ...] = (messages_views.PREFIX,)
 
 
 def error_renderers() -> ErrorRenderers:
@@ -115,6 +119,14 @@ def build_inference_app(services: Services) -> RequestMiddleware:
     async def chat_completions() -> Response:
         return await chat_views.chat_completions(services)
 
+    @app.post(messages_views.PREFIX)
+    async def messages() -> Response:
+        return await messages_views.messages(services)
+
+    @app.post(f"{messages_views.PREFIX}/count_tokens")
+    async def count_tokens() -> Response:
+        return await messages_views.count_tokens(services)
+
     @app.post("/v1/embeddings")
     async def embeddings() -> Response:
         return await embedding_views.embeddings(services)
@@ -149,6 +161,7 @@ def build_inference_app(services: Services) -> RequestMiddleware:
         inflight=services.inflight,
         draining=services.lifecycle.draining,
         errors=errors,
+        x_api_key_prefixes=X_API_KEY_PREFIXES,
         metrics=services.metrics,
         route_of=route_templates(app),
     )

@@ -7,7 +7,8 @@ Per HTTP request it:
   deadline - cancels them, and the request is over only once they have returned;
 - refuses at once, without reading the body: a malformed ``Host`` or several ``Authorization`` headers (400,
   `proxy.header_checks`), requests while draining (503), requests without a valid API key (401, except
-  ``/health`` and ``/ready``), and a declared ``Content-Length`` over ``max_body_bytes`` (413);
+  ``/health`` and ``/ready``; under ``x_api_key_prefixes`` the key may also come as ``x-api-key``, Anthropic's
+  header), and a declared ``Content-Length`` over ``max_body_bytes`` (413);
 - turns an exception that escapes the app into a 500 with the request id (logged, details not sent);
 - logs one line per request: method, path, status, duration, request id, model.
 (Slow readers are handled below the app, in `proxy.listener`: every socket write is bounded by
@@ -64,10 +65,12 @@ class RequestMiddleware:
         inflight: Inflight | None = None,
         draining: Callable[[], bool] = lambda: False,
         errors: ErrorRenderers | None = None,
+        x_api_key_prefixes: tuple[str, ...] = (),
         metrics: Metrics | None = None,
         route_of: Callable[[str, str], str] = lambda method, path: path,
     ) -> None:
         self.app = app
+        self._x_api_key_prefixes = x_api_key_prefixes
         self._metrics = metrics
         self._route_of = route_of
         self._errors = errors if errors is not None else ErrorRenderers()
@@ -149,13 +152,17 @@ class RequestMiddleware:
             return ShuttingDown("The server is shutting down; retry against another instance")
         if path not in PUBLIC_PATHS:
             try:
-                self._keys.check_header(_header(scope, b"authorization"))
+                x_api_key = _header(scope, b"x-api-key") if self._takes_x_api_key(path) else None
+                self._keys.check_header(_header(scope, b"authorization"), x_api_key=x_api_key)
             except Exception as exc:
                 return exc
         length = _header(scope, b"content-length")
         if length is not None and length.strip().isdigit() and int(length) > self._max_body:
             return too_large(self._max_body)
         return None
+
+    def _takes_x_api_key(self, path: str) -> bool:
+        return any(path == prefix or path.startswith(prefix + "/") for prefix in self._x_api_key_prefixes)
 
     async def _send_error(self, send: Send, exc: BaseException, info: RequestInfo, *, close: bool) -> None:
         error = self._errors.render(exc, info.request_id, info.path)

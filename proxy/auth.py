@@ -1,4 +1,5 @@
-"""API-key authentication: ``Authorization: Bearer <key>``, compared in constant time.
+"""API-key authentication: ``Authorization: Bearer <key>`` (or ``x-api-key: <key>`` on Anthropic routes),
+compared in constant time.
 
 Keys are compared as SHA-256 digests with `hmac.compare_digest`, against every configured key without an early
 exit, so neither the position of the first wrong byte nor which key matched shows in the timing. No key and no
@@ -41,11 +42,16 @@ class ApiKeys:
             found |= hmac.compare_digest(candidate, digest)
         return found
 
-    def check_header(self, authorization: str | None) -> None:
-        """Raise `AuthenticationError` unless ``authorization`` is ``Bearer <a configured key>``."""
+    def check_header(self, authorization: str | None, *, x_api_key: str | None = None) -> None:
+        """Raise `AuthenticationError` unless ``authorization`` is ``Bearer <a configured key>`` or (Anthropic
+        routes, where clients send it so) ``x_api_key`` is a configured key."""
         if not self.enabled:
             return
+        if x_api_key is not None and self.matches(x_api_key.strip()):
+            return
         if authorization is None:
+            if x_api_key is not None:
+                raise AuthenticationError("Incorrect API key provided.")
             raise AuthenticationError("You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.")
         scheme, _, key = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not self.matches(key.strip()):

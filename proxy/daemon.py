@@ -258,7 +258,10 @@ class Daemon:
             await backend.boot()
             log.info("backend %r ready, serving %s", handle.name, ", ".join(handle.config.models))
             task_status.started()
-            await self._backends_stop.wait()
+            async with trio.open_nursery() as upkeep:
+                upkeep.start_soon(self._maintain_backend, handle)
+                await self._backends_stop.wait()
+                upkeep.cancel_scope.cancel()  # the upkeep ends before stop() is awaited below
         finally:
             timeout = self.config.server.stop_timeout_s
             with self._cleanup_scope(timeout) as scope:
@@ -268,6 +271,13 @@ class Daemon:
                     log.warning("backend %r failed to stop cleanly: %s", handle.name, _one_line(exc))
             if scope.cancelled_caught:
                 log.warning("backend %r did not stop within %g s", handle.name, timeout)
+
+    async def _maintain_backend(self, handle: BackendHandle) -> None:
+        """Run the backend's background upkeep (`Backend.maintain`); a failure there is logged, not fatal."""
+        try:
+            await handle.backend.maintain()
+        except Exception:
+            log.error("backend %r: its background upkeep failed and has stopped", handle.name, exc_info=True)
 
     async def _serve_inference(self) -> None:
         server = self.config.server

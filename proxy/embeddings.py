@@ -1,5 +1,5 @@
 """``POST /v1/embeddings``: answered only by backends with the ``embed`` capability, under admission
-(`proxy.pipeline.embed`)."""
+(`proxy.pipeline.embed`); token-id input only by those that also say ``embed_token_ids``."""
 
 from __future__ import annotations
 

@@ -52,19 +52,21 @@ def host_problem(value: str) -> str | None:
 
 
 def header_refusal(headers: Iterable[tuple[bytes, bytes]]) -> RequestValidationError | None:
-    """The 400 for a request with a malformed ``Host`` or several ``Authorization`` headers, or None."""
-    authorizations = 0
+    """The 400 for a request with a malformed ``Host`` or several ``Authorization`` (or ``x-api-key``, the
+    Anthropic routes' key header) headers, or None: with several, which one is the key would be ambiguous."""
+    counts = {b"authorization": 0, b"x-api-key": 0}
     for name, value in headers:
         key = name.lower()
         if key == b"host":
             problem = host_problem(bytes(value).decode("latin-1"))
             if problem is not None:
                 return RequestValidationError(f"The Host header {problem}", code="invalid_host")
-        elif key == b"authorization":
-            authorizations += 1
-    if authorizations > 1:
-        return RequestValidationError(
-            f"The request has {authorizations} Authorization headers; send exactly one",
-            code="duplicate_authorization",
-        )
+        elif key in counts:
+            counts[key] += 1
+    for header, label in ((b"authorization", "Authorization"), (b"x-api-key", "x-api-key")):
+        if counts[header] > 1:
+            return RequestValidationError(
+                f"The request has {counts[header]} {label} headers; send exactly one",
+                code="duplicate_authorization",
+            )
     return None

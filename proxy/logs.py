@@ -52,6 +52,8 @@ def configure_logging(level: str, secrets: Iterable[str]) -> logging.Handler:
     root.setLevel(level.upper())
     # hypercorn's "Running on ... (CTRL + C to quit)" lines would duplicate (and contradict) ours.
     logging.getLogger(f"{LOGGER_NAME}.hypercorn").setLevel(max(logging.WARNING, root.level))
+    # httpx (the openai backend's client) logs every upstream request at INFO: our request line says enough.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     return handler
 
 

@@ -10,6 +10,7 @@ Messages views) is written the same way: parse the body into the engine's reques
     events = await generation.collect()                       # or: every event at once (non-streaming)
 
     result = await embed(services.router, req, info)          # EmbedResolved -> EmbedResult
+    tokens = await count_tokens(services.router, req, info)   # ResolvedV2 -> its prompt's token count
 
 (``info`` is the request's `RequestInfo`; for SSE, `proxy.sse.sse_response` does the loop above given the
 dialect's encoder.) What this module guarantees, so that no view repeats it:
@@ -44,7 +45,7 @@ from typing import TypeVar
 
 import trio
 
-from adapters.dispatch import producer_for
+from adapters.dispatch import embedder_for, producer_for
 from adapters.stream import EventStream, Producer, start_event_stream
 from adapters.types import Done, EmbedResolved, EmbedResult, Event, ResolvedV2
 from compat.errors import QueueFull, QueueTimeout, ShuttingDown
@@ -85,8 +86,21 @@ async def generate(router: Router, req: ResolvedV2, info: RequestInfo, *, stream
 async def embed(router: Router, req: EmbedResolved, info: RequestInfo) -> EmbedResult:
     """Route ``req`` to a backend that embeds and run it under admission; the vectors, or the error."""
     route = router.route(req.model, embed=True)
-    async with _backend_work(route, info, _Progress(stream=False), lambda: route.handle.backend.embed) as run:
+    async with _backend_work(
+        route, info, _Progress(stream=False), lambda: embedder_for(route.handle.backend, req)
+    ) as run:
         return await run(req)
+
+
+async def count_tokens(router: Router, req: ResolvedV2, info: RequestInfo) -> int:
+    """Route ``req`` and count its prompt tokens with the backend's own tokenizer (``Backend.count_tokens``).
+
+    No admission slot: counting is short and holds no generation's resources; the breaker still records how
+    it ended, and the stop deadline still ends it.
+    """
+    route = router.route(req.model)
+    with recording(route), _until_stop_deadline(info):
+        return await route.handle.backend.count_tokens(req)
 
 
 class Generation:

@@ -39,6 +39,8 @@ from .translate_request import build_request
 from .translate_stream import StreamTranslator
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
+#: The fields of a Messages body that ``count_tokens`` also takes (besides model and messages).
+COUNT_TOKENS_FIELDS = frozenset({"system", "tools", "tool_choice", "thinking", "output_config"})
 #: Bound on closing an upstream response when a generation ends (the close is shielded from cancellation).
 CLOSE_TIMEOUT_S = 5.0
 
@@ -107,6 +109,22 @@ class AnthropicBackend(Backend):
 
     async def generate_v2(self, req: ResolvedV2, send: trio.MemorySendChannel[Event]) -> None:
         await self._stream(req, send, v1=False)
+
+    async def count_tokens(self, req: ResolvedV2) -> int:
+        """Anthropic's own count (``POST /v1/messages/count_tokens``) of the request as it would be sent."""
+        client = self._client
+        if client is None or self._stopping:
+            raise NotReady("the anthropic backend is not ready")
+        body = build_request(req, self.options)
+        # Only the prompt's fields: count_tokens refuses sampling fields and max_tokens.
+        prompt = {key: value for key, value in body.items() if key in COUNT_TOKENS_FIELDS}
+        try:
+            counted = await client.messages.count_tokens(
+                model=body["model"], messages=cast(Any, body["messages"]), extra_body=prompt
+            )
+        except Exception as exc:
+            _raise_translated(exc)
+        return counted.input_tokens
 
     async def stop(self, timeout: float) -> None:  # noqa: ASYNC109 - the contract takes a deadline
         """Close the HTTP client (its pooled connections) within ``timeout`` seconds."""

@@ -184,7 +184,9 @@ def _schema(req: ResolvedV2) -> dict[str, Any]:
     schema = req.response_format.schema
     try:
         return transform_schema(dict(schema) if schema is not None else {"type": "object"})
-    except (ValueError, TypeError, AttributeError) as exc:
+    except Exception as exc:  # a pure function of the client's schema: whatever it raises, the schema is at fault
+        # (it asserts on a list of types, raises TypeError on a boolean subschema): a 400, never a 500 that the
+        # circuit breaker would count against a healthy upstream.
         raise InvalidRequest(
             f"response_format.json_schema.schema cannot be used with Anthropic structured outputs: {exc}",
             param="response_format.json_schema.schema",

@@ -6,7 +6,7 @@ Theory of operation. A Messages stream is::
     ( content_block_start    (index, block type: text | thinking | tool_use | ...)
       content_block_delta*   (text_delta | thinking_delta | input_json_delta | signature_delta | ...)
       content_block_stop )*
-    message_delta            (stop_reason, cumulative usage.output_tokens)
+    message_delta            (stop_reason, stop_sequence, cumulative usage.output_tokens)
     message_stop
 
 Text and thinking deltas are forwarded at once as `Text`/`Thinking`. A tool call's input arrives as pieces of
@@ -67,6 +67,7 @@ class StreamTranslator:
         self._prompt_tokens = 0
         self._completion_tokens = 0
         self._stop_reason = StopReason.END
+        self._stop_sequence: str | None = None
         self.done = False
 
     def feed(self, event: RawMessageStreamEvent) -> list[Event]:
@@ -104,6 +105,7 @@ class StreamTranslator:
         if event.type == "message_delta":
             if event.delta.stop_reason is not None:
                 self._stop_reason = STOP_REASONS.get(event.delta.stop_reason, StopReason.END)
+            self._stop_sequence = event.delta.stop_sequence
             self._completion_tokens = event.usage.output_tokens
             if event.usage.input_tokens is not None:
                 self._prompt_tokens = _input_tokens(
@@ -113,7 +115,8 @@ class StreamTranslator:
                 )
             return []
         self.done = True  # message_stop
-        return [Done(self._stop_reason, Usage(self._prompt_tokens, self._completion_tokens))]
+        counts = Usage(self._prompt_tokens, self._completion_tokens)
+        return [Done(self._stop_reason, counts, self._stop_sequence)]
 
 
 def _input_tokens(input_tokens: int, cache_creation: int | None, cache_read: int | None) -> int:

@@ -143,7 +143,7 @@ class LlamaCppBackend(Backend):
 
     def capabilities(self) -> BackendCapabilities:
         if self.options.embedding:
-            return BackendCapabilities(embed=True, embed_dimensions=self._embed_dimensions)
+            return BackendCapabilities(embed=True, embed_dimensions=self._embed_dimensions, embed_token_ids=True)
         return BackendCapabilities(
             v2=True, tools=True, json_schema=True, raw_prompt=True, choices=True, logprobs=True
         )
@@ -243,8 +243,7 @@ class LlamaCppBackend(Backend):
             tools: tuple[ToolSpec, ...] = ()
         else:
             tools = _offered_tools(req)
-            prompt = template.render(conversation.v2_messages(req.messages, tools, req.tool_choice))
-            output, plan = self._plan(req, prompt, tools)
+            output, plan = self._plan(req, _v2_prompt(template, req, tools), tools)
 
         async def on_piece(piece: Piece) -> None:
             await send.send(Text(piece.text, piece.choice, piece.logprobs))
@@ -266,7 +265,7 @@ class LlamaCppBackend(Backend):
                 # A call cut short by max_tokens ends with finish_reason "length" and no content: its partial
                 # JSON is never shown as if it were the answer.
             ends.append(ChoiceEnd(end.choice, reason))
-        await send.send(Done(ends[0].stop_reason, _usage(outcome), tuple(ends) if len(ends) > 1 else ()))
+        await send.send(Done(ends[0].stop_reason, _usage(outcome), choices=tuple(ends) if len(ends) > 1 else ()))
 
     def _raw_plan(self, req: ResolvedV2, model: Model) -> Plan:
         """A legacy completion: the prompt text as it is (BOS as the model wants it), no template stops."""
@@ -310,6 +309,22 @@ class LlamaCppBackend(Backend):
         engine = self._require_ready()  # stop() may have begun meanwhile
         return await relay(engine, job, on_piece)
 
+    async def count_tokens(self, req: ResolvedV2) -> int:
+        """The tokens of the prompt `generate_v2` would evaluate for ``req``: the chat template applied over the
+        rendered conversation, the tools note included (or the raw prompt), tokenized as decoding does."""
+        template = self._chat_ready()
+        model = self._model
+        assert model is not None
+        if req.prompt is not None:
+            prompt = Prompt(text=req.prompt, stop=(), add_bos=model.add_bos)
+        else:
+            prompt = _v2_prompt(template, req, _offered_tools(req))
+        self._require_ready()  # the decode thread frees the model only after stop(); tokenizing reads the vocab
+        tokens = await trio.to_thread.run_sync(
+            lambda: model.tokenize(prompt.text, add_bos=prompt.add_bos), abandon_on_cancel=False
+        )
+        return len(tokens)
+
     # --- embeddings -----------------------------------------------------------------------------------------
 
     async def embed(self, req: EmbedResolved) -> EmbedResult:
@@ -317,15 +332,20 @@ class LlamaCppBackend(Backend):
             raise Unsupported(f"model {req.model!r} does not support embeddings", param="model")
         if self._state != "ready":
             raise NotReady(f"the llamacpp backend is not ready ({self._state})")
-        from .embeddings import embed_texts
+        from .embeddings import embed_request
 
         async with self._embed_lock:
             if self._state != "ready":
                 raise NotReady(f"the llamacpp backend is not ready ({self._state})")
             vectors, tokens = await trio.to_thread.run_sync(
-                embed_texts, self._llama, list(req.inputs), req.dimensions, abandon_on_cancel=False
+                embed_request, self._llama, req, abandon_on_cancel=False
             )
         return EmbedResult(vectors=tuple(tuple(v) for v in vectors), prompt_tokens=tokens)
+
+
+def _v2_prompt(template: ChatTemplate, req: ResolvedV2, tools: tuple[ToolSpec, ...]) -> Prompt:
+    """The prompt text of a v2 request (one place, so counting and generating see the same prompt)."""
+    return template.render(conversation.v2_messages(req.messages, tools, req.tool_choice))
 
 
 def _usage(outcome: Outcome) -> Usage:

@@ -10,6 +10,11 @@ inputs one at a time (so an input's vector never depends on the other inputs) an
 the trio task that started the thread was cancelled, so a disconnecting client does not keep the model busy with
 a long list.
 A `Llama` object is not thread-safe: the caller must not run two calls on one object at once.
+
+Token-id inputs (`embed_token_ids`) are the model's own vocabulary ids, decoded exactly as given (no [CLS]/[SEP]
+added: ``tokenize(text)`` already includes them, so its ids give the same vector as the text). They are checked
+against the vocabulary and the context before anything is decoded, and each is decoded on its own through
+llama.cpp's batch API (`Llama.embed` only takes text), with the same pooling and normalisation.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import numpy as np
 import trio
 
 from ..errors import Internal, InvalidRequest, Unavailable
-from ..types import embed_width
+from ..types import EmbedResolved, embed_width
 
 _POOLING_NONE = 0  # llama_cpp.LLAMA_POOLING_TYPE_NONE: one vector per token instead of one per input
 
@@ -70,6 +75,83 @@ def max_input_tokens(llama: Any) -> int:
     return limit
 
 
+def embed_request(llama: Any, req: EmbedResolved) -> tuple[list[list[float]], int]:
+    """`embed_token_ids` or `embed_texts`, whichever inputs ``req`` holds."""
+    if req.token_ids:
+        return embed_token_ids(llama, req.token_ids, req.dimensions)
+    return embed_texts(llama, req.inputs, req.dimensions)
+
+
+def _check_model(llama: Any, dimensions: int | None) -> None:
+    embed_width(dimensions, embedding_dimensions(llama))
+    if not llama.context_params.embeddings:
+        raise Internal("the llama.cpp model was not loaded for embeddings (embedding=True)")
+    if int(llama.pooling_type()) == _POOLING_NONE:
+        raise Internal("the llama.cpp embedding model has no pooling: load it with mean pooling")
+
+
+def _check_length(index: int, count: int, limit: int) -> None:
+    if count > limit:
+        raise InvalidRequest(
+            f"This model's maximum context length is {limit} tokens, however input[{index}] has {count} "
+            "tokens. Please reduce the length of the input.",
+            param="input",
+            code="context_length_exceeded",
+        )
+
+
+def embed_token_ids(
+    llama: Any, inputs: Sequence[Sequence[int]], dimensions: int | None
+) -> tuple[list[list[float]], int]:
+    """Unit-length vectors for token-id inputs (the model's own ids, used as given) and their token count.
+
+    Raises `InvalidRequest` for an id outside the vocabulary (naming ``input[i][j]``), an input over the context
+    or a bad ``dimensions``, `Unavailable` if llama.cpp fails, ``trio.Cancelled`` between inputs.
+    """
+    _check_model(llama, dimensions)
+    vocabulary = int(llama.n_vocab())
+    limit = max_input_tokens(llama)
+    for index, ids in enumerate(inputs):
+        _check_length(index, len(ids), limit)
+        for position, token in enumerate(ids):
+            if not 0 <= token < vocabulary:
+                raise InvalidRequest(
+                    f"Token id {token} is not in this model's vocabulary (ids 0 to {vocabulary - 1}); token ids "
+                    "must be this model's own, not another tokenizer's.",
+                    param=f"input[{index}][{position}]",
+                )
+    raw: list[list[float]] = []
+    for ids in inputs:
+        _check_cancelled()
+        raw.append(_decode_ids(llama, ids))
+    return _normalise(raw, dimensions), sum(len(ids) for ids in inputs)
+
+
+def _decode_ids(llama: Any, ids: Sequence[int]) -> list[float]:
+    """The pooled (unnormalised) embedding of one sequence of token ids: one llama.cpp decode of its own."""
+    import llama_cpp
+
+    batch = llama_cpp.llama_batch_init(len(ids), 0, 1)
+    try:
+        batch.n_tokens = len(ids)
+        for position, token in enumerate(ids):
+            batch.token[position] = token
+            batch.pos[position] = position
+            batch.n_seq_id[position] = 1
+            batch.seq_id[position][0] = 0
+            batch.logits[position] = True  # embedding models need every token marked as an output
+        memory = llama_cpp.llama_get_memory(llama.ctx)
+        if memory:
+            llama_cpp.llama_memory_clear(memory, True)
+        status = llama_cpp.llama_decode(llama.ctx, batch)
+        pooled = llama_cpp.llama_get_embeddings_seq(llama.ctx, 0) if status == 0 else None
+        if not pooled:
+            raise Unavailable(f"llama.cpp failed to embed token ids (status {status})", code="backend_unavailable")
+        return [float(x) for x in pooled[: embedding_dimensions(llama)]]
+    finally:
+        llama_cpp.llama_batch_free(batch)
+
+
 def embed_texts(llama: Any, texts: Sequence[str], dimensions: int | None) -> tuple[list[list[float]], int]:
     """Unit-length vectors for ``texts`` (in order) and the number of prompt tokens they used.
 
@@ -78,23 +160,13 @@ def embed_texts(llama: Any, texts: Sequence[str], dimensions: int | None) -> tup
     Raises `InvalidRequest` for a bad ``dimensions`` or an input over the context, `Unavailable` if llama.cpp
     fails, and ``trio.Cancelled`` between batches when the trio task running this thread is cancelled.
     """
-    embed_width(dimensions, embedding_dimensions(llama))
-    if not llama.context_params.embeddings:
-        raise Internal("the llama.cpp model was not loaded for embeddings (embedding=True)")
-    if int(llama.pooling_type()) == _POOLING_NONE:
-        raise Internal("the llama.cpp embedding model has no pooling: load it with mean pooling")
+    _check_model(llama, dimensions)
     if not texts:
         return [], 0
     limit = max_input_tokens(llama)
     counts = [_count_tokens(llama, text) for text in texts]
     for index, count in enumerate(counts):
-        if count > limit:
-            raise InvalidRequest(
-                f"This model's maximum context length is {limit} tokens, however input[{index}] has {count} "
-                "tokens. Please reduce the length of the input.",
-                param="input",
-                code="context_length_exceeded",
-            )
+        _check_length(index, count, limit)
     raw: list[list[float]] = []
     # One input per decode: in a decode holding several sequences, llama.cpp's results for one of them
     # depend on the others (measured up to 8e-5 per component on this model), so the same text would get a

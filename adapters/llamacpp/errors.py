@@ -91,7 +91,9 @@ def _table() -> tuple[tuple[Phase, tuple[type[BaseException], ...], Factory], ..
         (Phase.TEMPLATE, template_errors, _template_rejected),
         (Phase.TEMPLATE, (Exception,), _template_broken),
         (Phase.GRAMMAR, (RecursionError,), _schema_too_deep),
-        (Phase.GRAMMAR, (AssertionError, ValueError, KeyError, TypeError, IndexError), _schema_rejected),
+        # The converter is a pure function of the client's schema: whatever it raises, the schema is at fault
+        # (a 400, never a 500 the circuit breaker would count against the model).
+        (Phase.GRAMMAR, (Exception,), _schema_rejected),
         (Phase.TOKENIZE, (MemoryError,), _out_of_memory),
         (Phase.TOKENIZE, (RuntimeError, ValueError), _tokenize_failed),
         (Phase.DECODE, (MemoryError,), _out_of_memory),

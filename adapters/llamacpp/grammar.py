@@ -9,13 +9,16 @@ Two promises shape the checks:
 - *Bounded cost.* The converter expands repetition counts into nested rules (``maxLength: 3000`` becomes 3000
   nested groups) and llama.cpp's grammar engine gets slower with every alternative it tracks, so the schema's
   size, nesting depth and every repetition count are bounded (`GrammarLimits`), and so is the GBNF produced.
-- *Output that validates.* The converter silently ignores some JSON-schema keywords (numeric bounds,
+- *Output that validates.* The converter silently ignores some JSON-schema keywords (``multipleOf``,
   ``uniqueItems``, ``not``...), which would let the model produce JSON that parses but does not validate. A
   schema using one of them is rejected with a message naming it, rather than enforced halfway. The supported
-  subset is close to OpenAI's structured-output subset: ``type`` (one or a list), ``properties``, ``required``,
-  ``additionalProperties``, ``items``/``prefixItems`` with ``minItems``/``maxItems``, strings with
-  ``minLength``/``maxLength``, or ``pattern`` (anchored with ``^...$``), or ``format``, ``enum``, ``const``,
-  ``anyOf``, local ``$ref`` into ``$defs``/``definitions``, and annotations (``title``, ``description``...).
+  subset (`SUPPORTED_KEYWORDS`, the one list every refusal names) is close to OpenAI's structured-output subset:
+  ``type`` (one or a list), ``properties``, ``required``, ``additionalProperties``, ``items``/``prefixItems``
+  with ``minItems``/``maxItems``, strings with ``minLength``/``maxLength``, or ``pattern`` (anchored with
+  ``^...$``), or ``format``, ``enum``, ``const``, ``anyOf``, local ``$ref`` into ``$defs``/``definitions``,
+  integers and numbers with ``minimum``/``maximum``/``exclusiveMinimum``/``exclusiveMaximum`` (the converter
+  ignores these, so `adapters.llamacpp.converter` writes their rules: see `adapters.llamacpp.bounds`), and
+  annotations (``title``, ``description``...).
 
 Tool calls: a forced call (``tool_choice`` required or named) is the JSON object
 ``{"name": <one offered tool's name>, "arguments": <an object valid for that tool's parameters>}``, built as a
@@ -31,6 +34,7 @@ from typing import Any
 
 from ..errors import InvalidRequest
 from ..types import JSONObject, ToolSpec
+from .bounds import BOUND_KEYWORDS, EmptyRange, integer_rule, number_rule
 from .errors import Phase, translate
 from .options import GrammarLimits
 
@@ -43,10 +47,6 @@ UNENFORCED_KEYWORDS = frozenset(
         "if",
         "then",
         "else",
-        "minimum",
-        "maximum",
-        "exclusiveMinimum",
-        "exclusiveMaximum",
         "multipleOf",
         "uniqueItems",
         "contains",
@@ -66,6 +66,12 @@ UNENFORCED_KEYWORDS = frozenset(
         "$recursiveRef",
     }
 )
+
+#: The validation keywords the grammar enforces: the one list every refusal names.
+SUPPORTED_KEYWORDS = (
+    "type", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems", "maxItems",
+    "minLength", "maxLength", "pattern", "format", "enum", "const", "anyOf", "$ref", *BOUND_KEYWORDS,
+)  # fmt: skip
 
 #: Keywords that only describe and never constrain: allowed anywhere.
 ANNOTATIONS = frozenset(
@@ -108,9 +114,8 @@ def _check_node(node: object, limits: GrammarLimits, param: str, where: str, dep
     bad = sorted(UNENFORCED_KEYWORDS.intersection(node))
     if bad:
         raise _reject(
-            f"JSON schema keyword {bad[0]!r} (at {where}) cannot be enforced by a grammar; supported: type, "
-            "properties, required, additionalProperties, items, prefixItems, minItems, maxItems, minLength, "
-            "maxLength, pattern, format, enum, const, anyOf, $ref",
+            f"JSON schema keyword {bad[0]!r} (at {where}) cannot be enforced by a grammar; "
+            f"supported: {', '.join(SUPPORTED_KEYWORDS)}",
             param,
         )
     for key in _REPETITION_KEYWORDS:
@@ -161,6 +166,24 @@ def _check_combinations(node: Mapping[str, Any], param: str, where: str) -> None
         raise _reject(f"{where}: prefixItems cannot be combined with items, minItems or maxItems", param)
     if "items" in node and isinstance(node["items"], list):
         raise _reject(f"{where}/items must be a schema (use prefixItems for tuples)", param)
+    _check_bounds(node, param, where)
+
+
+def _check_bounds(node: Mapping[str, Any], param: str, where: str) -> None:
+    """Numeric bounds need one numeric ``type`` (and no enum/const, which the converter honours instead), and
+    must leave a value the grammar can produce (`adapters.llamacpp.bounds`)."""
+    used = [key for key in BOUND_KEYWORDS if key in node]
+    if not used:
+        return
+    if node.get("type") not in ("integer", "number") or "enum" in node or "const" in node:
+        raise _reject(f'{where}: {used[0]} needs "type": "integer" or "number" (and no enum or const)', param)
+    for key in used:
+        if isinstance(node[key], bool) or not isinstance(node[key], int | float):
+            raise _reject(f"{where}/{key} must be a number", param)
+    try:
+        (integer_rule if node["type"] == "integer" else number_rule)(node)
+    except EmptyRange as exc:
+        raise _reject(f"{where}: {exc}", param) from exc
 
 
 _FORMATS = frozenset({"date", "time", "date-time", "uuid", "uuid1", "uuid2", "uuid3", "uuid4", "uuid5"})
@@ -271,7 +294,7 @@ def schema_to_gbnf(
 ) -> str:
     """Check ``schema`` and convert it to GBNF (root rule ``root``). Raises `InvalidRequest` naming ``param``."""
     check_schema(schema, limits, param)
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
+    from .converter import json_schema_to_gbnf
 
     try:
         gbnf: str = json_schema_to_gbnf(json.dumps(schema), list(prop_order))

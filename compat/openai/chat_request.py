@@ -17,15 +17,14 @@ other servers' extensions should not break a client. Validation happens once, he
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from adapters.types import ResolvedV2
 
 from .._fields import (
-    JSONDict,
     as_list,
     as_str,
+    check_field_sets,
     invalid_value,
     item_path,
     opt_bool,
@@ -90,12 +89,6 @@ IGNORED_FIELDS: dict[str, str] = {
     "safety_identifier": "string",
 }
 
-_READERS: dict[str, Callable[[JSONDict, str], object]] = {
-    "string": opt_str,
-    "boolean": opt_bool,
-    "object": opt_object,
-}
-
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
@@ -115,11 +108,7 @@ def parse_chat_request(body: object) -> ChatRequest:
     if not isinstance(body, dict):
         raise RequestValidationError("The request body must be a JSON object.", code="invalid_type")
     model = as_str(required(body, "model"), "model", non_empty=True)
-    for name, message in UNSUPPORTED_FIELDS.items():
-        if body.get(name) is not None:
-            raise UnsupportedParameter(message, param=name)
-    for name, kind in IGNORED_FIELDS.items():
-        _READERS[kind](body, name)
+    check_field_sets(body, UNSUPPORTED_FIELDS, IGNORED_FIELDS)
     _check_modalities(body.get("modalities"))
     messages = parse_messages(required(body, "messages"))
     tools = () if body.get("tools") is None else parse_tools(body["tools"])

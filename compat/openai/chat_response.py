@@ -59,16 +59,20 @@ def new_completion_id() -> str:
     return "chatcmpl-" + secrets.token_hex(12)
 
 
+def role_delta(*, tools: bool) -> dict[str, Any]:
+    """The delta of a choice's first chunk, as OpenAI sends it: empty content, or null when a tool call follows."""
+    return {"role": "assistant", "content": None if tools else "", "refusal": None}
+
+
 def usage_object(usage: Usage) -> dict[str, Any]:
-    """OpenAI's ``usage`` object for engine token counts (``prompt_tokens_details`` when a cache served some)."""
-    out: dict[str, Any] = {
+    """OpenAI's ``usage`` object for engine token counts, with its two details objects."""
+    return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
     }
-    if usage.cached_tokens:
-        out["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
-    return out
 
 
 def _tool_call(index: int, event: ToolUse) -> dict[str, Any]:
@@ -151,48 +155,44 @@ class ChunkEncoder(_Finished):
     def _delta_chunk(
         self, delta: dict[str, Any], reason: str | None = None, choice: int = 0, logprobs: Any = None
     ) -> dict[str, Any]:
-        if choice not in self._role_sent:
-            delta = {"role": "assistant", **delta}
-            self._role_sent.add(choice)
         return self._chunk([{"index": choice, "delta": delta, "logprobs": logprobs, "finish_reason": reason}])
 
+    def _open(self, last: int, *, tools: bool) -> list[dict[str, Any]]:
+        """Role chunks for every choice up to ``last`` not seen yet: choices first appear in index order (the
+        openai SDK's stream state requires it), each with a role chunk of its own."""
+        chunks = []
+        for index in range(last + 1):
+            if index not in self._role_sent:
+                self._role_sent.add(index)
+                chunks.append(self._delta_chunk(role_delta(tools=tools and index == last), choice=index))
+        return chunks
+
     def encode(self, event: Event) -> list[dict[str, Any]]:
-        """The chunks for one event, in the order they must be sent.
-
-        Choices first appear in index order (the openai SDK's stream state requires it): before the first
-        chunk of choice k, every lower choice not yet seen gets its role chunk."""
+        """The chunks for one event, in the order they must be sent."""
         self._accept(event)
+        if isinstance(event, Done):
+            chunks: list[dict[str, Any]] = []
+            for end in choice_ends(event):
+                chunks += self._open(end.index, tools=False)
+                chunks.append(self._delta_chunk({}, finish_reason(end.stop_reason), choice=end.index))
+            if self.include_usage:
+                chunks.append({**self._chunk([]), "usage": usage_object(event.usage)})
+            return chunks
         index = event.choice if isinstance(event, Text | ToolUse) else 0
-        opening = [self._delta_chunk({"content": ""}, choice=i) for i in range(index) if i not in self._role_sent]
-        return opening + self._encode(event)
-
-    def _encode(self, event: Event) -> list[dict[str, Any]]:
+        chunks = self._open(index, tools=isinstance(event, ToolUse))
         if isinstance(event, Token):
-            return [self._delta_chunk({"content": event.text})]
-        if isinstance(event, Text):
-            if event.logprobs is None:
-                return [self._delta_chunk({"content": event.text}, choice=event.choice)]
-            # With log probabilities the role goes in a chunk of its own, as OpenAI sends it (the openai SDK's
-            # stream state counts a choice's first chunk's logprobs twice).
-            opening = []
-            if event.choice not in self._role_sent:
-                empty: dict[str, Any] = {"content": [], "refusal": None}
-                opening.append(self._delta_chunk({"content": ""}, choice=event.choice, logprobs=empty))
-            logprobs = {"content": logprobs_content(event.logprobs), "refusal": None}
-            return [*opening, self._delta_chunk({"content": event.text}, choice=event.choice, logprobs=logprobs)]
-        if isinstance(event, Thinking):
-            return [self._delta_chunk({"reasoning_content": event.text})]
-        if isinstance(event, ToolUse):
-            index = self._tool_calls.get(event.choice, 0)
-            self._tool_calls[event.choice] = index + 1
-            return [self._delta_chunk({"tool_calls": [_tool_call(index, event)]}, choice=event.choice)]
-        chunks: list[dict[str, Any]] = []
-        for end in choice_ends(event):
-            if end.index not in self._role_sent:
-                chunks.append(self._delta_chunk({"content": ""}, choice=end.index))
-            chunks.append(self._delta_chunk({}, finish_reason(end.stop_reason), choice=end.index))
-        if self.include_usage:
-            chunks.append({**self._chunk([]), "usage": usage_object(event.usage)})
+            chunks.append(self._delta_chunk({"content": event.text}))
+        elif isinstance(event, Text):
+            logprobs = None
+            if event.logprobs is not None:
+                logprobs = {"content": logprobs_content(event.logprobs), "refusal": None}
+            chunks.append(self._delta_chunk({"content": event.text}, choice=index, logprobs=logprobs))
+        elif isinstance(event, Thinking):
+            chunks.append(self._delta_chunk({"reasoning_content": event.text}))
+        else:
+            calls = self._tool_calls.get(index, 0)
+            self._tool_calls[index] = calls + 1
+            chunks.append(self._delta_chunk({"tool_calls": [_tool_call(calls, event)]}, choice=index))
         return chunks
 
 

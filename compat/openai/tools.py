@@ -6,7 +6,8 @@ Only function tools exist here: OpenAI's ``custom`` tools (free-text or grammar 
 tell which tool was meant. A tool's ``parameters``, when given a ``type``, must have type ``object`` (the
 arguments of a call are a JSON object; OpenAI answers 400 the same way). A named ``tool_choice`` must name one
 of the offered tools, and ``required`` needs at least one tool; ``auto`` and ``none`` without tools are accepted
-(they change nothing).
+(they change nothing). Every schema, in ``parameters`` or ``response_format``, is checked for shape by
+`compat.schema.check_schema`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .._fields import (
     required,
 )
 from ..errors import UnsupportedParameter
+from ..schema import check_schema
 
 NAME_PATTERN = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 
@@ -67,6 +69,8 @@ def parse_tools(value: object, path: str = "tools") -> tuple[ToolSpec, ...]:
         if any(spec.name == name for spec in specs):
             raise invalid_value(name_path, f"tool names must be unique; {name!r} is given twice.")
         parameters = opt_object(function, "parameters", function_path)
+        if parameters is not None:
+            check_schema(parameters, field_path(function_path, "parameters"))
         if parameters is not None and "type" in parameters and parameters["type"] != "object":
             # A call's arguments are a JSON object; OpenAI refuses any other parameters type the same way.
             raise invalid_value(
@@ -127,7 +131,10 @@ def parse_response_format(value: object, path: str = "response_format") -> Respo
     schema_path = field_path(path, "json_schema")
     json_schema = as_object(required(response_format, "json_schema", path), schema_path)
     name = _name(required(json_schema, "name", schema_path), field_path(schema_path, "name"))
-    schema = as_object(required(json_schema, "schema", schema_path), field_path(schema_path, "schema"))
+    schema = check_schema(
+        as_object(required(json_schema, "schema", schema_path), field_path(schema_path, "schema")),
+        field_path(schema_path, "schema"),
+    )
     strict = bool(opt_bool(json_schema, "strict", schema_path))
     opt_str(json_schema, "description", schema_path)  # validated, not used by any backend
     return ResponseFormat(ResponseFormatKind.JSON_SCHEMA, name=name, schema=schema, strict=strict)

@@ -149,7 +149,7 @@ def chunk_frame(frame_id: str, chunk: Mapping[str, Any]) -> str:
     return _dump({"type": CHUNK, "id": frame_id, "chunk": chunk})
 
 
-def done_frame(frame_id: str, finish_reason: str, usage: Mapping[str, int]) -> str:
+def done_frame(frame_id: str, finish_reason: str, usage: Mapping[str, Any]) -> str:
     """``chat.completion.done``: the request finished; always carries usage, whatever ``include_usage`` says."""
     return _dump({"type": DONE, "id": frame_id, "usage": usage, "finish_reason": finish_reason})
 

@@ -161,21 +161,24 @@ async def test_max_tokens(max_tokens: int, expected: list[str], reason: StopReas
 
 
 @pytest.mark.parametrize(
-    ("stop", "expected"),
+    ("stop", "expected", "matched"),
     [
-        (("big",), ["hello "]),
-        (("ig",), ["hello ", "b"]),  # cut inside a token
-        (("o b",), ["hell"]),  # spanning two tokens
-        (("world", "big"), ["hello "]),  # the earliest match wins, whatever its position in the list
-        (("hello",), []),
-        (("", "ld"), ["hello ", "big ", "wor"]),  # an empty stop string matches nothing
+        (("big",), ["hello "], "big"),
+        (("ig",), ["hello ", "b"], "ig"),  # cut inside a token
+        (("o b",), ["hell"], "o b"),  # spanning two tokens
+        (("world", "big"), ["hello "], "big"),  # the earliest match wins, whatever its position in the list
+        (("hello",), [], "hello"),
+        (("", "ld"), ["hello ", "big ", "wor"], "ld"),  # an empty stop string matches nothing
     ],
 )
-async def test_stop_sequences_end_the_text_before_the_match(stop: tuple[str, ...], expected: list[str]) -> None:
+async def test_stop_sequences_end_the_text_before_the_match(
+    stop: tuple[str, ...], expected: list[str], matched: str
+) -> None:
     backend = await booted()
     events = await generate(backend, chat("hello big world", stop=stop))
     assert tokens(events) == expected
-    assert events[-1] == Done(StopReason.STOP_SEQUENCE, Usage(prompt_tokens=3, completion_tokens=len(expected)))
+    usage = Usage(prompt_tokens=3, completion_tokens=len(expected))
+    assert events[-1] == Done(StopReason.STOP_SEQUENCE, usage, stop_sequence=matched)
 
 
 async def test_stop_sequence_absent_or_after_max_tokens() -> None:
@@ -481,6 +484,15 @@ async def test_embeddings_unsupported_without_embed_dim() -> None:
     with pytest.raises(Unsupported) as caught:
         await backend.embed(EmbedResolved(model="mock-echo", inputs=("x",)))
     assert (caught.value.http_status, caught.value.code, caught.value.param) == (400, "unsupported_model", "model")
+
+
+async def test_token_id_inputs_are_refused_the_mock_has_no_vocabulary() -> None:
+    backend = await booted({"embed_dim": 8})
+    assert not backend.capabilities().embed_token_ids
+    with pytest.raises(Unsupported) as caught:
+        await backend.embed(EmbedResolved(model="m", inputs=(), token_ids=((1, 2),)))
+    error = caught.value
+    assert (error.http_status, error.code, error.param) == (400, "unsupported_parameter", "input")
 
 
 # --- capabilities, registry and config -----------------------------------------------------------------

@@ -1,7 +1,8 @@
 """A fake Anthropic Messages API on a loopback port, speaking the real wire format.
 
 Theory of operation: a tiny HTTP/1.1 server (trio + h11; one request per connection with ``Connection:
-close`` unless ``keep_alive``) answers ``POST /v1/messages`` with the next scripted `Reply` from its queue.
+close`` unless ``keep_alive``) answers ``POST /v1/messages`` with the next scripted `Reply` from its queue,
+and ``POST /v1/messages/count_tokens`` with the queued reply or else `count_prompt_words` of the body.
 A reply is either a JSON body with a status (the non-streaming API and every error response) or a
 ``text/event-stream`` made of steps:
 `Sse` events written exactly as Anthropic writes them (``event: NAME`` / ``data: JSON`` / blank line),
@@ -29,6 +30,7 @@ import h11
 import trio
 
 DEFAULT_KEY = "sk-ant-test-0123456789"
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 
 
 @dataclass(frozen=True)
@@ -173,10 +175,12 @@ class FakeMessagesAPI:
         )
 
     async def _answer(self, conn: h11.Connection, stream: trio.SocketStream, request: RecordedRequest) -> None:
-        if request.method != "POST" or request.path != "/v1/messages":
+        if request.method != "POST" or request.path not in ("/v1/messages", COUNT_TOKENS_PATH):
             reply = error_reply(404, "not_found_error", f"no route {request.method} {request.path}")
         elif not self._authorized(request):
             reply = error_reply(401, "authentication_error", "invalid x-api-key")
+        elif request.path == COUNT_TOKENS_PATH and not self._replies:
+            reply = Reply(body={"input_tokens": count_prompt_words(request.body)})
         elif self._replies:
             reply = self._replies.popleft()
         elif self.responder is not None:
@@ -233,6 +237,20 @@ class FakeMessagesAPI:
 
 
 # --- reply builders: the shapes Anthropic really sends ------------------------------------------------------
+
+
+def count_prompt_words(body: dict[str, Any]) -> int:
+    """The fake's ``count_tokens`` answer: the words of the system prompt, every text block and every tool's
+    name and description (a stand-in tokenizer that still sees everything the prompt holds)."""
+
+    def texts(content: Any) -> list[str]:
+        if isinstance(content, str):
+            return [content]
+        return [block.get("text", "") for block in content if block.get("type") == "text"]
+
+    found = texts(body.get("system", "")) + [t for m in body.get("messages", []) for t in texts(m["content"])]
+    found += [f"{tool['name']} {tool.get('description', '')}" for tool in body.get("tools", [])]
+    return sum(len(text.split()) for text in found)
 
 
 def error_body(error_type: str, message: str) -> dict[str, Any]:

@@ -302,15 +302,23 @@ async def test_json_object_response_format_adds_a_system_instruction(
     assert "single JSON object" in body["system"]
 
 
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"description": "no type"},
+        {"type": ["string", "null"]},  # the SDK's transform asserts on a list of types
+        {"type": "object", "properties": {"a": True}},  # ... and raises TypeError on a boolean subschema
+        {"type": "array", "items": [{"type": "string"}]},
+    ],
+    ids=["no type", "type list", "boolean subschema", "tuple items"],
+)
 async def test_unusable_json_schema_is_a_400_naming_the_field(
-    backend: AnthropicBackend, fake: FakeMessagesAPI
+    backend: AnthropicBackend, fake: FakeMessagesAPI, schema: dict[str, object]
 ) -> None:
     req = ResolvedV2(
         model="claude",
         messages=(user("x"),),
-        response_format=ResponseFormat(
-            ResponseFormatKind.JSON_SCHEMA, name="bad", schema={"description": "no type"}
-        ),
+        response_format=ResponseFormat(ResponseFormatKind.JSON_SCHEMA, name="bad", schema=schema),
     )
     _, error = await collect_failure(backend, req)
     assert isinstance(error, InvalidRequest)

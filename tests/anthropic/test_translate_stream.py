@@ -138,7 +138,7 @@ async def test_stop_reason_mapping(
     stop_sequence = "END" if upstream == "stop_sequence" else None
     fake.reply(text_reply(["x"], stop_reason=upstream, stop_sequence=stop_sequence))
     events = await collect(backend, REQ)
-    assert events[-1] == Done(engine, Usage(11, 5))
+    assert events[-1] == Done(engine, Usage(11, 5), stop_sequence)  # the matched sequence is passed on
 
 
 async def test_prompt_usage_counts_cache_reads_and_writes(

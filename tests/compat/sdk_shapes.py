@@ -17,18 +17,18 @@ _STREAMING = TypeAdapter(completion_create_params.CompletionCreateParamsStreamin
 _NON_STREAMING = TypeAdapter(completion_create_params.CompletionCreateParamsNonStreaming)
 
 
-def _force(value: Any) -> Any:
+def force_lazy(value: Any) -> Any:
     """Exhaust pydantic's lazy validators for ``Iterable`` fields so every nested item is really checked."""
     if isinstance(value, Mapping):
-        return {k: _force(v) for k, v in value.items()}
+        return {k: force_lazy(v) for k, v in value.items()}
     if isinstance(value, str | bytes):
         return value
     if isinstance(value, Iterable):
-        return [_force(v) for v in value]
+        return [force_lazy(v) for v in value]
     return value
 
 
 def assert_sdk_accepts_chat_body(body: dict[str, Any]) -> None:
     """Raise pydantic's ValidationError unless the SDK's request types accept ``body``."""
     adapter = _STREAMING if body.get("stream") is True else _NON_STREAMING
-    _force(adapter.validate_python(body))
+    force_lazy(adapter.validate_python(body))

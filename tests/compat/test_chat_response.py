@@ -37,8 +37,14 @@ def line(delta: str, finish: str = "null") -> str:
     return f'{HEAD}"choices":[{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":{finish}}}]}}\n\n'
 
 
+ROLE = line('{"role":"assistant","content":"","refusal":null}')
+ROLE_BEFORE_TOOLS = line('{"role":"assistant","content":null,"refusal":null}')
+DETAILS = '"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}'
+
+
 def usage_line(prompt: int, completion: int) -> str:
-    usage = f'{{"prompt_tokens":{prompt},"completion_tokens":{completion},"total_tokens":{prompt + completion}}}'
+    total = prompt + completion
+    usage = f'{{"prompt_tokens":{prompt},"completion_tokens":{completion},"total_tokens":{total},{DETAILS}}}'
     return f'{HEAD}"choices":[],"usage":{usage}}}\n\n'
 
 
@@ -63,7 +69,7 @@ CASES = [
         "v1 tokens",
         [Token("Hel"), Token("lo"), Done(StopReason.END, Usage(3, 2))],
         False,
-        line('{"role":"assistant","content":"Hel"}') + line('{"content":"lo"}') + line("{}", '"stop"') + DONE,
+        ROLE + line('{"content":"Hel"}') + line('{"content":"lo"}') + line("{}", '"stop"') + DONE,
         "Hello",
         "stop",
         (3, 2),
@@ -72,7 +78,7 @@ CASES = [
         "usage chunk only when asked",
         [Token("a"), Done(StopReason.MAX_TOKENS, Usage(5, 1))],
         True,
-        line('{"role":"assistant","content":"a"}') + line("{}", '"length"') + usage_line(5, 1) + DONE,
+        ROLE + line('{"content":"a"}') + line("{}", '"length"') + usage_line(5, 1) + DONE,
         "a",
         "length",
         (5, 1),
@@ -81,7 +87,7 @@ CASES = [
         "empty generation still opens with the role",
         [Done(StopReason.END, Usage(4, 0))],
         True,
-        line('{"role":"assistant","content":""}') + line("{}", '"stop"') + usage_line(4, 0) + DONE,
+        ROLE + line("{}", '"stop"') + usage_line(4, 0) + DONE,
         "",
         "stop",
         (4, 0),
@@ -90,10 +96,7 @@ CASES = [
         "stop sequence, unicode and newlines",
         [Text("é😀\n"), Text('"q"'), Done(StopReason.STOP_SEQUENCE, Usage(1, 2))],
         False,
-        line('{"role":"assistant","content":"é😀\\n"}')
-        + line('{"content":"\\"q\\""}')
-        + line("{}", '"stop"')
-        + DONE,
+        ROLE + line('{"content":"é😀\\n"}') + line('{"content":"\\"q\\""}') + line("{}", '"stop"') + DONE,
         'é😀\n"q"',
         "stop",
         (1, 2),
@@ -102,7 +105,8 @@ CASES = [
         "thinking then text",
         [Thinking("let me "), Thinking("see"), Text("42"), Done(StopReason.END, Usage(2, 3))],
         False,
-        line('{"role":"assistant","reasoning_content":"let me "}')
+        ROLE
+        + line('{"reasoning_content":"let me "}')
         + line('{"reasoning_content":"see"}')
         + line('{"content":"42"}')
         + line("{}", '"stop"')
@@ -120,8 +124,9 @@ CASES = [
             Done(StopReason.TOOL_USE, Usage(9, 7)),
         ],
         True,
-        line(
-            '{"role":"assistant","tool_calls":[{"index":0,"id":"call_a","type":"function",'
+        ROLE_BEFORE_TOOLS
+        + line(
+            '{"tool_calls":[{"index":0,"id":"call_a","type":"function",'
             '"function":{"name":"get_weather","arguments":"{\\"city\\":\\"Oslo\\"}"}}]}'
         )
         + line(
@@ -139,7 +144,8 @@ CASES = [
         "text then a tool call",
         [Text("Checking."), ToolUse("c1", "f", '{"x":1}'), Done(StopReason.TOOL_USE, Usage(1, 1))],
         False,
-        line('{"role":"assistant","content":"Checking."}')
+        ROLE
+        + line('{"content":"Checking."}')
         + line(
             '{"tool_calls":[{"index":0,"id":"c1","type":"function","function":{"name":"f","arguments":"{\\"x\\":1}"}}]}'
         )
@@ -270,7 +276,13 @@ def test_completion_object_exact_form() -> None:
                 "finish_reason": "tool_calls",
             }
         ],
-        "usage": {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5},
+        "usage": {
+            "prompt_tokens": 2,
+            "completion_tokens": 3,
+            "total_tokens": 5,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        },
     }
 
 
@@ -282,10 +294,16 @@ def test_encoder_reports_the_outcome_after_done() -> None:
     with pytest.raises(RuntimeError, match="no Done event yet"):
         _ = encoder.usage_dict
     encoder.encode(Token("x"))
-    encoder.encode(Done(StopReason.MAX_TOKENS, Usage(7, 1)))
+    encoder.encode(Done(StopReason.MAX_TOKENS, Usage(7, 1, cached_tokens=4, reasoning_tokens=1)))
     assert encoder.done
     assert encoder.finish_reason == "length"
-    assert encoder.usage_dict == {"prompt_tokens": 7, "completion_tokens": 1, "total_tokens": 8}
+    assert encoder.usage_dict == {
+        "prompt_tokens": 7,
+        "completion_tokens": 1,
+        "total_tokens": 8,
+        "prompt_tokens_details": {"cached_tokens": 4},
+        "completion_tokens_details": {"reasoning_tokens": 1},
+    }
 
 
 @pytest.mark.parametrize("event", [Token("late"), Done(StopReason.END, Usage())], ids=["token", "done"])
@@ -323,7 +341,7 @@ def test_mid_stream_error_event_makes_the_sdk_raise(client: OpenAI) -> None:
             client=client,
         ):
             received.append(chunk.choices[0].delta.content or "")
-    assert received == ["partial"]
+    assert received == ["", "partial"]  # the role chunk, then the content
     assert info.value.message == "upstream went away"
     assert info.value.body == {
         "message": "upstream went away",
@@ -372,6 +390,6 @@ def test_chunk_dicts_validate_as_sdk_chunks() -> None:
         Done(StopReason.TOOL_USE, Usage(1, 2)),
     ]
     chunks: list[dict[str, Any]] = [chunk for event in events for chunk in encoder.encode(event)]
-    assert len(chunks) == 5
+    assert len(chunks) == 6
     for chunk in chunks:
         assert ChatCompletionChunk.model_validate(chunk).model_dump(exclude_unset=True) == chunk

@@ -29,7 +29,7 @@ EVENTS: list[Event] = [
     Done(
         StopReason.END,
         Usage(10, 7, cached_tokens=4),
-        (ChoiceEnd(0, StopReason.END), ChoiceEnd(1, StopReason.MAX_TOKENS), ChoiceEnd(2, StopReason.TOOL_USE),
+        choices=(ChoiceEnd(0, StopReason.END), ChoiceEnd(1, StopReason.MAX_TOKENS), ChoiceEnd(2, StopReason.TOOL_USE),
          ChoiceEnd(3, StopReason.END)),
     ),
 ]  # fmt: skip
@@ -84,4 +84,4 @@ def test_a_single_choice_without_logprobs_keeps_the_old_shape() -> None:
         accumulator.add(event)
     result = accumulator.result()
     assert result["choices"][0]["logprobs"] is None
-    assert "prompt_tokens_details" not in result["usage"]
+    assert result["usage"]["prompt_tokens_details"] == {"cached_tokens": 0}

@@ -18,14 +18,24 @@ from pydantic import TypeAdapter
 
 from adapters.errors import Internal
 from adapters.types import EmbedResolved, EmbedResult
-from compat.errors import RequestValidationError, UnsupportedParameter
-from compat.openai.embeddings import MAX_INPUTS, EmbeddingsRequest, parse_embeddings_request, render_embeddings
+from compat.errors import RequestValidationError
+from compat.openai.embeddings import (
+    MAX_INPUTS,
+    MAX_TOKEN_ID,
+    EmbeddingsRequest,
+    parse_embeddings_request,
+    render_embeddings,
+)
 
 SDK_PARAMS = TypeAdapter(embedding_create_params.EmbeddingCreateParams)
 
 
 def request(*inputs: str, encoding_format: str = "float", dimensions: int | None = None) -> EmbeddingsRequest:
     return EmbeddingsRequest("e", EmbedResolved("e", inputs, dimensions), encoding_format)
+
+
+def tokens(*ids: tuple[int, ...]) -> EmbeddingsRequest:
+    return EmbeddingsRequest("e", EmbedResolved("e", (), None, token_ids=ids), "float")
 
 
 VALID: list[tuple[str, dict[str, Any], EmbeddingsRequest]] = [
@@ -36,6 +46,9 @@ VALID: list[tuple[str, dict[str, Any], EmbeddingsRequest]] = [
     ("dimensions", {"input": "x", "dimensions": 8}, request("x", dimensions=8)),
     ("user is ignored", {"input": "x", "user": "u-1"}, request("x")),
     ("most inputs", {"input": ["x"] * MAX_INPUTS}, request(*["x"] * MAX_INPUTS)),
+    ("token ids", {"input": [12, 34, 56]}, tokens((12, 34, 56))),
+    ("token id lists", {"input": [[1, 2], [0], [MAX_TOKEN_ID]]}, tokens((1, 2), (0,), (MAX_TOKEN_ID,))),
+    ("most token id lists", {"input": [[7]] * MAX_INPUTS}, tokens(*[(7,)] * MAX_INPUTS)),
 ]
 
 
@@ -61,8 +74,26 @@ INVALID: list[tuple[str, dict[str, Any], type[RequestValidationError], str | Non
     ("input item a bool", {"input": [True]}, RequestValidationError, "input[0]", "invalid_type"),
     ("input an object", {"input": {"text": "a"}}, RequestValidationError, "input", "invalid_type"),
     ("too many inputs", {"input": ["x"] * (MAX_INPUTS + 1)}, RequestValidationError, "input", "invalid_value"),
-    ("token ids", {"input": [1, 2, 3]}, UnsupportedParameter, "input", "unsupported_parameter"),
-    ("token id lists", {"input": [[1, 2], [3]]}, UnsupportedParameter, "input", "unsupported_parameter"),
+    ("token id negative", {"input": [1, -2]}, RequestValidationError, "input[1]", "invalid_value"),
+    (
+        "token id too big",
+        {"input": [[1], [MAX_TOKEN_ID + 1]]},
+        RequestValidationError,
+        "input[1][0]",
+        "invalid_value",
+    ),
+    ("token id a decimal", {"input": [1, 2.0]}, RequestValidationError, "input[1]", "invalid_type"),
+    ("token id a bool", {"input": [1, True]}, RequestValidationError, "input[1]", "invalid_type"),
+    ("token ids mixed with text", {"input": [1, "a"]}, RequestValidationError, "input[1]", "invalid_type"),
+    ("token id list empty", {"input": [[1], []]}, RequestValidationError, "input[1]", "invalid_value"),
+    ("token id list then text", {"input": [[1], "a"]}, RequestValidationError, "input[1]", "invalid_type"),
+    (
+        "too many token id lists",
+        {"input": [[1]] * (MAX_INPUTS + 1)},
+        RequestValidationError,
+        "input",
+        "invalid_value",
+    ),
     ("encoding unknown", {"encoding_format": "int8"}, RequestValidationError, "encoding_format", "invalid_value"),
     ("dimensions zero", {"dimensions": 0}, RequestValidationError, "dimensions", "invalid_value"),
     ("dimensions decimal", {"dimensions": 2.5}, RequestValidationError, "dimensions", "invalid_type"),
@@ -139,3 +170,11 @@ def test_base64_rounds_to_float32() -> None:
 def test_backend_contract_violations_are_internal_errors(result: EmbedResult, encoding_format: str) -> None:
     with pytest.raises(Internal):
         render_embeddings(request("a", "b", encoding_format=encoding_format), result)
+
+
+def test_token_id_inputs_get_one_vector_each_in_order() -> None:
+    rendered = render_embeddings(tokens((1, 2), (3,)), EmbedResult(VECTORS, prompt_tokens=3))
+    assert [item["index"] for item in rendered["data"]] == [0, 1]
+    assert rendered["usage"] == {"prompt_tokens": 3, "total_tokens": 3}
+    with pytest.raises(Internal, match="1 vectors for 2 inputs"):
+        render_embeddings(tokens((1, 2), (3,)), EmbedResult(VECTORS[:1]))

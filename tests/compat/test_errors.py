@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from openai.types.shared import ErrorObject
 
-from adapters.errors import InvalidRequest, NotReady, TrinferError, Unavailable, UpstreamRateLimited
+from adapters.errors import (
+    InvalidRequest,
+    NotReady,
+    TrinferError,
+    Unavailable,
+    UpstreamRateLimited,
+    UpstreamRejected,
+)
 from compat.errors import (
     ERROR_TABLE,
     AuthenticationError,
@@ -72,3 +79,24 @@ def test_narrowed_status_and_code() -> None:
     status, _, body = render_error(Unavailable("timed out", status=504, code="upstream_timeout"))
     assert status == 504
     assert body["error"]["code"] == "upstream_timeout"
+
+
+def test_upstream_refusal_keeps_the_upstream_status_and_error_object() -> None:
+    upstream = {"message": "max_tokens is too large", "type": "BadRequestError", "param": None, "code": 400}
+    status, headers, body = render_error(UpstreamRejected(422, upstream), "req-7")
+    assert (status, headers) == (422, [])
+    assert body == {"error": upstream}
+
+
+def test_upstream_refusal_fills_the_keys_an_upstream_left_out() -> None:
+    status, _, body = render_error(UpstreamRejected(404, {"message": "no such model", "code": "model_not_found"}))
+    assert status == 404
+    assert body == {
+        "error": {
+            "message": "no such model",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "model_not_found",
+        }
+    }
+    ErrorObject.model_validate(body["error"])

@@ -31,6 +31,8 @@ def test_importing_compat_pulls_in_no_io_library() -> None:
         "compat.openai.chat_response",
         "compat.openai.sse",
         "compat.openai.embeddings",
+        "compat.anthropic.request",
+        "compat.anthropic.stream",
     } <= set(report["imported"])
     leaked = sorted(m for m in report["modules"] if m.split(".")[0] in FORBIDDEN)
     assert leaked == []

@@ -47,6 +47,9 @@ def test_valid_json_decodes(raw: bytes, value: object) -> None:
         (b'{"a": "\\ud800"}', "unpaired UTF-16 surrogate"),
         (b'{"\\udfff": 1}', "unpaired UTF-16 surrogate"),
         (b"1" * 5000, "Exceeds the limit"),
+        (b'{"const": 1e999}', "the number 1e999 is too large"),
+        (b"[-1.5e400]", "the number -1.5e400 is too large"),
+        (b"[" + b"9" * 400 + b".0]", "too large"),
     ],
     ids=[
         "empty",
@@ -64,6 +67,9 @@ def test_valid_json_decodes(raw: bytes, value: object) -> None:
         "lone surrogate value",
         "lone surrogate key",
         "huge integer",
+        "exponent overflow",
+        "negative exponent overflow",
+        "long decimal overflow",
     ],
 )
 def test_malformed_bodies_are_invalid_json(raw: bytes, needle: str) -> None:

@@ -220,9 +220,16 @@ def test_any_json_embeddings_body_parses_or_is_a_400(body: Any) -> None:
         check_rejection(error, body)
     else:
         assert isinstance(result, EmbeddingsRequest)
-        inputs = [body["input"]] if isinstance(body["input"], str) else body["input"]
-        assert list(result.request.inputs) == inputs
-        assert all(result.request.inputs)
+        given_input = body["input"]
+        if result.request.token_ids:  # [ids] is one input, [[ids], ...] several
+            assert not result.request.inputs
+            nested = [given_input] if isinstance(given_input[0], int) else given_input
+            assert [list(ids) for ids in result.request.token_ids] == nested
+            assert all(result.request.token_ids)
+        else:
+            inputs = [given_input] if isinstance(given_input, str) else given_input
+            assert list(result.request.inputs) == inputs
+            assert all(result.request.inputs)
 
 
 @PROPERTY_SETTINGS

@@ -56,8 +56,8 @@ def test_keepalives_between_chunks_are_invisible_to_the_sdk(client: OpenAI) -> N
             client=client,
         )
     )
-    assert [c.choices[0].delta.content for c in chunks] == ["a\n", "b", None]
-    assert [c.choices[0].finish_reason for c in chunks] == [None, None, "stop"]
+    assert [c.choices[0].delta.content for c in chunks] == ["", "a\n", "b", None]
+    assert [c.choices[0].finish_reason for c in chunks] == [None, None, None, "stop"]
 
 
 def sdk_stream(client: OpenAI, wire: bytes) -> Stream[ChatCompletionChunk]:
@@ -74,7 +74,7 @@ def test_the_chat_sse_encoder_frames_each_events_chunks_then_done(client: OpenAI
     assert wire == [b"".join(sse_event(chunk) for chunk in chunks.encode(event)) for event in events]
     assert encoder.end() == SSE_DONE
     received = list(sdk_stream(client, b"".join([*wire, encoder.end()])))
-    assert [c.choices[0].delta.content for c in received if c.choices] == ["a", "b", None]
+    assert [c.choices[0].delta.content for c in received if c.choices] == ["", "a", "b", None]
     assert received[-1].usage is not None and received[-1].usage.completion_tokens == 2
 
 

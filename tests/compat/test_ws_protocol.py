@@ -252,6 +252,8 @@ def test_frames_carry_exactly_the_sse_chunks_then_done(
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,
             "total_tokens": usage.total_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0},
         },
     }
     assert (chunks[-1]["chunk"]["choices"] == []) is include_usage
@@ -260,7 +262,7 @@ def test_frames_carry_exactly_the_sse_chunks_then_done(
 def test_only_done_produces_the_done_frame() -> None:
     encoder = FrameEncoder("r1", ChunkEncoder("m", "chatcmpl-1", 1, False))
     first = [json.loads(t) for t in encoder.encode(Token("a"))]
-    assert [f["type"] for f in first] == ["chat.completion.chunk"]
+    assert [f["type"] for f in first] == ["chat.completion.chunk", "chat.completion.chunk"]  # role, content
     last = [json.loads(t) for t in encoder.encode(Done(StopReason.MAX_TOKENS, Usage(1, 1)))]
     assert [f["type"] for f in last] == ["chat.completion.chunk", "chat.completion.done"]
     assert last[-1]["finish_reason"] == "length"

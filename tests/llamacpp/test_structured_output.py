@@ -108,6 +108,32 @@ async def test_json_schema_answers_parse_and_validate_even_when_sampled(
     jsonschema.validate(json.loads(text_of(content)), PERSON)
 
 
+BOUNDED: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "rating": {"type": "integer", "minimum": 3, "maximum": 7},
+        "year": {"type": "integer", "exclusiveMinimum": 1999, "exclusiveMaximum": 2031},
+        "offset": {"type": "integer", "minimum": -5, "maximum": -2},
+        "share": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+    },
+    "required": ["rating", "year", "offset", "share"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+async def test_numeric_bounds_are_enforced_by_the_grammar(backend: LlamaCppBackend, seed: int) -> None:
+    """What pydantic's Field(ge=..., le=..., gt=..., lt=...) sends: every sampled answer stays within bounds."""
+    req = ask(
+        "Rate the film Alien from 1 to 10 as JSON; the year it came out; an offset; a share.",
+        sampling=SamplingParams(temperature=1.0, max_tokens=120, seed=seed),
+        response_format=ResponseFormat(ResponseFormatKind.JSON_SCHEMA, "rating", BOUNDED, strict=True),
+    )
+    content, done = await events_of(backend, req)
+    assert done.stop_reason is StopReason.END, text_of(content)
+    jsonschema.validate(json.loads(text_of(content)), BOUNDED)
+
+
 async def test_json_object_answers_are_a_json_object(backend: LlamaCppBackend) -> None:
     # A prompt whose greedy answer closes: SmolLM2-135M answers "List two fruits as JSON." with an object
     # that never ends (an unterminated string), which the grammar allows.
@@ -240,7 +266,7 @@ def schema_request(schema: dict[str, Any]) -> ResolvedV2:
         ({"type": "string", "pattern": "abc"}, "anchored"),
         ({"type": "string", "pattern": "^[^a]+$"}, "negated"),
         ({"type": "string", "pattern": "^[ -~]+$"}, "quote, a backslash"),
-        ({"type": "integer", "minimum": 3}, "minimum"),
+        ({"type": "integer", "multipleOf": 3}, "multipleOf"),
         ({"type": "array", "items": {"type": "integer"}, "uniqueItems": True}, "uniqueItems"),
         ({"oneOf": [{"type": "string"}, {"type": "integer"}]}, "oneOf"),
         ({"$ref": "https://example.com/schema.json"}, "local"),
@@ -248,7 +274,7 @@ def schema_request(schema: dict[str, Any]) -> ResolvedV2:
         ({"enum": [f"value-{i:05d}" for i in range(4000)]}, "bytes"),
         ({"type": "bogus"}, "grammar"),
     ],
-    ids=["maxLength", "maxItems", "pattern-repeat", "unanchored", "negated-class", "unsafe-range", "minimum",
+    ids=["maxLength", "maxItems", "pattern-repeat", "unanchored", "negated-class", "unsafe-range", "multipleOf",
          "uniqueItems", "oneOf", "remote-ref", "dangling-ref", "too-big", "bad-type"],
 )  # fmt: skip
 async def test_schemas_that_cannot_be_enforced_cheaply_are_a_400(
@@ -271,7 +297,7 @@ async def test_a_schema_nested_too_deeply_is_a_400(backend: LlamaCppBackend) -> 
 async def test_a_tool_whose_parameters_cannot_be_enforced_is_a_400_naming_the_tool(
     backend: LlamaCppBackend,
 ) -> None:
-    bad = ToolSpec("bad", None, {"type": "object", "properties": {"n": {"type": "number", "maximum": 3}}})
+    bad = ToolSpec("bad", None, {"type": "object", "properties": {"n": {"type": "number", "multipleOf": 3}}})
     req = ask("x", tools=(WEATHER, bad), tool_choice=ToolChoice(ToolChoiceMode.REQUIRED))
     error = await rejected(backend, req)
     assert error.param == "tools[1].function.parameters"

@@ -28,6 +28,8 @@ async def test_disconnect_mid_stream_cancels_generation(autojump_clock: trio.abc
         async with running_daemon(mock_config(active=1, queue=0, token_delay_ms=1000)) as d:
             async with d.client() as client:
                 stream = await client.chat.completions.create(model=MOCK_MODEL, messages=MESSAGES, stream=True)
+                role = await stream.__anext__()
+                assert role.choices[0].delta.content == ""  # OpenAI's role chunk, sent with the first token
                 first = await stream.__anext__()
                 assert first.choices[0].delta.content == "one "
                 await stream.close()

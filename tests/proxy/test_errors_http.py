@@ -104,11 +104,11 @@ async def test_backend_failure_mid_stream_is_one_error_event_without_finish_or_d
             assert d.admission().active == 0
     assert raw.status_code == 200
     events = [json.loads(e.removeprefix("data: ")) for e in raw.text.split("\n\n") if e]
-    assert [e["choices"][0]["delta"]["content"] for e in events[:-1]] == ["one ", "two "]
+    assert [e["choices"][0]["delta"]["content"] for e in events[:-1]] == ["", "one ", "two "]
     assert all(e["choices"][0]["finish_reason"] is None for e in events[:-1])
     assert events[-1]["error"]["code"] == "upstream_error"
     assert "[DONE]" not in raw.text
-    assert received == ["one ", "two "]
+    assert received == ["", "one ", "two "]
     assert "mid-stream" in caught.value.message
 
 
@@ -145,7 +145,7 @@ async def test_a_bug_mid_stream_is_an_error_event_with_the_request_id() -> None:
             d.backends["mock"].generate_v2 = breaks_after_one  # type: ignore[method-assign]
             raw = await http.post("/v1/chat/completions", json=body)
     events = [json.loads(e.removeprefix("data: ")) for e in raw.text.split("\n\n") if e]
-    assert events[0]["choices"][0]["delta"]["content"] == "partial "
+    assert [e["choices"][0]["delta"]["content"] for e in events[:2]] == ["", "partial "]
     assert events[-1]["error"]["code"] == "internal_error"
     assert raw.headers["x-request-id"] in events[-1]["error"]["message"]
     assert "secret" not in raw.text

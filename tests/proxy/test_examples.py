@@ -42,6 +42,30 @@ async def test_sdk_examples(script: str, expected: list[str]) -> None:
             assert line in output
 
 
+async def test_anthropic_sdk_example() -> None:
+    with trio.fail_after(120):  # two runs of a script that imports the anthropic SDK, on a loaded machine
+        async with daemon_process("serve", "--backend", "mock") as proc:
+            assert proc.inference_url is not None
+            script = str(EXAMPLES / "anthropic_sdk.py")
+            by_env = await run_example(
+                proc,
+                sys.executable,
+                script,
+                env={"ANTHROPIC_BASE_URL": proc.inference_url, "TRINFER_MODEL": "mock-echo"},
+            )
+            by_argv = await run_example(proc, sys.executable, script, proc.inference_url, "mock-echo", env={})
+    for output in (by_env, by_argv):
+        lines = output.splitlines()
+        assert lines[0] == "Tell me a very short story about a trio of ducks."  # the mock echoes, streamed
+        assert lines[1] == "[mock-echo] stop_reason=end_turn output_tokens=11"
+        assert lines[2] == 'tool call: get_weather({"city": ""})'
+        assert lines[3] == "What is the weather in Paris?"
+        assert lines[4] == "[mock-echo] stop_reason=end_turn"
+    source = (EXAMPLES / "anthropic_sdk.py").read_text()
+    imports = set(re.findall(r"^(?:from|import) (\w+)", source, flags=re.MULTILINE))
+    assert imports <= {"__future__", "json", "os", "sys", "typing", "anthropic"}  # runs from a checkout
+
+
 def runnable_blocks() -> list[str]:
     """The ``sh`` blocks of examples/curl.md (``text`` blocks are for the reader only)."""
     return re.findall(r"```sh\n(.*?)```", (EXAMPLES / "curl.md").read_text(), flags=re.DOTALL)

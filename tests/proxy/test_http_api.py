@@ -30,6 +30,9 @@ async def test_chat_completion_returns_the_whole_answer_with_usage() -> None:
     )
     assert reply.usage is not None
     assert (reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.usage.total_tokens) == (3, 3, 6)
+    details = reply.usage.model_dump(include={"prompt_tokens_details", "completion_tokens_details"})
+    assert details["prompt_tokens_details"]["cached_tokens"] == 0
+    assert details["completion_tokens_details"]["reasoning_tokens"] == 0
 
 
 async def test_streaming_sends_role_first_one_id_and_a_finish_chunk() -> None:
@@ -37,12 +40,18 @@ async def test_streaming_sends_role_first_one_id_and_a_finish_chunk() -> None:
         async with running_daemon(mock_config()) as d, d.client() as client:
             stream = await client.chat.completions.create(model=MOCK_MODEL, messages=HELLO, stream=True)
             chunks = [chunk async for chunk in stream]
-    assert [c.choices[0].delta.content for c in chunks] == ["hello ", "big ", "world", None]
+    # As OpenAI: a role chunk with empty content first, then the content chunks, then the finish chunk.
+    assert [c.choices[0].delta.content for c in chunks] == ["", "hello ", "big ", "world", None]
     assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[0].choices[0].delta.model_dump(exclude_unset=True) == {
+        "role": "assistant",
+        "content": "",
+        "refusal": None,
+    }
     assert all(c.choices[0].delta.role is None for c in chunks[1:])
     assert len({c.id for c in chunks}) == 1
     assert len({c.created for c in chunks}) == 1
-    assert [c.choices[0].finish_reason for c in chunks] == [None, None, None, "stop"]
+    assert [c.choices[0].finish_reason for c in chunks] == [None, None, None, None, "stop"]
     assert all(c.usage is None for c in chunks)
 
 
@@ -57,6 +66,9 @@ async def test_include_usage_adds_one_final_chunk_without_choices() -> None:
     assert last.choices == []
     assert last.usage is not None
     assert (last.usage.prompt_tokens, last.usage.completion_tokens) == (3, 3)
+    assert last.usage.prompt_tokens_details is not None and last.usage.completion_tokens_details is not None
+    assert last.usage.prompt_tokens_details.cached_tokens == 0
+    assert last.usage.completion_tokens_details.reasoning_tokens == 0
     assert chunks[-2].choices[0].finish_reason == "stop"
     assert all(c.usage is None for c in chunks[:-1])
 
@@ -71,7 +83,8 @@ async def test_raw_sse_stream_ends_with_done() -> None:
     events = response.text.split("\n\n")
     assert events[-2:] == ["data: [DONE]", ""]
     assert all(event.startswith("data: {") for event in events[:-2])
-    assert len(events) == 2 + 4  # three content chunks, the finish chunk, [DONE], and the trailing blank
+    # the role chunk, three content chunks, the finish chunk, [DONE], and the trailing blank
+    assert len(events) == 1 + 3 + 1 + 2
 
 
 async def test_max_tokens_ends_with_length() -> None:
@@ -119,6 +132,18 @@ async def test_embeddings_float_and_base64_agree() -> None:
     assert floats.usage.prompt_tokens == 3
     decoded = struct.unpack("<8f", base64.b64decode(raw.json()["data"][0]["embedding"]))
     assert decoded == pytest.approx(floats.data[0].embedding, rel=1e-6)
+
+
+@pytest.mark.parametrize("tokens", [[12, 34, 56], [[12, 34], [56]]], ids=["one", "several"])
+async def test_token_id_embeddings_for_a_backend_without_a_vocabulary_are_400(tokens: list[Any]) -> None:
+    with trio.fail_after(10):
+        async with running_daemon(mock_config(embed_dim=8)) as d, d.client() as client:
+            with pytest.raises(openai.BadRequestError) as caught:
+                await client.embeddings.create(model=MOCK_MODEL, input=tokens)
+            status = (await d.admin_get("/admin/status")).json()
+    assert (caught.value.code, caught.value.body["param"]) == ("unsupported_parameter", "input")  # type: ignore[index]
+    assert "cannot embed token ids" in caught.value.message
+    assert status["backends"][0]["breaker"]["recent_failures"] == 0
 
 
 async def test_embeddings_for_a_model_that_cannot_embed_is_400() -> None:

@@ -55,7 +55,7 @@ async def test_a_fast_long_stream_reaches_the_sdk_whole_and_in_order() -> None:
     assert chunks[0].choices[0].delta.role == "assistant"
     assert [chunk.choices[0].delta.role for chunk in chunks[1:] if chunk.choices] == [None] * (len(chunks) - 2)
     reasons = [chunk.choices[0].finish_reason for chunk in chunks if chunk.choices]
-    assert reasons == [None] * len(REPLY) + ["stop"]
+    assert reasons == [None] * (1 + len(REPLY)) + ["stop"]  # the role chunk, the tokens, the finish
     assert chunks[-1].choices == []
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == len(REPLY)
     assert len({chunk.id for chunk in chunks}) == 1
@@ -74,7 +74,7 @@ async def test_a_fast_long_stream_ends_with_one_done_on_the_wire() -> None:
     assert payloads.count("[DONE]") == 1
     chunks = [json.loads(p) for p in payloads[:-1]]
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "".join(REPLY)
-    assert len(chunks) == len(REPLY) + 1  # the tokens and one finish chunk, no usage chunk
+    assert len(chunks) == 1 + len(REPLY) + 1  # the role chunk, the tokens and one finish chunk, no usage chunk
 
 
 async def test_a_failure_in_a_fast_stream_gives_the_tokens_before_it_one_error_and_no_done() -> None:
@@ -92,12 +92,12 @@ async def test_a_failure_in_a_fast_stream_gives_the_tokens_before_it_one_error_a
                     async for chunk in stream:
                         received.append(chunk.choices[0].delta.content)
             assert d.admission().active == 0
-    assert received == REPLY[:fail_after]
+    assert received == ["", *REPLY[:fail_after]]
     assert "mid-stream" in caught.value.message
     payloads = sse_payloads(raw.text)
     assert "[DONE]" not in payloads
     events = [json.loads(p) for p in payloads]
-    assert [e["choices"][0]["delta"]["content"] for e in events[:-1]] == REPLY[:fail_after]
+    assert [e["choices"][0]["delta"]["content"] for e in events[:-1]] == ["", *REPLY[:fail_after]]
     assert all(e["choices"][0]["finish_reason"] is None for e in events[:-1])
     assert events[-1]["error"]["code"] == "upstream_error"
 
@@ -141,31 +141,32 @@ async def test_buffered_events_are_joined_into_one_piece_and_done_follows() -> N
     assert len(pieces) == 2
     assert pieces[1] == b"data: [DONE]\n\n"
     chunks = [json.loads(p) for p in sse_payloads(pieces[0].decode())]
-    assert [c["choices"][0]["delta"] for c in chunks[:5]] == [
-        {"role": "assistant", "content": "t0 "},
-        *({"content": f"t{i} "} for i in range(1, 5)),
+    assert [c["choices"][0]["delta"] for c in chunks[:6]] == [
+        {"role": "assistant", "content": "", "refusal": None},
+        *({"content": f"t{i} "} for i in range(5)),
     ]
-    assert [c["choices"][0]["finish_reason"] for c in chunks[:6]] == [None] * 5 + ["stop"]
-    assert chunks[6]["choices"] == [] and chunks[6]["usage"]["completion_tokens"] == 5
-    assert len(chunks) == 7
+    assert [c["choices"][0]["finish_reason"] for c in chunks[:7]] == [None] * 6 + ["stop"]
+    assert chunks[7]["choices"] == [] and chunks[7]["usage"]["completion_tokens"] == 5
+    assert len(chunks) == 8
 
 
 async def test_a_batch_holds_at_most_sse_batch_buffered_events_after_the_awaited_one() -> None:
     n = 2 * SSE_BATCH + 10
     pieces, _ = await body_pieces([*tokens(n), Done(StopReason.END, Usage(1, n))])
     sizes = [len(sse_payloads(piece.decode())) for piece in pieces]
-    # 1 + 64 tokens, 1 + 64 tokens, the last 8 tokens with the finish and usage chunks, [DONE]
-    assert sizes == [SSE_BATCH + 1, SSE_BATCH + 1, n - 2 * (SSE_BATCH + 1) + 2, 1]
-    assert contents(pieces) == [f"t{i} " for i in range(n)] + [""]
+    # the role chunk and 1 + 64 tokens, 1 + 64 tokens, the last 8 tokens with the finish and usage chunks, [DONE]
+    assert sizes == [1 + SSE_BATCH + 1, SSE_BATCH + 1, n - 2 * (SSE_BATCH + 1) + 2, 1]
+    assert contents(pieces) == ["", *(f"t{i} " for i in range(n)), ""]
 
 
 async def test_a_batch_stops_growing_at_sse_batch_bytes() -> None:
     """Big events are batched only up to the byte limit: each write must fit a slow reader's write timeout."""
     big = [Token(f"{i}" * (SSE_BATCH_BYTES // 2)) for i in range(5)]
     pieces, _ = await body_pieces([*big, Done(StopReason.END, Usage(1, 5))])
-    # each piece takes events until it holds SSE_BATCH_BYTES: two of these, then one and the finish and usage
-    assert [len(sse_payloads(piece.decode())) for piece in pieces] == [2, 2, 3, 1]
-    assert contents(pieces) == [token.text for token in big] + [""]
+    # each piece takes events until it holds SSE_BATCH_BYTES: two of these (the first after the role chunk),
+    # then one and the finish and usage chunks
+    assert [len(sse_payloads(piece.decode())) for piece in pieces] == [3, 2, 3, 1]
+    assert contents(pieces) == ["", *(token.text for token in big), ""]
 
 
 async def test_a_failure_inside_a_batch_yields_the_chunks_before_it_then_one_error_event() -> None:
@@ -173,7 +174,7 @@ async def test_a_failure_inside_a_batch_yields_the_chunks_before_it_then_one_err
     payloads = sse_payloads(b"".join(pieces).decode())
     assert "[DONE]" not in payloads
     events = [json.loads(p) for p in payloads]
-    assert [e["choices"][0]["delta"]["content"] for e in events[:-1]] == [f"t{i} " for i in range(6)]
+    assert [e["choices"][0]["delta"]["content"] for e in events[:-1]] == ["", *(f"t{i} " for i in range(6))]
     assert all(e["choices"][0]["finish_reason"] is None for e in events[:-1])
     assert set(events[-1]) == {"error"} and events[-1]["error"]["code"] == "upstream_error"
     assert info.ended_by == "error after streaming began: upstream_error"
@@ -195,5 +196,5 @@ async def test_a_slow_producer_is_not_waited_for_each_token_goes_out_alone(
             await generation.wait_first_event()
             async with aclosing(sse_body(generation, encoder, info)) as body:
                 pieces = [piece async for piece in body]
-    assert [len(sse_payloads(piece.decode())) for piece in pieces] == [1, 1, 1, 1, 1]
-    assert contents(pieces) == ["t0 ", "t1 ", "t2 ", ""]
+    assert [len(sse_payloads(piece.decode())) for piece in pieces] == [2, 1, 1, 1, 1]  # role chunk + t0 first
+    assert contents(pieces) == ["", "t0 ", "t1 ", "t2 ", ""]

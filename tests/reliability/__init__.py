@@ -7,6 +7,10 @@
 - ``test_hostile_connections``: HTTP/2 and h2c, malformed framing and smuggling, bad Host headers, duplicate
   Authorization, WebSocket clients that stop reading with many queued frames, a stop they cannot hold up;
   ``test_hostile_process`` repeats them against a real process, ending with SIGTERM and exit 0.
+- ``test_connection_faults``: a fault injected into one streaming connection (h11, hypercorn, trinfer's protocol)
+  ends that connection alone, logged once with its id; the rest is served and the stop completes.
+- ``test_big_body``: ``/health`` on both listeners and small chats keep completing while a body just under
+  ``max_body_bytes`` (one huge message; 240,000 short ones) is sent, parsed and answered.
 
 The security regressions, one test per threat (body cap, auth on every route, ready gating, write stall, log
 redaction, open-bind refusal), live in ``tests/security/``; WebSocket auth in ``tests/ws/test_auth.py``.

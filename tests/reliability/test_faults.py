@@ -75,13 +75,15 @@ async def mid_stream_failure(d: RunningDaemon) -> None:
         with pytest.raises(openai.APIError) as error_event:
             async for chunk in stream:
                 received.append(chunk.choices[0].delta.content or "")
-        assert received == ["one ", "two "]
+        assert received == ["", "one ", "two "]
         assert error_event.value.code == "upstream_error"
 
 
 async def disconnect_mid_stream(d: RunningDaemon) -> None:
     async with d.client() as client:
         stream = await client.chat.completions.create(model=MOCK_MODEL, messages=MESSAGES, stream=True)
+        role = await stream.__anext__()
+        assert role.choices[0].delta.content == ""
         first = await stream.__anext__()
         assert first.choices[0].delta.content == "one "
         await stream.close()

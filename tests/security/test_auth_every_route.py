@@ -1,9 +1,9 @@
 """Threat: a route reachable without the API key (a new route someone forgot to protect, the admin API).
 
-Defence: with ``api_keys`` set, the middleware checks ``Authorization: Bearer <key>`` (constant time) before
-routing, on both listeners; only ``/health``, ``/ready`` and the playground page's own files (which ask for the
-key) are open. The routes are read from the apps' own
-URL maps, so a route added later is covered without editing this test.
+Defence: with ``api_keys`` set, the middleware checks ``Authorization: Bearer <key>`` (or, on the Anthropic
+routes only, ``x-api-key: <key>``; constant time) before routing, on both listeners; only ``/health``,
+``/ready`` and the playground page's own files (which ask for the key) are open. The routes are read from the
+apps' own URL maps, so a route added later is covered without editing this test.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from proxy.playground import PUBLIC_PATHS as PLAYGROUND_FILES
 from tests.daemon_harness import TEST_KEY, keyed_config, mock_config, running_daemon
 
 OPEN = {"/health", "/ready", *PLAYGROUND_FILES}
+ANTHROPIC_ROUTES = "/v1/messages"
 
 
 def routes(asgi_app: Any) -> list[tuple[str, str]]:
@@ -35,7 +36,14 @@ def routes(asgi_app: Any) -> list[tuple[str, str]]:
 
 
 async def test_every_route_but_health_and_ready_needs_the_key() -> None:
-    refused = ({}, {"Authorization": "Bearer sk-wrong"}, {"Authorization": TEST_KEY}, {"Authorization": "Basic x"})
+    refused = (
+        {},
+        {"Authorization": "Bearer sk-wrong"},
+        {"Authorization": TEST_KEY},
+        {"Authorization": "Basic x"},
+        {"x-api-key": "sk-wrong"},
+        {"x-api-key": f"Bearer {TEST_KEY}"},
+    )
     checked = 0
     with trio.fail_after(30):
         async with running_daemon(keyed_config(mock_config())) as d:
@@ -50,7 +58,10 @@ async def test_every_route_but_health_and_ready_needs_the_key() -> None:
                                 assert response.status_code != 401, (method, path)
                             else:
                                 assert response.status_code == 401, (method, path, headers)
-                                assert response.json()["error"]["code"] == "invalid_api_key"
+                                if path.startswith(ANTHROPIC_ROUTES):  # Anthropic's error body there
+                                    assert response.json()["error"]["type"] == "authentication_error"
+                                else:
+                                    assert response.json()["error"]["code"] == "invalid_api_key"
                             checked += 1
                 async with httpx.AsyncClient(
                     base_url=base, headers={"Authorization": f"Bearer {TEST_KEY}"}
@@ -58,6 +69,13 @@ async def test_every_route_but_health_and_ready_needs_the_key() -> None:
                     for method, path in table:
                         response = await http.request(method, path, json={})
                         assert response.status_code != 401, (method, path)
+                async with httpx.AsyncClient(base_url=base, headers={"x-api-key": TEST_KEY}) as http:
+                    for method, path in table:
+                        response = await http.request(method, path, json={})
+                        # Anthropic's header is a key only on Anthropic's routes.
+                        assert (response.status_code == 401) is (
+                            path not in OPEN and not path.startswith(ANTHROPIC_ROUTES)
+                        )
     assert checked >= 40
 
 

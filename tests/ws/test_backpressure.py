@@ -58,5 +58,5 @@ async def test_a_slow_but_steady_reader_is_not_cut_off(autojump_clock: trio.abc.
                     break
                 await trio.sleep(0.1)  # slower than the server writes, never 30 s without reading
             assert frame["type"] == "chat.completion.done"
-            assert frames == 200 + 2
+            assert frames == 1 + 200 + 2  # the role chunk, the tokens, the finish chunk, done
             assert d.backend_status()["completed"] == 1

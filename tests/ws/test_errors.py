@@ -88,7 +88,7 @@ async def test_a_duplicate_in_flight_id_is_refused_and_the_first_request_goes_on
     with trio.fail_after(60):
         async with running_daemon(mock_config(token_delay_ms=100)) as d, connect(d) as ws:
             await ws.send_message(create("dup", "the original request"))
-            assert (await next_frame(ws))["id"] == "dup"
+            assert (await next_frame(ws))["id"] == "dup"  # its role chunk: the request is running
             await ws.send_message(create("dup", "a second one"))
             frames = [await next_frame(ws)]
             while frames[-1]["type"] != "chat.completion.done":
@@ -98,7 +98,7 @@ async def test_a_duplicate_in_flight_id_is_refused_and_the_first_request_goes_on
             assert errors[0]["id"] == "dup"
             assert (errors[0]["error"]["code"], errors[0]["error"]["param"]) == ("duplicate_id", "id")
             assert "dup" in errors[0]["error"]["message"]
-            assert text_of(frames) == "original request"  # the first chunk ("the ") was read above
+            assert text_of(frames) == "the original request"  # only the empty role chunk was read above
             assert d.backend_status()["started"] == 1
 
 
@@ -200,7 +200,7 @@ async def test_a_mid_stream_failure_keeps_sent_chunks_and_ends_with_the_sse_erro
             expected = await sse_error_event(d, chat_body("one two three four"))
             await ws.send_message(create("m", "one two three four"))
             frames = (await until_terminal(ws, "m"))["m"]
-            assert [f["type"] for f in frames] == ["chat.completion.chunk", "chat.completion.chunk", "error"]
+            assert [f["type"] for f in frames] == ["chat.completion.chunk"] * 3 + ["error"]  # role, one, two
             assert text_of(frames) == "one two "
             assert all(f["chunk"]["choices"][0]["finish_reason"] is None for f in frames[:-1])
             assert frames[-1] == {"type": "error", "id": "m", "error": expected}

@@ -32,7 +32,8 @@ async def test_the_example_streams_two_prompts_and_cancels_one() -> None:
             lines = out.splitlines()
             assert (
                 'first: done, finish_reason=stop, usage={"prompt_tokens": 3, "completion_tokens": 3, '
-                "\"total_tokens\": 6}: 'short and sweet'" in lines
+                '"total_tokens": 6, "prompt_tokens_details": {"cached_tokens": 0}, '
+                '"completion_tokens_details": {"reasoning_tokens": 0}}: \'short and sweet\'' in lines
             )
             assert "second: cancel sent" in lines
             summary = next(line for line in lines if line.startswith("second: cancelled after "))

@@ -50,8 +50,16 @@ async def test_one_request_streams_the_sse_chunks_then_done() -> None:
                 "type": "chat.completion.done",
                 "id": "a",
                 "finish_reason": "stop",
-                "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
+                "usage": {
+                    "prompt_tokens": 3,
+                    "completion_tokens": 3,
+                    "total_tokens": 6,
+                    "prompt_tokens_details": {"cached_tokens": 0},
+                    "completion_tokens_details": {"reasoning_tokens": 0},
+                },
             }
+            role = {"role": "assistant", "content": "", "refusal": None}
+            assert chunks[0]["chunk"]["choices"][0]["delta"] == role
 
 
 async def test_include_usage_adds_the_usage_chunk_as_sse_does() -> None:
@@ -62,7 +70,13 @@ async def test_include_usage_adds_the_usage_chunk_as_sse_does() -> None:
             frames = (await until_terminal(ws, "u"))["u"]
             chunks = [f["chunk"] for f in frames[:-1]]
             assert chunks[-1]["choices"] == []
-            assert chunks[-1]["usage"] == {"prompt_tokens": 2, "completion_tokens": 2, "total_tokens": 4}
+            assert chunks[-1]["usage"] == {
+                "prompt_tokens": 2,
+                "completion_tokens": 2,
+                "total_tokens": 4,
+                "prompt_tokens_details": {"cached_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 0},
+            }
             assert all("usage" not in c for c in chunks[:-1])
             assert without_ids(chunks) == without_ids(await sse_chunks(d, chat_body("one two", **options)))
 
@@ -72,7 +86,8 @@ async def test_stream_false_in_the_request_is_ignored() -> None:
         async with running_daemon(mock_config()) as d, connect(d) as ws:
             await ws.send_message(create("s", "still streamed", stream=False))
             frames = (await until_terminal(ws, "s"))["s"]
-            assert [f["type"] for f in frames] == ["chat.completion.chunk"] * 3 + ["chat.completion.done"]
+            # the role chunk, two content chunks, the finish chunk, done
+            assert [f["type"] for f in frames] == ["chat.completion.chunk"] * 4 + ["chat.completion.done"]
 
 
 async def test_finish_reason_length_and_tool_calls_reach_the_done_frame() -> None:
@@ -85,7 +100,8 @@ async def test_finish_reason_length_and_tool_calls_reach_the_done_frame() -> Non
             assert frames["len"][-1]["finish_reason"] == "length"
             assert text_of(frames["len"]) == "a b "
             assert frames["tool"][-1]["finish_reason"] == "tool_calls"
-            call = frames["tool"][0]["chunk"]["choices"][0]["delta"]["tool_calls"][0]
+            assert frames["tool"][0]["chunk"]["choices"][0]["delta"]["content"] is None  # role chunk before a call
+            call = frames["tool"][1]["chunk"]["choices"][0]["delta"]["tool_calls"][0]
             assert call["function"] == {"name": "lookup", "arguments": "{}"}
 
 

@@ -1,0 +1,11 @@
+"""The ``openai`` backend: any OpenAI-compatible server (vLLM, SGLang, llama-server, another trinfer, a hosted
+API) behind trinfer, load-balanced over several base URLs (DESIGN.md section 9, docs/scale-out.md).
+
+Modules: `options` (config keys, API key lookup), `pool` (base URLs: health, least-outstanding choice,
+probes), `translate_request` (engine request -> OpenAI JSON), `translate_stream` (SSE chunks -> engine events),
+`errors` (httpx exceptions and upstream statuses -> engine errors), `backend` (the `OpenAIUpstreamBackend`).
+"""
+
+from .backend import OpenAIUpstreamBackend
+
+__all__ = ["OpenAIUpstreamBackend"]

@@ -1,0 +1,178 @@
+"""P8 - gateway overhead: trinfer ``kind = "openai"`` and LiteLLM's proxy in front of the same upstream.
+
+The upstream is one trinfer process with the mock backend (echo, no delay), pinned to the client core with
+wrk (a C load generator that needs little CPU); each gateway runs on the server core. Targets, in turn each
+round (A B C A B C ...):
+
+- ``upstream alone``: wrk straight at the upstream - the floor;
+- ``trinfer openai``: trinfer with one ``kind = "openai"`` backend whose only base URL is the upstream;
+- ``LiteLLM proxy``: LiteLLM with one ``openai/`` model whose ``api_base`` is the upstream.
+
+Each is measured non-streaming and streaming (``"stream": true``: wrk times the whole SSE response), at c=1
+and c=16. The goals are stated as paired ratios and differences per round (median over rounds), which is
+what stays meaningful on a shared machine: added p50 over the floor at c=1 <= 1 ms, and trinfer's requests/s
+at c=16 >= 5x LiteLLM's. Each run also records the CPU time the measured process tree used per request (the
+gateway's; the upstream's for the floor), read from /proc: on a busy machine it moves far less than latency
+or throughput, so it says what each gateway costs even when the clock says little.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+from . import targets, wrk
+from .report import median, paired_difference, paired_ratio, table
+from .servers import CLIENT_CORE, Server, free_port, running
+
+CONCURRENCY = (1, 16)
+MODES = {"json": wrk.CHAT_BODY, "stream": {**wrk.CHAT_BODY, "stream": True}}
+FLOOR, OURS, LITELLM = "upstream alone", "trinfer openai", "LiteLLM proxy"
+
+
+@contextmanager
+def upstream(workdir: Path) -> Iterator[Server]:
+    """The shared upstream: trinfer with the mock, on the client core."""
+    port, admin_port = free_port(), free_port()
+    config = targets.trinfer_config(workdir / "p8-upstream.toml", port, admin_port, targets.mock_backend())
+    argv = [targets.PYTHON, "-m", "proxy", "serve", "--config", str(config)]
+    env = {"PYTHONPATH": str(targets.ROOT)}
+    with running(
+        "p8-upstream",
+        argv,
+        port=port,
+        ready_path="/ready",
+        ready_port=admin_port,
+        workdir=workdir,
+        env=env,
+        core=CLIENT_CORE,
+    ) as server:
+        yield server
+
+
+def trinfer_gateway(upstream_port: int) -> Callable[[Path], AbstractContextManager[Server]]:
+    @contextmanager
+    def start(workdir: Path) -> Iterator[Server]:
+        backend = {
+            "name": "fleet",
+            "kind": "openai",
+            "models": [targets.MOCK_MODEL],
+            "active": 64,
+            "queue": 64,
+            "base_urls": [f"http://127.0.0.1:{upstream_port}/v1"],
+        }
+        with targets.trinfer(workdir, backend, name="trinfer-openai") as t:
+            yield t.server
+
+    return start
+
+
+def litellm_gateway(upstream_port: int) -> Callable[[Path], AbstractContextManager[Server]]:
+    def start(workdir: Path) -> AbstractContextManager[Server]:
+        return targets.litellm(workdir, api_base=f"http://127.0.0.1:{upstream_port}/v1")
+
+    return start
+
+
+def run(workdir: Path, *, rounds: int, duration_s: float) -> str:
+    results: dict[tuple[str, str, int], list[wrk.WrkResult]] = defaultdict(list)
+    #: CPU milliseconds per request of the gateway process (the upstream's for the floor), per run.
+    cpu: dict[tuple[str, str, int], list[float]] = defaultdict(list)
+    with upstream(workdir) as up:
+        contenders: dict[str, Callable[[Path], AbstractContextManager[Server]]] = {
+            FLOOR: lambda _workdir: _already_running(up),
+            OURS: trinfer_gateway(up.port),
+        }
+        if targets.litellm_available():
+            contenders[LITELLM] = litellm_gateway(up.port)
+        for round_index in range(rounds):
+            for name, start in contenders.items():
+                with start(workdir) as server:
+                    # Warm-up, long enough for LiteLLM's first requests (seconds each on a busy machine).
+                    wrk.run(server.port, connections=16, duration_s=max(5.0, duration_s), workdir=workdir)
+                    for mode, body in MODES.items():
+                        for c in CONCURRENCY:
+                            before = server.cpu_seconds()
+                            result = wrk.run(
+                                server.port, connections=c, duration_s=duration_s, workdir=workdir, body=body
+                            )
+                            used_ms = 1000 * (server.cpu_seconds() - before)
+                            cpu[name, mode, c].append(used_ms / max(1, result.requests))
+                            print(f"  round {round_index + 1} {name} {mode} c={c}: {result}", flush=True)
+                            if result.errors:
+                                raise RuntimeError(f"{name} {mode} c={c}: {result.errors} failed requests")
+                            results[name, mode, c].append(result)
+    rows = [
+        [
+            name,
+            mode,
+            c,
+            median([r.requests_per_s for r in runs]),
+            median([r.p50_ms for r in runs]),
+            median([r.p99_ms for r in runs]),
+            median(cpu[name, mode, c]),
+            len(runs),
+        ]
+        for (name, mode, c), runs in results.items()
+    ]
+    out = table(
+        "P8 gateway overhead (mock upstream; medians)",
+        ["target", "mode", "c", "requests/s", "p50 ms", "p99 ms", "CPU ms/request", "rounds"],
+        rows,
+    )
+
+    def of(name: str, mode: str, c: int, attr: str) -> list[float]:
+        return [getattr(r, attr) for r in results[name, mode, c]]
+
+    rps = "requests_per_s"
+
+    summary = []
+    for mode in MODES:
+        summary.append(
+            [
+                f"trinfer added p50 over the upstream, {mode}, c=1 (ms)",
+                paired_difference(of(OURS, mode, 1, "p50_ms"), of(FLOOR, mode, 1, "p50_ms")),
+                "<= 1",
+            ]
+        )
+        if LITELLM in contenders:
+            summary.append(
+                [
+                    f"LiteLLM added p50 over the upstream, {mode}, c=1 (ms)",
+                    paired_difference(of(LITELLM, mode, 1, "p50_ms"), of(FLOOR, mode, 1, "p50_ms")),
+                    "",
+                ]
+            )
+            summary.append(
+                [
+                    f"LiteLLM / trinfer CPU per request, {mode}, c=16",
+                    paired_ratio(cpu[LITELLM, mode, 16], cpu[OURS, mode, 16]),
+                    "",
+                ]
+            )
+            summary.append(
+                [
+                    f"trinfer / LiteLLM requests/s, {mode}, c=16",
+                    paired_ratio(of(OURS, mode, 16, rps), of(LITELLM, mode, 16, rps)),
+                    ">= 5",
+                ]
+            )
+        summary.append(
+            [
+                f"trinfer / upstream requests/s, {mode}, c=16",
+                paired_ratio(of(OURS, mode, 16, rps), of(FLOOR, mode, 16, rps)),
+                "",
+            ]
+        )
+    return (
+        out
+        + "\n"
+        + table("P8 paired (median over rounds of each round's value)", ["measure", "value", "goal"], summary)
+    )
+
+
+@contextmanager
+def _already_running(server: Server) -> Iterator[Server]:
+    yield server

@@ -1,0 +1,217 @@
+"""Anthropic in, Anthropic out: the anthropic SDK talks to trinfer, whose anthropic backend talks to the fake
+Messages API on loopback (tests/anthropic/fake_upstream.py). What the client sends reaches upstream, what
+upstream streams (thinking, text, tool input in pieces, stop sequences, errors) reaches the client."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anthropic
+import pytest
+import trio
+
+from tests.anthropic.conftest import KEY_ENV, UPSTREAM_MODEL
+from tests.anthropic.echo_model import echo_reply
+from tests.anthropic.fake_upstream import (
+    COUNT_TOKENS_PATH,
+    DEFAULT_KEY,
+    FakeMessagesAPI,
+    Hang,
+    error_event,
+    error_reply,
+    message_end,
+    message_start,
+    stream_reply,
+    text_block,
+    thinking_block,
+    tool_block,
+)
+from tests.daemon_harness import RunningDaemon, running_daemon, wait_until
+
+from .sdk import async_client
+
+MODEL = "claude"
+HELLO: list[Any] = [{"role": "user", "content": "hello from the anthropic sdk"}]
+WEATHER: Any = {
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, DEFAULT_KEY)
+
+
+@pytest.fixture
+async def fake(nursery: trio.Nursery) -> FakeMessagesAPI:
+    server = FakeMessagesAPI(responder=echo_reply)
+    await nursery.start(server.serve)
+    return server
+
+
+@asynccontextmanager
+async def daemon_for(fake: FakeMessagesAPI) -> AsyncIterator[RunningDaemon]:
+    backend = {
+        "name": "claude",
+        "kind": "anthropic",
+        "models": [MODEL],
+        "model_map": {MODEL: UPSTREAM_MODEL},
+        "api_key_env": KEY_ENV,
+        "base_url": fake.base_url,
+        "max_tokens_default": 512,
+        "timeout_s": 30,
+    }
+    with trio.fail_after(30):
+        async with running_daemon({"server": {}, "backends": [backend]}) as daemon:
+            yield daemon
+
+
+async def test_create_reaches_upstream_and_back(fake: FakeMessagesAPI) -> None:
+    async with daemon_for(fake) as d, async_client(d) as client:
+        message = await client.messages.create(
+            model=MODEL,
+            max_tokens=100,
+            system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+            messages=HELLO,
+            stop_sequences=["anthropic"],
+            metadata={"user_id": "user-1"},
+            extra_body={"temperature": 0.3, "top_k": 5},
+        )
+    assert message.content[0].text == "hello from the "  # type: ignore[union-attr]
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "anthropic")
+    assert message.usage.input_tokens == 7  # upstream's count: the words of system and messages
+    (sent,) = fake.requests
+    assert sent.body["model"] == UPSTREAM_MODEL
+    assert sent.body["system"] == "Be brief."
+    assert sent.body["messages"] == [{"role": "user", "content": [{"type": "text", "text": HELLO[0]["content"]}]}]
+    assert (sent.body["max_tokens"], sent.body["temperature"], sent.body["top_k"]) == (100, 0.3, 5)
+    assert sent.body["stop_sequences"] == ["anthropic"]
+    assert "metadata" not in sent.body  # the user id is for trinfer's logs, never sent on
+
+
+async def test_thinking_and_text_stream_through(fake: FakeMessagesAPI) -> None:
+    fake.reply(
+        stream_reply(
+            message_start(input_tokens=9),
+            thinking_block(0, ["Let me ", "think."]),
+            text_block(1, ["The ", "answer."]),
+            message_end("end_turn", 6),
+        )
+    )
+    async with (
+        daemon_for(fake) as d,
+        async_client(d) as client,
+        client.messages.stream(model=MODEL, max_tokens=2048, messages=HELLO) as stream,
+    ):
+        kinds = [event.type async for event in stream]
+        final = await stream.get_final_message()
+    assert "thinking" in kinds and "text" in kinds
+    assert [block.type for block in final.content] == ["thinking", "text"]
+    assert final.content[0].thinking == "Let me think."  # type: ignore[union-attr]
+    assert final.content[1].text == "The answer."  # type: ignore[union-attr]
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (9, 6)
+
+
+async def test_forced_tool_use_and_tool_result_round_trip(fake: FakeMessagesAPI) -> None:
+    fake.reply(
+        stream_reply(
+            message_start(),
+            tool_block(0, "toolu_up_1", "get_weather", ['{"ci', 'ty": "Pa', 'ris"}']),
+            message_end("tool_use", 8),
+        )
+    )
+    async with daemon_for(fake) as d, async_client(d) as client:
+        first = await client.messages.create(
+            model=MODEL, max_tokens=100, messages=HELLO, tools=[WEATHER], tool_choice={"type": "any"}
+        )
+        call = first.content[0]
+        assert call.type == "tool_use" and call.input == {"city": "Paris"} and call.id == "toolu_up_1"
+        follow_up: list[Any] = [
+            *HELLO,
+            {"role": "assistant", "content": [call.model_dump()]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}]},
+        ]
+        second = await client.messages.create(model=MODEL, max_tokens=100, messages=follow_up, tools=[WEATHER])
+    assert first.stop_reason == "tool_use"
+    assert fake.requests[0].body["tool_choice"] == {"type": "any"}
+    assert fake.requests[0].body["tools"][0]["input_schema"] == WEATHER["input_schema"]
+    turns = fake.requests[1].body["messages"]
+    assert turns[1] == {
+        "role": "assistant",
+        "content": [{"type": "tool_use", "id": "toolu_up_1", "name": "get_weather", "input": {"city": "Paris"}}],
+    }
+    assert turns[2] == {
+        "role": "user",
+        "content": [{"type": "tool_result", "tool_use_id": "toolu_up_1", "content": "sunny"}],
+    }
+    assert second.stop_reason == "end_turn"
+
+
+async def test_base64_image_reaches_a_backend_with_vision(fake: FakeMessagesAPI) -> None:
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n fake").decode()
+    content: Any = [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}},
+        {"type": "text", "text": "what is it"},
+    ]
+    async with daemon_for(fake) as d, async_client(d) as client:
+        message = await client.messages.create(
+            model=MODEL, max_tokens=50, messages=[{"role": "user", "content": content}]
+        )
+    assert message.content[0].text == "what is it"  # type: ignore[union-attr]
+    sent = fake.requests[0].body["messages"][0]["content"]
+    assert sent[0] == {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}
+
+
+async def test_count_tokens_asks_upstream(fake: FakeMessagesAPI) -> None:
+    async with daemon_for(fake) as d, async_client(d) as client:
+        counted = await client.messages.count_tokens(
+            model=MODEL, system="Be brief.", messages=HELLO, tools=[WEATHER]
+        )
+    (sent,) = fake.requests
+    assert sent.path == COUNT_TOKENS_PATH
+    assert set(sent.body) == {"model", "messages", "system", "tools", "tool_choice"}
+    assert counted.input_tokens == 2 + 5 + 5  # system, message, tool name and description words
+
+
+async def test_upstream_rate_limit_is_a_rate_limit_error(fake: FakeMessagesAPI) -> None:
+    fake.reply(error_reply(429, "rate_limit_error", "slow down", headers=[("retry-after", "7")]))
+    async with daemon_for(fake) as d, async_client(d) as client:
+        with pytest.raises(anthropic.RateLimitError) as caught:
+            await client.messages.create(model=MODEL, max_tokens=10, messages=HELLO)
+    assert caught.value.response.json()["error"]["type"] == "rate_limit_error"
+    assert caught.value.response.headers["retry-after"] == "7"
+
+
+async def test_upstream_error_mid_stream_is_one_error_event(fake: FakeMessagesAPI) -> None:
+    fake.reply(
+        stream_reply(message_start(), text_block(0, ["partial "])[:3], error_event("overloaded_error", "busy"))
+    )
+    async with daemon_for(fake) as d, async_client(d) as client:
+        received: list[str] = []
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            async with client.messages.stream(model=MODEL, max_tokens=10, messages=HELLO) as stream:
+                async for text in stream.text_stream:
+                    received.append(text)
+    assert received == ["partial "]
+    body: Any = caught.value.body
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "overloaded_error"  # upstream's overload, in the client's dialect
+    assert body["error"]["message"].startswith("Anthropic is overloaded")
+
+
+async def test_client_leaving_closes_the_upstream_stream(fake: FakeMessagesAPI) -> None:
+    fake.reply(stream_reply(message_start(), text_block(0, ["one "])[:3], Hang()))
+    async with daemon_for(fake) as d, async_client(d) as client:
+        async with client.messages.stream(model=MODEL, max_tokens=10, messages=HELLO) as stream:
+            async for text in stream.text_stream:
+                assert text == "one "
+                break
+        with trio.fail_after(10):
+            await fake.wait_disconnected()
+            await wait_until(lambda: d.admission("claude").active == 0)
+    assert d.backend_status("claude")["cancelled"] == 1

@@ -1,0 +1,26 @@
+"""Upstream trinfer processes shared by the tests of one session (each takes a second or two to start)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from .processes import UpstreamServer
+
+
+@pytest.fixture(scope="session")
+def echo_upstream() -> Iterator[UpstreamServer]:
+    """A fast mock upstream that echoes, calls tools, and embeds (8 dimensions)."""
+    server = UpstreamServer(embed_dim=8)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def slow_upstream() -> Iterator[UpstreamServer]:
+    """A mock upstream that waits 500 ms before each token: long enough, even on a busy machine, to catch a
+    request in any phase."""
+    server = UpstreamServer(token_delay_ms=500)
+    yield server
+    server.close()

@@ -1,0 +1,215 @@
+"""A scripted OpenAI-compatible server on a loopback port, for the error shapes a mock trinfer never sends.
+
+Theory of operation: a tiny HTTP/1.1 server (trio + h11, keep-alive) run in the test's own nursery, so the
+autojump clock drives every timeout. ``GET /v1/models`` answers the health probe with ``probe_status``
+(200 by default: set it to 503 to fail probes). ``POST`` requests get the next scripted `Reply`: a JSON body
+with a status, or a ``text/event-stream`` made of chunks (`sse`), where `DROP` closes the socket mid-body and
+`HANG` stops writing until the client goes away; ``before_headers`` answers nothing (`DROP`: close at once;
+`HANG`: wait for the client to leave). With no reply queued, a POST gets a complete one-word answer.
+
+Every POST is recorded (path, lowercased headers, decoded JSON body) so translation tests assert on what the
+upstream actually received; ``disconnects`` counts connections the client closed while a reply was pending.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import h11
+import trio
+
+DROP = "drop"
+HANG = "hang"
+Step = dict[str, Any] | str  # a chunk (sent as one data: event), raw text (sent as is), DROP or HANG
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    body: Any = None
+    steps: tuple[Step, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    before_headers: str | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+class _Closed(Exception):
+    pass
+
+
+def chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    """One ``chat.completion.chunk`` with a single choice."""
+    choice = {"index": 0, "delta": delta or {}, "finish_reason": finish}
+    return {
+        "id": "chatcmpl-x",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [choice],
+        **extra,
+    }
+
+
+def usage_chunk(prompt: int = 3, completion: int = 2) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-x",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+    }
+
+
+def sse(*steps: Step, done: bool = True, headers: Sequence[tuple[str, str]] = ()) -> Reply:
+    """A streamed reply: the steps, then ``data: [DONE]`` unless ``done`` is false."""
+    return Reply(steps=(*steps, *(["data: [DONE]\n\n"] if done else [])), headers=tuple(headers))
+
+
+def text_answer(*pieces: str, finish: str = "stop") -> Reply:
+    """A complete streamed answer: a role chunk, one chunk per piece, the finish chunk, usage, [DONE]."""
+    return sse(
+        chunk({"role": "assistant", "content": ""}),
+        *[chunk({"content": piece}) for piece in pieces],
+        chunk({}, finish),
+        usage_chunk(3, len(pieces)),
+    )
+
+
+def error(status: int, message: str, **fields: Any) -> Reply:
+    body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None, **fields}}
+    return Reply(status=status, body=body)
+
+
+@dataclass
+class ScriptedUpstream:
+    probe_status: int = 200
+    requests: list[Recorded] = field(default_factory=list)
+    probes: int = 0
+    disconnects: int = 0
+    port: int = 0
+    _replies: deque[Reply] = field(default_factory=deque)
+    _received: trio.Event = field(default_factory=trio.Event)
+    _disconnected: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def reply(self, *replies: Reply) -> None:
+        self._replies.extend(replies)
+
+    async def wait_request(self, count: int = 1) -> None:
+        while len(self.requests) < count:
+            self._received = trio.Event()
+            await self._received.wait()
+
+    async def wait_disconnected(self) -> None:
+        await self._disconnected.wait()
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.serve_listeners, self._handle, listeners)
+            task_status.started()
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        try:
+            while True:
+                request = await self._read(conn, stream)
+                if request is None:
+                    return
+                method, path, recorded = request
+                if method == "GET" and path.endswith("/models"):
+                    self.probes += 1
+                    await self._json(
+                        conn, stream, Reply(status=self.probe_status, body={"object": "list", "data": []})
+                    )
+                else:
+                    self.requests.append(recorded)
+                    self._received.set()
+                    await self._answer(
+                        conn, stream, self._replies.popleft() if self._replies else text_answer("ok")
+                    )
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    return
+                conn.start_next_cycle()
+        except (trio.BrokenResourceError, _Closed):
+            pass
+        finally:
+            await stream.aclose()
+
+    async def _read(self, conn: h11.Connection, stream: trio.SocketStream) -> tuple[str, str, Recorded] | None:
+        head: h11.Request | None = None
+        body = bytearray()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await stream.receive_some()
+                if not data:
+                    return None
+                conn.receive_data(data)
+            elif isinstance(event, h11.Request):
+                head = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                assert head is not None
+                headers = {k.decode().lower(): v.decode() for k, v in head.headers}
+                path = head.target.decode()
+                return head.method.decode(), path, Recorded(path, headers, json.loads(body) if body else None)
+            else:
+                return None
+
+    async def _json(self, conn: h11.Connection, stream: trio.SocketStream, reply: Reply) -> None:
+        payload = json.dumps(reply.body if reply.body is not None else {}).encode()
+        headers = [("content-type", "application/json"), ("content-length", str(len(payload))), *reply.headers]
+        await self._send(conn, stream, h11.Response(status_code=reply.status, headers=headers))
+        await self._send(conn, stream, h11.Data(data=payload))
+        await self._send(conn, stream, h11.EndOfMessage())
+
+    async def _answer(self, conn: h11.Connection, stream: trio.SocketStream, reply: Reply) -> None:
+        if reply.before_headers == HANG:
+            await self._wait_for_close(stream)
+        if reply.before_headers == DROP:
+            raise _Closed
+        if not reply.steps:
+            await self._json(conn, stream, reply)
+            return
+        headers = [("content-type", "text/event-stream"), *reply.headers]
+        await self._send(conn, stream, h11.Response(status_code=reply.status, headers=headers))
+        for step in reply.steps:
+            if step == DROP:
+                raise _Closed
+            if step == HANG:
+                await self._wait_for_close(stream)
+            text = step if isinstance(step, str) else f"data: {json.dumps(step)}\n\n"
+            await self._send(conn, stream, h11.Data(data=text.encode()))
+        await self._send(conn, stream, h11.EndOfMessage())
+
+    async def _send(self, conn: h11.Connection, stream: trio.SocketStream, event: h11.Event) -> None:
+        data = conn.send(event)
+        if data:
+            await stream.send_all(data)
+
+    async def _wait_for_close(self, stream: trio.SocketStream) -> None:
+        try:
+            while await stream.receive_some():
+                pass
+        except trio.BrokenResourceError:
+            pass
+        self.disconnects += 1
+        self._disconnected.set()
+        raise _Closed
