@@ -29,8 +29,8 @@ EVENTS: list[Event] = [
     Done(
         StopReason.END,
         Usage(10, 7, cached_tokens=4),
-        choices=(ChoiceEnd(0, StopReason.END), ChoiceEnd(1, StopReason.MAX_TOKENS), ChoiceEnd(2, StopReason.TOOL_USE),
-         ChoiceEnd(3, StopReason.END)),
+        choices=(ChoiceEnd(0, StopReason.END), ChoiceEnd(1, StopReason.MAX_TOKENS),
+                 ChoiceEnd(2, StopReason.TOOL_USE), ChoiceEnd(3, StopReason.END)),
     ),
 ]  # fmt: skip
 
