@@ -19,13 +19,28 @@ from .types import EmbedResolved, EmbedResult, ResolvedV2
 
 
 def producer_for(backend: Backend, req: ResolvedV2) -> Producer:
-    """The producer that runs ``req`` on ``backend``: v2 when the backend has it, else v1 if ``req`` allows."""
+    """The producer that runs ``req`` on ``backend``: v2 when the backend has it, else v1 if ``req`` allows.
+
+    A raw-text prompt, ``n > 1`` and log probabilities are refused (400 ``unsupported_parameter``) for a backend
+    whose capabilities lack them, before any work."""
     capabilities = backend.capabilities()
     if req.prompt is not None and not (capabilities.v2 and capabilities.raw_prompt):
         raise InvalidRequest(
             f"The model '{req.model}' answers conversations only; it does not complete raw text "
             "(use /v1/chat/completions or /v1/responses)",
             param="model",
+            code="unsupported_parameter",
+        )
+    if req.sampling.n > 1 and not capabilities.choices:
+        raise InvalidRequest(
+            f"The model '{req.model}' generates one choice per request ('n' must be 1).",
+            param="n",
+            code="unsupported_parameter",
+        )
+    if req.sampling.top_logprobs is not None and not capabilities.logprobs:
+        raise InvalidRequest(
+            f"The model '{req.model}' does not report log probabilities ('logprobs' must be false).",
+            param="logprobs",
             code="unsupported_parameter",
         )
     if capabilities.v2:

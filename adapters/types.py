@@ -49,6 +49,12 @@ class SamplingParams:
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     logit_bias: tuple[tuple[int, float], ...] = ()
+    #: Choices to generate (OpenAI ``n``). With ``n > 1`` the backend tags every content event with its
+    #: ``choice`` index and ends the stream with one `Done` whose ``choices`` holds each choice's stop reason.
+    n: int = 1
+    #: Log probabilities: ``None`` for none, else the number of most likely alternatives (0-20) to report
+    #: with each sampled token's own log probability (OpenAI ``logprobs: true`` + ``top_logprobs``).
+    top_logprobs: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,10 +225,40 @@ class Token:
 
 
 @dataclass(frozen=True, slots=True)
+class TopLogprob:
+    """One likely token at a position: its text, raw bytes and log probability."""
+
+    token: str
+    logprob: float
+    bytes: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One sampled token's log probability, with the ``top`` most likely tokens at its position.
+
+    ``token`` is the text this token contributed to the content, so the tokens of a choice join to exactly its
+    content (a token whose bytes end mid-character has ``""`` and the next one the whole character).
+    """
+
+    token: str
+    logprob: float
+    top: tuple[TopLogprob, ...] = ()
+    bytes: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
 class Text:
-    """v2: a piece of generated answer text."""
+    """v2: a piece of generated answer text.
+
+    ``choice`` is the index of the choice it belongs to (always 0 unless the request asked for ``n > 1``), so a
+    single-choice consumer may ignore it. ``logprobs`` is ``None`` unless log probabilities were asked for;
+    then it holds the records of the tokens whose text this piece completes (it may be empty).
+    """
 
     text: str
+    choice: int = 0
+    logprobs: tuple[TokenLogprob, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,17 +275,32 @@ class ToolUse:
     id: str
     name: str
     arguments: str
+    choice: int = 0  # the choice it belongs to, as for `Text`
+
+
+@dataclass(frozen=True, slots=True)
+class ChoiceEnd:
+    """How one choice of an ``n > 1`` generation ended."""
+
+    index: int
+    stop_reason: StopReason
 
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """The last event of every successful stream, exactly once."""
+    """The last event of every successful stream, exactly once.
+
+    ``stop_reason`` is choice 0's; ``usage`` counts all choices. ``choices`` is empty for a single-choice
+    generation and, for ``n > 1``, holds every choice's end in index order (consumers that know only one
+    choice read ``stop_reason`` and keep working).
+    """
 
     stop_reason: StopReason
     usage: Usage
     #: With `StopReason.STOP_SEQUENCE`: the stop sequence that ended the text, when the backend knows it
     #: (Anthropic's answer names it).
     stop_sequence: str | None = None
+    choices: tuple[ChoiceEnd, ...] = ()
 
 
 Event: TypeAlias = Token | Text | Thinking | ToolUse | Done
@@ -311,6 +362,10 @@ class BackendCapabilities:
     thinking: bool = False
     #: Takes a raw-text prompt (`ResolvedV2.prompt`) evaluated without a chat template.
     raw_prompt: bool = False
+    #: Generates ``n > 1`` choices per request (`SamplingParams.n`).
+    choices: bool = False
+    #: Reports log probabilities (`SamplingParams.top_logprobs`).
+    logprobs: bool = False
     #: Embeds token-id inputs (`EmbedResolved.token_ids`) as ids of its own vocabulary.
     embed_token_ids: bool = False
     embed_dimensions: int | None = None

@@ -1,4 +1,4 @@
-"""Run the benchmarks and print their tables: ``python -m bench.run P1|P2|P3|P5|P6|P8|all [options]``.
+"""Run the benchmarks and print their tables: ``python -m bench.run P1|P2|P3|P5|P6|P7|P8|all [options]``.
 
 Run from the repository root with trinfer's venv (``.venv/bin/python -m bench.run all``), after
 ``bash bench/setup_peers.sh``. Missing peers are skipped and said so. Work files (configs, server logs) go to
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .servers import CLIENT_CORE
 
-BENCHMARKS = ("P1", "P1m", "P2", "P3", "P5", "P6", "P8")
+BENCHMARKS = ("P1", "P1m", "P2", "P3", "P5", "P6", "P7", "P8")
 
 
 def main() -> None:
@@ -70,6 +70,10 @@ def run_one(name: str, workdir: Path, rounds: int, duration: float) -> str:
         from . import p5_cancel
 
         return p5_cancel.run(workdir, rounds=rounds)
+    if name == "P7":
+        from . import p7_concurrency
+
+        return p7_concurrency.run(workdir, rounds=rounds)
     if name == "P8":
         from . import p8_gateway
 

@@ -173,8 +173,11 @@ def llamacpp_server_available() -> bool:
 
 
 @contextmanager
-def llamacpp_python_server(workdir: Path, model: Path) -> Iterator[Server]:
-    """llama-cpp-python's own OpenAI server (``python -m llama_cpp.server``), same model, 1 thread, n_ctx 2048."""
+def llamacpp_python_server(workdir: Path, model: Path, *, interrupt: bool = True) -> Iterator[Server]:
+    """llama-cpp-python's own OpenAI server (``python -m llama_cpp.server``), same model, 1 thread, n_ctx 2048.
+
+    By default a new request interrupts the running one (its ``interrupt_requests``); ``interrupt=False`` makes
+    concurrent requests wait their turn instead (P7)."""
     port = free_port()
     argv = [
         str(PEERS / "llamaserver/bin/python"),
@@ -194,6 +197,8 @@ def llamacpp_python_server(workdir: Path, model: Path) -> Iterator[Server]:
         "2048",
         "--model_alias",
         "smollm2",
+        "--interrupt_requests",
+        str(interrupt),
     ]
     with running("llama-cpp-python-server", argv, port=port, ready_path="/v1/models", workdir=workdir) as s:
         yield s
@@ -207,8 +212,8 @@ def llama_server_binary() -> Path | None:
 
 
 @contextmanager
-def llama_server(workdir: Path, model: Path, binary: Path) -> Iterator[Server]:
-    """llama.cpp's own server, same model, 1 thread, one slot, n_ctx 2048."""
+def llama_server(workdir: Path, model: Path, binary: Path, *, parallel: int = 1) -> Iterator[Server]:
+    """llama.cpp's own server, same model, 1 thread, ``parallel`` slots of n_ctx 2048 each."""
     port = free_port()
     argv: Sequence[str] = [
         str(binary),
@@ -223,9 +228,9 @@ def llama_server(workdir: Path, model: Path, binary: Path) -> Iterator[Server]:
         "--threads-batch",
         "1",
         "--ctx-size",
-        "2048",
+        str(2048 * parallel),
         "--parallel",
-        "1",
+        str(parallel),
         "--alias",
         "smollm2",
     ]

@@ -297,7 +297,7 @@ def _backend_from_mapping(index: int, table: object) -> BackendConfig:
     models = _str_list(f"{where}.models", table.get("models"))
     if not models:
         raise ConfigError(f"{where}.models must name at least one model id")
-    default_active = 1 if kind == "llamacpp" else 4
+    default_active = _llamacpp_parallel(table) if kind == "llamacpp" else 4
     return BackendConfig(
         name=name,
         kind=kind,
@@ -307,6 +307,13 @@ def _backend_from_mapping(index: int, table: object) -> BackendConfig:
         queue=_int(f"{where}.queue", table.get("queue", 10), minimum=0),
         options=MappingProxyType({k: v for k, v in table.items() if k not in _BACKEND_KEYS}),
     )
+
+
+def _llamacpp_parallel(table: Mapping[str, Any]) -> int:
+    """A llamacpp backend decodes ``parallel`` sequences together (default 4): admission lets as many in.
+    A bad value is left for the backend's own option check to report."""
+    parallel = table.get("parallel", 4)
+    return parallel if isinstance(parallel, int) and not isinstance(parallel, bool) and parallel >= 1 else 1
 
 
 def config_from_mapping(data: Mapping[str, Any]) -> Config:

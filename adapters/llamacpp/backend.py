@@ -1,37 +1,36 @@
-"""`LlamaCppBackend`: one warm llama.cpp model, generations in a worker thread, cancellation within one token.
+"""`LlamaCppBackend`: one warm llama.cpp model serving ``parallel`` generations at once (continuous batching).
 
 Lifecycle: ``from_options`` only validates; ``boot`` loads the model in a worker thread (``status()`` says
-``loading``, then ``ready`` or ``failed: <why>``) and resolves its chat template; ``stop`` stops any running
-generation and releases the model (``Llama.close``).
+``loading``, then ``ready`` or ``failed: <why>``), resolves its chat template and starts the decode thread
+(`engine.Engine`); ``stop`` fails running generations with a 503, ends the decode thread and frees the model.
 
-A generation (`_run`):
-- builds the prompt (chat template; a raw-text prompt is taken as it is) and any grammar on the trio side,
-  so a bad request fails fast, before waiting for the model;
-- takes the backend's lock (a `Llama` is not thread-safe; the daemon's admission also runs one at a time by
-  default, the lock makes it a property of the backend rather than of its configuration);
-- runs `decode.decode` in ONE worker thread with ``abandon_on_cancel=False``: the call returns only once the
-  thread has, so the lock - and the daemon's admission slot after it - is released only when the model is no
-  longer in use;
-- next to the thread, a watcher task sets the generation's ``cancel`` event when the request is cancelled
-  (client disconnect, stop deadline, ``chat.completion.cancel``); the thread checks it after every token.
-  Text reaches the consumer through the bounded channel it was given (``trio.from_thread.run(send.send, ...)``),
-  which also raises ``Cancelled`` in the thread if the request is cancelled while it waits for room.
+A generation:
+- builds the prompt (chat template, or the raw text of a legacy completion) and any grammar on the trio side,
+  then tokenizes and checks it in a worker thread (`requests.prepare`), so a bad request fails fast with a
+  400, before it takes a slot;
+- is submitted to the engine, which decodes it in the same ``llama_decode`` batches as every other running
+  sequence, and relayed back (`requests.relay`): text as it is generated, kept output (a tool call, a JSON
+  answer that may be one) at the end of its choice, then one `Done` with the usage of all choices;
+- when cancelled (client disconnect, stop deadline, ``chat.completion.cancel``), leaves the batch at the next
+  step; the request's task returns only once the engine has dropped it, so the admission slot is released
+  when the model is no longer working for it.
+
+Embedding models stay on llama-cpp-python's high-level ``Llama`` (`embeddings.py`), one batch at a time.
 """
 
 from __future__ import annotations
 
 import enum
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Self
 
-import outcome
 import trio
 
 from ..backend import Backend
-from ..errors import InvalidRequest, NotReady, Unavailable, Unsupported
+from ..errors import InvalidRequest, NotReady, Unsupported
 from ..types import (
     BackendCapabilities,
+    ChoiceEnd,
     Done,
     EmbedResolved,
     EmbedResult,
@@ -47,11 +46,14 @@ from ..types import (
     Usage,
 )
 from . import conversation
-from .decode import DecodeCounters, DecodeJob, DecodeResult, Mode, decode
+from .engine import Engine, Piece
 from .errors import Phase, UnusableOutput, translate
 from .grammar import check_tools, schema_to_gbnf, tool_call_gbnf, tool_call_schema
-from .loading import load_llama
+from .loading import install_native_log
+from .model import ContextShape, Model
 from .options import OPTION_KEYS, LlamaCppOptions, parse_options
+from .requests import Outcome, Plan, prepare, relay
+from .routing import Mode
 from .template import ChatTemplate, Prompt, resolve_template
 
 
@@ -71,13 +73,13 @@ class LlamaCppBackend(Backend):
 
     def __init__(self, options: LlamaCppOptions) -> None:
         self.options = options
-        self._llama: Any = None
+        self._llama: Any = None  # embedding models only
+        self._model: Model | None = None
+        self._engine: Engine | None = None
         self._template: ChatTemplate | None = None
         self._state = "configured"
-        self._lock = trio.Lock()
-        self._cancel_events: set[threading.Event] = set()
+        self._embed_lock = trio.Lock()
         self._embed_dimensions: int | None = None
-        self.counters = DecodeCounters()
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Self:
@@ -89,21 +91,27 @@ class LlamaCppBackend(Backend):
         """Load the model in a worker thread; fail with a clear message (also shown in `status`)."""
         self._state = "loading"
         try:
-            llama, template = await trio.to_thread.run_sync(self._load, abandon_on_cancel=False)
+            loaded, template = await trio.to_thread.run_sync(self._load, abandon_on_cancel=False)
         except Exception as exc:
             self._state = f"failed: {exc}"
             raise
         try:
             await trio.lowlevel.checkpoint()  # boot cancelled while loading: do not keep the model
         except BaseException:
-            llama.close()
+            loaded.close()
             self._state = "failed: boot cancelled"
             raise
-        self._llama, self._template = llama, template
+        if isinstance(loaded, Model):
+            self._model = loaded
+            self._engine = Engine(loaded, self.options.parallel, self.options.n_batch)
+            self._engine.start()
+        else:
+            self._llama = loaded
+        self._template = template
         self._state = "ready"
 
     def _load(self) -> tuple[Any, ChatTemplate | None]:
-        """Blocking: construct the `Llama` and resolve its chat template (chat models only)."""
+        """Blocking: load the model (and resolve its chat template, for chat models)."""
         path = self.options.model_path
         try:
             if not path.is_file():
@@ -114,21 +122,24 @@ class LlamaCppBackend(Backend):
                 llama = load_embedding_llama(path, n_threads=self.options.n_threads)
                 self._embed_dimensions = embedding_dimensions(llama)
                 return llama, None
-            llama = load_llama(
-                model_path=str(path),
-                n_ctx=self.options.n_ctx,
-                n_batch=min(self.options.n_batch, self.options.n_ctx),
-                n_threads=self.options.n_threads,
-                n_threads_batch=self.options.n_threads_batch,
+            options = self.options
+            shape = ContextShape(
+                n_ctx=options.n_ctx,
+                parallel=options.parallel,
+                n_batch=min(options.n_batch, options.n_ctx),
+                n_threads=options.n_threads,
+                n_threads_batch=options.n_threads_batch,
             )
+            install_native_log()  # llama.cpp's own log goes through logging, as for the embedding models
+            model = Model(path, shape)
         except Exception as exc:
             raise translate(exc, Phase.LOAD) from exc
         try:
-            template = resolve_template(llama, self.options.chat_format, str(path))
+            template = resolve_template(model, self.options.chat_format, str(path))
         except BaseException:
-            llama.close()
+            model.close()
             raise
-        return llama, template
+        return model, template
 
     def ready(self) -> bool:
         return self._state == "ready"
@@ -136,91 +147,140 @@ class LlamaCppBackend(Backend):
     def capabilities(self) -> BackendCapabilities:
         if self.options.embedding:
             return BackendCapabilities(embed=True, embed_dimensions=self._embed_dimensions, embed_token_ids=True)
-        return BackendCapabilities(v2=True, tools=True, json_schema=True, raw_prompt=True)
+        return BackendCapabilities(
+            v2=True, tools=True, json_schema=True, raw_prompt=True, choices=True, logprobs=True
+        )
 
     def status(self) -> dict[str, Any]:
-        return {
+        engine = self._engine
+        status: dict[str, Any] = {
             "state": self._state,
             "model_path": str(self.options.model_path),
             "chat_template": self._template.source if self._template is not None else None,
             "embedding": self.options.embedding,
-            "n_ctx": int(self._llama.n_ctx()) if self._llama is not None else self.options.n_ctx,
+            "n_ctx": self.options.n_ctx,
             "n_threads": self.options.n_threads,
-            "active": self.counters.threads_running,
-            "generations": self.counters.generations,
-            "tokens_decoded": self.counters.tokens_decoded,
-            "prompt_batches": self.counters.prompt_batches,
-            "threads_running": self.counters.threads_running,
-            "cancelled": self.counters.cancelled,
-            "waiting_for_model": self._lock.statistics().tasks_waiting,
         }
+        if self.options.embedding:
+            return status
+        counters = engine.counters if engine is not None else None
+        status.update(
+            parallel=self.options.parallel,
+            kv_cells=self._model.cells if self._model is not None else self.options.n_ctx * self.options.parallel,
+            active=engine.running if engine is not None else 0,
+            sequences_running=engine.running if engine is not None else 0,
+            waiting_for_slot=engine.waiting if engine is not None else 0,
+            slots=engine.slot_status() if engine is not None else [],
+        )
+        if counters is not None:
+            status.update(
+                generations=counters.generations,
+                tokens_decoded=counters.tokens_decoded,
+                prompt_batches=counters.prompt_batches,
+                prompt_tokens=counters.prompt_tokens,
+                cached_tokens=counters.cached_tokens,
+                cancelled=counters.cancelled,
+                steps=counters.steps,
+                kv_full=counters.kv_full,
+            )
+        return status
 
     async def stop(self, timeout: float) -> None:  # noqa: ASYNC109 - the Backend contract takes a deadline
-        """Stop running generations (their clients get an error) and release the model within ``timeout``."""
+        """Stop running generations (their clients get a 503) and release the model within ``timeout``."""
         if self._state in ("stopping", "stopped"):
             return
         self._state = "stopping"
-        for event in self._cancel_events:
-            event.set()
-        with trio.move_on_after(timeout):
-            async with self._lock:
+        with trio.move_on_after(timeout) as scope:
+            engine, self._engine = self._engine, None
+            if engine is not None:
+                engine.stop()
+                await trio.to_thread.run_sync(engine.join, timeout, abandon_on_cancel=True)
+            async with self._embed_lock:
                 llama, self._llama = self._llama, None
                 if llama is not None:
                     await trio.to_thread.run_sync(llama.close, abandon_on_cancel=False)
-                self._state = "stopped"
+            self._state = "stopped"
+        if scope.cancelled_caught and engine is not None:
+            self._engine = engine  # still winding down: the thread frees the model when it ends
 
     # --- generation -----------------------------------------------------------------------------------------
 
-    def _require_ready(self) -> None:
+    def _require_ready(self) -> Engine:
+        engine = self._engine
+        if engine is not None and engine.error is not None and self._state == "ready":
+            self._state = f"failed: the decode loop ended ({type(engine.error).__name__}: {engine.error})"
         if self._state != "ready":
             raise NotReady(f"the llamacpp backend is not ready ({self._state})")
-
-    def _chat_ready(self) -> ChatTemplate:
-        self._require_ready()
-        if self._template is None:
+        if self._engine is None:
             raise Unsupported(
                 f"{self.options.model_path.name} is an embedding model; it does not answer chat completions",
                 param="model",
             )
+        return self._engine
+
+    def _chat_ready(self) -> ChatTemplate:
+        self._require_ready()
+        assert self._template is not None
         return self._template
 
     async def generate(self, req: Resolved, send: trio.MemorySendChannel[Event]) -> None:
         template = self._chat_ready()
-        job = DecodeJob(
-            prompt=template.render(conversation.v1_messages(req.messages)),
-            sampling=req.sampling,
-            default_seed=self.options.seed,
+        if req.sampling.n > 1:
+            raise InvalidRequest("n > 1 needs a v2 request (choice indexes)", param="n")
+        plan = Plan(
+            template.render(conversation.v1_messages(req.messages)), req.sampling, default_seed=self.options.seed
         )
-        result = await self._run(job, send, Token)
-        await send.send(Done(result.stop_reason, Usage(result.prompt_tokens, result.completion_tokens)))
+
+        async def on_piece(piece: Piece) -> None:
+            await send.send(Token(piece.text))
+
+        outcome = await self._run(plan, on_piece)
+        end = outcome.choices[0]
+        await send.send(Done(end.stop_reason, _usage(outcome)))
 
     async def generate_v2(self, req: ResolvedV2, send: trio.MemorySendChannel[Event]) -> None:
         template = self._chat_ready()
-        tools = _offered_tools(req)
-        prompt = _v2_prompt(template, req, tools)
-        output, job = self._plan(req, prompt, tools)
-        result = await self._run(job, send, Text)
-        usage = Usage(result.prompt_tokens, result.completion_tokens)
-        if output is _Output.FORCED_CALL or output is _Output.JSON_OR_CALL or result.is_call:
-            call = conversation.parse_call(result.text, tools)
-            if call is not None:
-                await send.send(call)
-                await send.send(Done(StopReason.TOOL_USE, usage))
-                return
-            if output is _Output.JSON_OR_CALL:
-                if result.text:  # a JSON answer (cut short by max_tokens: finish_reason "length")
-                    await send.send(Text(result.text))
-            elif result.stop_reason is not StopReason.MAX_TOKENS:
-                raise UnusableOutput("the model's tool call did not parse")
-            # A call cut short by max_tokens ends with finish_reason "length" and no content: its partial JSON
-            # is never shown as if it were the answer.
-        await send.send(Done(result.stop_reason, usage))
+        if req.prompt is not None:
+            assert self._model is not None
+            output, plan = _Output.STREAM, self._raw_plan(req, self._model)
+            tools: tuple[ToolSpec, ...] = ()
+        else:
+            tools = _offered_tools(req)
+            output, plan = self._plan(req, _v2_prompt(template, req, tools), tools)
 
-    def _plan(self, req: ResolvedV2, prompt: Prompt, tools: tuple[ToolSpec, ...]) -> tuple[_Output, DecodeJob]:
+        async def on_piece(piece: Piece) -> None:
+            await send.send(Text(piece.text, piece.choice, piece.logprobs))
+
+        outcome = await self._run(plan, on_piece)
+        ends: list[ChoiceEnd] = []
+        for end in outcome.choices:
+            reason = end.stop_reason
+            if output is _Output.FORCED_CALL or output is _Output.JSON_OR_CALL or end.is_call:
+                call = conversation.parse_call(end.text, tools)
+                if call is not None:
+                    await send.send(conversation.with_choice(call, end.choice))
+                    reason = StopReason.TOOL_USE
+                elif output is _Output.JSON_OR_CALL:
+                    if end.text:  # a JSON answer (cut short by max_tokens: finish_reason "length")
+                        await send.send(Text(end.text, end.choice, end.logprobs))
+                elif end.stop_reason is not StopReason.MAX_TOKENS:
+                    raise UnusableOutput("the model's tool call did not parse")
+                # A call cut short by max_tokens ends with finish_reason "length" and no content: its partial
+                # JSON is never shown as if it were the answer.
+            ends.append(ChoiceEnd(end.choice, reason))
+        await send.send(Done(ends[0].stop_reason, _usage(outcome), choices=tuple(ends) if len(ends) > 1 else ()))
+
+    def _raw_plan(self, req: ResolvedV2, model: Model) -> Plan:
+        """A legacy completion: the prompt text as it is (BOS as the model wants it), no template stops."""
+        assert req.prompt is not None
+        prompt = Prompt(text=req.prompt, stop=(), add_bos=model.add_bos)
+        return Plan(prompt, req.sampling, default_seed=self.options.seed, prompt_param="prompt")
+
+    def _plan(self, req: ResolvedV2, prompt: Prompt, tools: tuple[ToolSpec, ...]) -> tuple[_Output, Plan]:
         """Choose how a v2 request's output is constrained and delivered.
 
         - ``tool_choice`` required/named: the tool-call grammar from the first token; the call is kept whole.
-        - ``auto`` with tools: the first non-blank character decides (decode's ``AUTO`` mode); with a JSON
+        - ``auto`` with tools: the first non-blank character decides (the router's ``AUTO`` mode); with a JSON
           ``response_format`` as well, the grammar allows either a call or the answer, kept whole, then parsed.
         - otherwise: the ``response_format`` grammar, if any, and the text streams.
         """
@@ -229,101 +289,70 @@ class LlamaCppBackend(Backend):
         mode = req.tool_choice.mode
         if tools and mode in (ToolChoiceMode.REQUIRED, ToolChoiceMode.NAMED):
             grammar = tool_call_gbnf(tools, limits)
-            job = DecodeJob(prompt, req.sampling, Mode.WHOLE, grammar, None, "tools", seed, apply_user_stops=False)
-            return _Output.FORCED_CALL, job
+            plan = Plan(prompt, req.sampling, Mode.WHOLE, grammar, None, "tools", seed, apply_user_stops=False)
+            return _Output.FORCED_CALL, plan
         answer = _answer_schema(req)
         if tools and answer is not None:
             check_tools(tools, limits)
             schema = {"anyOf": [tool_call_schema(tools), answer]}
             grammar = schema_to_gbnf(schema, limits, "response_format", prop_order=("name", "arguments"))
-            return _Output.JSON_OR_CALL, DecodeJob(
-                prompt, req.sampling, Mode.WHOLE, grammar, None, default_seed=seed
-            )
+            return _Output.JSON_OR_CALL, Plan(prompt, req.sampling, Mode.WHOLE, grammar, None, default_seed=seed)
         if tools:
             call_grammar = tool_call_gbnf(tools, limits)
-            return _Output.STREAM, DecodeJob(prompt, req.sampling, Mode.AUTO, None, call_grammar, "tools", seed)
+            return _Output.STREAM, Plan(prompt, req.sampling, Mode.AUTO, None, call_grammar, "tools", seed)
         answer_grammar = schema_to_gbnf(answer, limits, _answer_param(req)) if answer is not None else None
-        return _Output.STREAM, DecodeJob(prompt, req.sampling, Mode.TEXT, answer_grammar, None, default_seed=seed)
+        return _Output.STREAM, Plan(prompt, req.sampling, Mode.TEXT, answer_grammar, None, default_seed=seed)
 
-    async def _run(
-        self, job: DecodeJob, send: trio.MemorySendChannel[Event], event_type: Callable[[str], Event]
-    ) -> DecodeResult:
-        """Run ``job`` in one worker thread (see the module docstring); return once that thread has returned."""
-
-        def emit(text: str) -> None:
-            try:
-                trio.from_thread.run(send.send, event_type(text))
-            except trio.Cancelled:
-                cancel.set()  # so the thread knows why it is unwinding (counted as cancelled)
-                raise
-
-        async def in_thread() -> DecodeResult:
-            return await trio.to_thread.run_sync(
-                decode, self._llama, job, emit, cancel, self.counters, abandon_on_cancel=False
-            )
-
-        cancel = threading.Event()
-        async with self._lock:
-            self._require_ready()
-            self._cancel_events.add(cancel)
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_set_when_cancelled, cancel)
-                    # Captured, not raised here: an error leaving the nursery body would come out wrapped in an
-                    # ExceptionGroup. A Cancelled captured here is not lost: the nursery re-raises it on exit.
-                    finished = await outcome.acapture(in_thread)
-                    nursery.cancel_scope.cancel()
-            finally:
-                self._cancel_events.discard(cancel)
-        result: DecodeResult = finished.unwrap()
-        if result.cancelled:
-            await trio.lowlevel.checkpoint()  # raises Cancelled when the request was cancelled
-            raise Unavailable("the llamacpp backend is stopping", code="backend_unavailable", status=503)
-        return result
+    async def _run(self, plan: Plan, on_piece: Callable[[Piece], Any]) -> Outcome:
+        """Prepare ``plan`` in a worker thread, then run it on the engine (see the module docstring)."""
+        engine = self._require_ready()
+        job = await trio.to_thread.run_sync(
+            prepare, engine.model, plan, self.options.n_ctx, self.options.parallel, abandon_on_cancel=False
+        )
+        engine = self._require_ready()  # stop() may have begun meanwhile
+        return await relay(engine, job, on_piece)
 
     async def count_tokens(self, req: ResolvedV2) -> int:
         """The tokens of the prompt `generate_v2` would evaluate for ``req``: the chat template applied over the
-        rendered conversation, the tools note included, tokenized as decoding does."""
-        prompt = _v2_prompt(self._chat_ready(), req, _offered_tools(req))
-        async with self._lock:  # the model must not be closed (stop) while its vocabulary is in use
-            self._require_ready()
-            return await trio.to_thread.run_sync(_prompt_tokens, self._llama, prompt, abandon_on_cancel=False)
+        rendered conversation, the tools note included (or the raw prompt), tokenized as decoding does."""
+        template = self._chat_ready()
+        model = self._model
+        assert model is not None
+        if req.prompt is not None:
+            prompt = Prompt(text=req.prompt, stop=(), add_bos=model.add_bos)
+        else:
+            prompt = _v2_prompt(template, req, _offered_tools(req))
+        self._require_ready()  # the decode thread frees the model only after stop(); tokenizing reads the vocab
+        tokens = await trio.to_thread.run_sync(
+            lambda: model.tokenize(prompt.text, add_bos=prompt.add_bos), abandon_on_cancel=False
+        )
+        return len(tokens)
 
     # --- embeddings -----------------------------------------------------------------------------------------
 
     async def embed(self, req: EmbedResolved) -> EmbedResult:
         if not self.options.embedding:
             raise Unsupported(f"model {req.model!r} does not support embeddings", param="model")
-        self._require_ready()
+        if self._state != "ready":
+            raise NotReady(f"the llamacpp backend is not ready ({self._state})")
         from .embeddings import embed_request
 
-        async with self._lock:
-            self._require_ready()
+        async with self._embed_lock:
+            if self._state != "ready":
+                raise NotReady(f"the llamacpp backend is not ready ({self._state})")
             vectors, tokens = await trio.to_thread.run_sync(
                 embed_request, self._llama, req, abandon_on_cancel=False
             )
         return EmbedResult(vectors=tuple(tuple(v) for v in vectors), prompt_tokens=tokens)
 
 
-async def _set_when_cancelled(cancel: threading.Event) -> None:
-    """Sleep until cancelled (the request, or the generation finishing), then tell the worker thread to stop."""
-    try:
-        await trio.sleep_forever()
-    finally:
-        cancel.set()
-
-
 def _v2_prompt(template: ChatTemplate, req: ResolvedV2, tools: tuple[ToolSpec, ...]) -> Prompt:
-    """The prompt text of a v2 request (one place, so counting and generating see the same prompt); a raw-text
-    prompt (legacy completions) is taken as it is, with no chat template."""
-    if req.prompt is not None:
-        return Prompt(text=req.prompt, stop=(), add_bos=True)
+    """The prompt text of a v2 request (one place, so counting and generating see the same prompt)."""
     return template.render(conversation.v2_messages(req.messages, tools, req.tool_choice))
 
 
-def _prompt_tokens(llama: Any, prompt: Prompt) -> int:
-    """Blocking: the number of tokens ``prompt`` takes, tokenized as `decode` tokenizes it."""
-    return len(llama.tokenize(prompt.text.encode("utf-8"), add_bos=prompt.add_bos, special=True))
+def _usage(outcome: Outcome) -> Usage:
+    return Usage(outcome.prompt_tokens, outcome.completion_tokens, cached_tokens=outcome.cached_tokens)
 
 
 def _offered_tools(req: ResolvedV2) -> tuple[ToolSpec, ...]:

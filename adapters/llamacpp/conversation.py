@@ -95,6 +95,11 @@ def v2_messages(
     return rendered
 
 
+def with_choice(call: ToolUse, choice: int) -> ToolUse:
+    """``call`` as made by choice ``choice`` of an ``n > 1`` generation."""
+    return ToolUse(call.id, call.name, call.arguments, choice)
+
+
 def parse_call(text: str, tools: Sequence[ToolSpec]) -> ToolUse | None:
     """The `ToolUse` written in ``text`` if it is exactly one call of an offered tool, else ``None``."""
     try:

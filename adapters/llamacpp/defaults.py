@@ -77,8 +77,8 @@ def _llama_cpp_installed() -> bool:
 def default_backends() -> list[dict[str, Any]]:
     """The ``[[backends]]`` tables of the embedded default, or a `BackendConfigError` saying what to install.
 
-    One llama.cpp generation at a time per model (``active = 1``): a `Llama` is not thread-safe and a second
-    concurrent generation would only share the same cores.
+    The chat model decodes up to 4 requests together (the llamacpp ``parallel`` default, which admission
+    ``active`` follows); the embedder embeds one batch at a time (``active = 1``).
     """
     if not _llama_cpp_installed():
         raise BackendConfigError(
@@ -98,7 +98,6 @@ def default_backends() -> list[dict[str, Any]]:
             "kind": "llamacpp",
             "models": [DEFAULT_CHAT_MODEL_ID],
             "model_path": str(chat_model),
-            "active": 1,
             "queue": 10,
         }
     ]

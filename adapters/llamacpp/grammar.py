@@ -372,15 +372,15 @@ def tool_call_gbnf(tools: Sequence[ToolSpec], limits: GrammarLimits) -> str:
     return schema_to_gbnf(tool_call_schema(tools), limits, "tools", prop_order=("name", "arguments"))
 
 
-def validate_in_llama(llama: Any, gbnf: str, param: str) -> None:
-    """Have llama.cpp parse ``gbnf`` for this model's vocabulary; `InvalidRequest` if it refuses.
+def validate_in_llama(vocab: Any, gbnf: str, param: str) -> None:
+    """Have llama.cpp parse ``gbnf`` for a model's vocabulary (``llama_vocab *``); `InvalidRequest` if it refuses.
 
     llama.cpp's own parser is the final judge (it has limits of its own, such as on repetition size); a
     refused grammar would otherwise make sampling fail. Blocking: call it from the worker thread.
     """
     import llama_cpp
 
-    sampler = llama_cpp.llama_sampler_init_grammar(llama._model.vocab, gbnf.encode(), b"root")
+    sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode(), b"root")
     if not sampler:
         raise _reject("the grammar built from this schema is too complex for llama.cpp", param)
     llama_cpp.llama_sampler_free(sampler)

@@ -85,7 +85,7 @@ _callback: Any = None  # the installed ctypes callback; kept referenced so it is
 _callback_lock = threading.Lock()
 
 
-def _install_native_log() -> None:
+def install_native_log() -> None:
     """Point llama.cpp's log hook at `native_log` (once per process)."""
     global _callback
     with _callback_lock:
@@ -175,7 +175,7 @@ def load_llama(**kwargs: Any) -> Any:
     """
     import llama_cpp
 
-    _install_native_log()
+    install_native_log()
     with _load_output.routed():
         try:
             llama = llama_cpp.Llama(**kwargs, verbose=True)

@@ -57,6 +57,9 @@ class LlamaCppOptions:
     seed: int | None = None
     embedding: bool = False
     grammar_limits: GrammarLimits = GrammarLimits()
+    #: Sequences decoded together (continuous batching), each with ``n_ctx`` KV cells of its own; the daemon's
+    #: admission ``active`` defaults to it.
+    parallel: int = 4
 
 
 OPTION_KEYS = (
@@ -68,6 +71,7 @@ OPTION_KEYS = (
     "n_batch",
     "seed",
     "embedding",
+    "parallel",
     "max_schema_bytes",
     "max_schema_depth",
     "max_repetition",
@@ -95,6 +99,7 @@ def parse_options(options: Mapping[str, Any]) -> LlamaCppOptions:
         model_path=model_path.expanduser(),
         chat_format=read.optional_string("chat_format"),
         n_ctx=read.integer("n_ctx", 2048, minimum=16, maximum=1 << 20),
+        parallel=read.integer("parallel", 4, minimum=1, maximum=256),
         n_threads=n_threads,
         n_threads_batch=read.integer("n_threads_batch", n_threads, minimum=1, maximum=512),
         n_batch=read.integer("n_batch", 512, minimum=1, maximum=1 << 16),

@@ -79,8 +79,8 @@ class ChatTemplate:
         return Prompt(text=response.prompt, stop=tuple(s for s in stops if s), add_bos=not response.added_special)
 
 
-def resolve_template(llama: Any, chat_format: str | None, model_path: str) -> ChatTemplate:
-    """The chat template for a loaded ``llama`` (see the module docstring). Raises `BackendConfigError`."""
+def resolve_template(model: Any, chat_format: str | None, model_path: str) -> ChatTemplate:
+    """The chat template for a loaded `model.Model` (see the module docstring). Raises `BackendConfigError`."""
     from llama_cpp import llama_chat_format
 
     if chat_format is not None:
@@ -93,21 +93,19 @@ def resolve_template(llama: Any, chat_format: str | None, model_path: str) -> Ch
         return ChatTemplate(
             source=f"chat_format:{chat_format}", formatter=getattr(llama_chat_format, function_name)
         )
-    metadata: Mapping[str, str] = getattr(llama, "metadata", None) or {}
-    template = metadata.get(TEMPLATE_KEY)
+    template = model.metadata(TEMPLATE_KEY)
     if not template:
         raise BackendConfigError(
             f"{model_path} has no chat template in its GGUF metadata ({TEMPLATE_KEY}), so trinfer cannot know "
             "how to format a conversation for it; set chat_format in its [[backends]] table to the format it "
             f"was trained with (one of {', '.join(sorted(BUILTIN_FORMATS))})"
         )
-    model = llama._model
-    eos_id, bos_id = llama.token_eos(), llama.token_bos()
+    eos_id = model.eos
     try:
         formatter = llama_chat_format.Jinja2ChatFormatter(
             template=template,
-            eos_token=model.token_get_text(eos_id) if eos_id != -1 else "",
-            bos_token=model.token_get_text(bos_id) if bos_id != -1 else "",
+            eos_token=model.token_text(eos_id),
+            bos_token=model.token_text(model.bos),
             stop_token_ids=[eos_id],
         )
     except Exception as exc:  # a template that does not compile

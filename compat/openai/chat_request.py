@@ -4,7 +4,8 @@ Theory of operation: every field OpenAI documents falls into one of three sets, 
 them field by field:
 
 - `MAPPED_FIELDS` become part of the engine request (or of `ChatRequest` itself: ``stream``, ``user``);
-  values trinfer cannot honour (``n > 1``, ``logprobs: true``, audio output...) raise `UnsupportedParameter`.
+  values trinfer cannot honour (audio output...) raise `UnsupportedParameter`. ``n > 1`` and ``logprobs`` are
+  valid here; a backend without the capability refuses them when the request is routed (`proxy.chat`).
 - `UNSUPPORTED_FIELDS` raise `UnsupportedParameter` whenever they are set (not ``null``): each would change
   what the client gets back, so ignoring it would be a silent lie.
 - `IGNORED_FIELDS` are type-checked and then dropped: they are billing, storage, caching or style hints whose
@@ -21,14 +22,12 @@ from dataclasses import dataclass
 from adapters.types import ResolvedV2
 
 from .._fields import (
-    JSONDict,
     as_list,
     as_str,
     check_field_sets,
     invalid_value,
     item_path,
     opt_bool,
-    opt_int,
     opt_object,
     opt_str,
     required,
@@ -110,7 +109,6 @@ def parse_chat_request(body: object) -> ChatRequest:
         raise RequestValidationError("The request body must be a JSON object.", code="invalid_type")
     model = as_str(required(body, "model"), "model", non_empty=True)
     check_field_sets(body, UNSUPPORTED_FIELDS, IGNORED_FIELDS)
-    _check_single_choice(body)
     _check_modalities(body.get("modalities"))
     messages = parse_messages(required(body, "messages"))
     tools = () if body.get("tools") is None else parse_tools(body["tools"])
@@ -136,20 +134,6 @@ def parse_chat_request(body: object) -> ChatRequest:
         ),
         user=opt_str(body, "user"),
     )
-
-
-def _check_single_choice(body: JSONDict) -> None:
-    """``n`` must be 1 and log probabilities are not produced: anything else is refused, not silently dropped."""
-    if (opt_int(body, "n", low=1) or 1) > 1:
-        raise UnsupportedParameter("Only one choice per request is supported ('n' must be 1).", param="n")
-    if opt_bool(body, "logprobs"):
-        raise UnsupportedParameter(
-            "Log probabilities are not supported ('logprobs' must be false).", param="logprobs"
-        )
-    if opt_int(body, "top_logprobs", low=0, high=20):
-        raise UnsupportedParameter(
-            "Log probabilities are not supported ('top_logprobs' must be 0).", param="top_logprobs"
-        )
 
 
 def _check_modalities(value: object) -> None:

@@ -3,30 +3,43 @@
 Theory of operation (streaming): a `ChunkEncoder` is made once per stream with the stream's single ``id`` and
 ``created``, and turns each event into zero or more chunk dicts, in order:
 
-    first event           -> first a role chunk, delta ``{"role": "assistant", "content": "", "refusal": null}``
-                             (content null when the event is a tool call), as OpenAI sends it - some clients
-                             wait for it - then the event's own chunks
+    first content event   -> one chunk whose delta also carries ``"role": "assistant"``
     Token / Text          -> delta ``{"content": text}``
     Thinking              -> delta ``{"reasoning_content": text}`` (the field DeepSeek, vLLM and llama.cpp use)
     ToolUse               -> delta ``{"tool_calls": [{index, id, type, function: {name, arguments}}]}``, one
                              whole call per chunk, ``index`` counting calls from 0
-    Done                  -> the finish chunk with an empty delta and ``finish_reason``, then, only with
-                             ``include_usage``, a usage chunk whose ``choices`` is ``[]``
+    Done                  -> (a role chunk with empty content if nothing came before), the finish chunk with
+                             an empty delta and ``finish_reason``, then, only with ``include_usage``, a usage
+                             chunk whose ``choices`` is ``[]``
 
-Usage objects carry OpenAI's ``prompt_tokens_details.cached_tokens`` and
-``completion_tokens_details.reasoning_tokens`` (0 where the backend has none), streaming or not.
-
-Content chunks never carry a ``usage`` key. ``logprobs`` is always null (log probabilities are refused at request
-time) and ``system_fingerprint`` is null, as OpenAI sends when it has none. Events after ``Done`` are a bug of
-the caller and raise `RuntimeError`. `CompletionAccumulator` folds the same events into the non-streaming form.
+Content chunks never carry a ``usage`` key. ``logprobs`` is null unless the request asked for log probabilities
+(then each content chunk carries ``{"content": [...], "refusal": null}`` for the tokens its text completes);
+``system_fingerprint`` is null, as OpenAI sends when it has none. With ``n > 1`` each event's ``choice`` is the
+chunk's ``index`` (role chunk once per choice) and `Done` gives one finish chunk per choice. Events after
+``Done`` are a bug of the caller and raise `RuntimeError`. `CompletionAccumulator` folds the same events into
+the non-streaming form.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.types import Done, Event, StopReason, Text, Thinking, Token, ToolUse, Usage
+from adapters.types import (
+    ChoiceEnd,
+    Done,
+    Event,
+    StopReason,
+    Text,
+    Thinking,
+    Token,
+    TokenLogprob,
+    ToolUse,
+    TopLogprob,
+    Usage,
+)
 
 _FINISH_REASONS: dict[StopReason, str] = {
     StopReason.END: "stop",
@@ -47,7 +60,7 @@ def new_completion_id() -> str:
 
 
 def role_delta(*, tools: bool) -> dict[str, Any]:
-    """The delta of a stream's first chunk, as OpenAI sends it: empty content, or null when a tool call follows."""
+    """The delta of a choice's first chunk, as OpenAI sends it: empty content, or null when a tool call follows."""
     return {"role": "assistant", "content": None if tools else "", "refusal": None}
 
 
@@ -71,6 +84,20 @@ def _tool_call(index: int, event: ToolUse) -> dict[str, Any]:
     }
 
 
+def _logprob(record: TokenLogprob | TopLogprob) -> dict[str, Any]:
+    return {"token": record.token, "logprob": record.logprob, "bytes": list(record.bytes)}
+
+
+def logprobs_content(records: Iterable[TokenLogprob]) -> list[dict[str, Any]]:
+    """OpenAI's ``logprobs.content`` entries for engine log-probability records."""
+    return [{**_logprob(r), "top_logprobs": [_logprob(t) for t in r.top]} for r in records]
+
+
+def choice_ends(done: Done) -> tuple[ChoiceEnd, ...]:
+    """Every choice's end: ``done.choices``, or the single choice 0."""
+    return done.choices or (ChoiceEnd(0, done.stop_reason),)
+
+
 class _Finished:
     """The outcome of a stream, readable once its `Done` was seen."""
 
@@ -88,7 +115,7 @@ class _Finished:
 
     @property
     def finish_reason(self) -> str:
-        """OpenAI's ``finish_reason`` of the finished stream."""
+        """OpenAI's ``finish_reason`` of the finished stream (of choice 0)."""
         return finish_reason(self._require_done().stop_reason)
 
     @property
@@ -112,8 +139,8 @@ class ChunkEncoder(_Finished):
         self.created = created
         self.include_usage = include_usage
         self._done = None
-        self._role_sent = False
-        self._tool_calls = 0
+        self._role_sent: set[int] = set()
+        self._tool_calls: dict[int, int] = {}
 
     def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
         return {
@@ -125,26 +152,74 @@ class ChunkEncoder(_Finished):
             "choices": choices,
         }
 
-    def _delta_chunk(self, delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
-        return self._chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}])
+    def _delta_chunk(
+        self, delta: dict[str, Any], reason: str | None = None, choice: int = 0, logprobs: Any = None
+    ) -> dict[str, Any]:
+        return self._chunk([{"index": choice, "delta": delta, "logprobs": logprobs, "finish_reason": reason}])
+
+    def _open(self, last: int, *, tools: bool) -> list[dict[str, Any]]:
+        """Role chunks for every choice up to ``last`` not seen yet: choices first appear in index order (the
+        openai SDK's stream state requires it), each with a role chunk of its own."""
+        chunks = []
+        for index in range(last + 1):
+            if index not in self._role_sent:
+                self._role_sent.add(index)
+                chunks.append(self._delta_chunk(role_delta(tools=tools and index == last), choice=index))
+        return chunks
 
     def encode(self, event: Event) -> list[dict[str, Any]]:
         """The chunks for one event, in the order they must be sent."""
         self._accept(event)
-        chunks = [] if self._role_sent else [self._delta_chunk(role_delta(tools=isinstance(event, ToolUse)))]
-        self._role_sent = True
-        if isinstance(event, Token | Text):
-            chunks.append(self._delta_chunk({"content": event.text}))
-        elif isinstance(event, Thinking):
-            chunks.append(self._delta_chunk({"reasoning_content": event.text}))
-        elif isinstance(event, ToolUse):
-            self._tool_calls += 1
-            chunks.append(self._delta_chunk({"tool_calls": [_tool_call(self._tool_calls - 1, event)]}))
-        else:
-            chunks.append(self._delta_chunk({}, finish_reason(event.stop_reason)))
+        if isinstance(event, Done):
+            chunks: list[dict[str, Any]] = []
+            for end in choice_ends(event):
+                chunks += self._open(end.index, tools=False)
+                chunks.append(self._delta_chunk({}, finish_reason(end.stop_reason), choice=end.index))
             if self.include_usage:
                 chunks.append({**self._chunk([]), "usage": usage_object(event.usage)})
+            return chunks
+        index = event.choice if isinstance(event, Text | ToolUse) else 0
+        chunks = self._open(index, tools=isinstance(event, ToolUse))
+        if isinstance(event, Token):
+            chunks.append(self._delta_chunk({"content": event.text}))
+        elif isinstance(event, Text):
+            logprobs = None
+            if event.logprobs is not None:
+                logprobs = {"content": logprobs_content(event.logprobs), "refusal": None}
+            chunks.append(self._delta_chunk({"content": event.text}, choice=index, logprobs=logprobs))
+        elif isinstance(event, Thinking):
+            chunks.append(self._delta_chunk({"reasoning_content": event.text}))
+        else:
+            calls = self._tool_calls.get(index, 0)
+            self._tool_calls[index] = calls + 1
+            chunks.append(self._delta_chunk({"tool_calls": [_tool_call(calls, event)]}, choice=index))
         return chunks
+
+
+@dataclass(slots=True)
+class _Choice:
+    """What one choice of a non-streaming response has gathered."""
+
+    text: list[str] = field(default_factory=list)
+    thinking: list[str] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    logprobs: list[TokenLogprob] | None = None
+
+    def result(self, index: int, reason: StopReason) -> dict[str, Any]:
+        text = "".join(self.text)
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": None if self.tool_calls and not text else text,
+            "refusal": None,
+        }
+        if self.thinking:
+            message["reasoning_content"] = "".join(self.thinking)
+        if self.tool_calls:
+            message["tool_calls"] = self.tool_calls
+        logprobs = None
+        if self.logprobs is not None:
+            logprobs = {"content": logprobs_content(self.logprobs), "refusal": None}
+        return {"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish_reason(reason)}
 
 
 class CompletionAccumulator(_Finished):
@@ -155,48 +230,38 @@ class CompletionAccumulator(_Finished):
         self.completion_id = completion_id
         self.created = created
         self._done = None
-        self._text: list[str] = []
-        self._thinking: list[str] = []
-        self._tool_calls: list[dict[str, Any]] = []
+        self._choices: dict[int, _Choice] = {}
+
+    def _choice(self, index: int) -> _Choice:
+        return self._choices.setdefault(index, _Choice())
 
     def add(self, event: Event) -> None:
         """Take in the next event of the stream."""
         self._accept(event)
-        if isinstance(event, Token | Text):
-            self._text.append(event.text)
+        if isinstance(event, Token):
+            self._choice(0).text.append(event.text)
+        elif isinstance(event, Text):
+            choice = self._choice(event.choice)
+            choice.text.append(event.text)
+            if event.logprobs is not None:
+                choice.logprobs = [*(choice.logprobs or ()), *event.logprobs]
         elif isinstance(event, Thinking):
-            self._thinking.append(event.text)
+            self._choice(0).thinking.append(event.text)
         elif isinstance(event, ToolUse):
-            call = _tool_call(len(self._tool_calls), event)
+            choice = self._choice(event.choice)
+            call = _tool_call(len(choice.tool_calls), event)
             del call["index"]
-            self._tool_calls.append(call)
+            choice.tool_calls.append(call)
 
     def result(self) -> dict[str, Any]:
         """The ``chat.completion`` object; content is null when the answer is only tool calls."""
         done = self._require_done()
-        text = "".join(self._text)
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": None if self._tool_calls and not text else text,
-            "refusal": None,
-        }
-        if self._thinking:
-            message["reasoning_content"] = "".join(self._thinking)
-        if self._tool_calls:
-            message["tool_calls"] = self._tool_calls
         return {
             "id": self.completion_id,
             "object": "chat.completion",
             "created": self.created,
             "model": self.model,
             "system_fingerprint": None,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "logprobs": None,
-                    "finish_reason": finish_reason(done.stop_reason),
-                }
-            ],
+            "choices": [self._choice(end.index).result(end.index, end.stop_reason) for end in choice_ends(done)],
             "usage": usage_object(done.usage),
         }

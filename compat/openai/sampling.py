@@ -20,11 +20,14 @@ from .._fields import (
     invalid_type,
     invalid_value,
     item_path,
+    opt_bool,
     opt_int,
     opt_number,
 )
 
 MAX_STOP_SEQUENCES = 4
+MAX_CHOICES = 128  # OpenAI's bound on ``n``
+MAX_TOP_LOGPROBS = 20
 _INT64 = 2**63
 _TOKEN_ID = re.compile(r"[0-9]{1,10}")
 
@@ -42,7 +45,20 @@ def parse_sampling(body: JSONDict) -> SamplingParams:
         presence_penalty=opt_number(body, "presence_penalty", low=-2, high=2),
         frequency_penalty=opt_number(body, "frequency_penalty", low=-2, high=2),
         logit_bias=_logit_bias(body.get("logit_bias")),
+        n=opt_int(body, "n", low=1, high=MAX_CHOICES) or 1,
+        top_logprobs=_top_logprobs(body),
     )
+
+
+def _top_logprobs(body: JSONDict) -> int | None:
+    """``None`` without ``logprobs: true``, else ``top_logprobs`` (0-20, default 0). Asking for alternatives
+    (``top_logprobs > 0``) without ``logprobs`` is refused, as OpenAI does, rather than dropped."""
+    top = opt_int(body, "top_logprobs", low=0, high=MAX_TOP_LOGPROBS)
+    if opt_bool(body, "logprobs"):
+        return top or 0
+    if top:
+        raise invalid_value("top_logprobs", "'logprobs' must be true when 'top_logprobs' is set.")
+    return None
 
 
 def _max_tokens(body: JSONDict) -> int | None:

@@ -125,6 +125,13 @@ CASES: list[tuple[str, dict[str, Any], ChatRequest]] = [
         chat(sampling=SamplingParams(max_tokens=32)),
     ),
     ("stop as a string", {"messages": HI, "stop": "###"}, chat(sampling=SamplingParams(stop=("###",)))),
+    ("n choices", {"messages": HI, "n": 3}, chat(sampling=SamplingParams(n=3))),
+    ("logprobs alone", {"messages": HI, "logprobs": True}, chat(sampling=SamplingParams(top_logprobs=0))),
+    (
+        "logprobs with alternatives",
+        {"messages": HI, "logprobs": True, "top_logprobs": 5},
+        chat(sampling=SamplingParams(top_logprobs=5)),
+    ),
     ("stop as an empty list", {"messages": HI, "stop": []}, chat()),
     ("stream", {"messages": HI, "stream": True}, chat(stream=True)),
     (

@@ -148,7 +148,7 @@ def test_a_chat_body_that_is_not_an_object_is_reported_with_the_frame_id() -> No
 
 def test_unsupported_parameters_keep_their_code() -> None:
     with pytest.raises(FrameError) as caught:
-        parse_client_frame(_create("r4", request={**BODY, "n": 3}), max_bytes=LIMIT)
+        parse_client_frame(_create("r4", request={**BODY, "audio": {"voice": "alloy"}}), max_bytes=LIMIT)
     assert caught.value.frame_id == "r4"
     assert caught.value.error.code == "unsupported_parameter"
 

@@ -75,7 +75,7 @@ async def test_cancel_mid_stream_stops_decoding_within_one_token(backend: LlamaC
                     await trio.lowlevel.checkpoint()
     assert scope.cancelled_caught
     assert events.producer_done.is_set()
-    assert backend.status()["threads_running"] == 0, "the worker thread outlived the producer"
+    assert backend.status()["sequences_running"] == 0, "the worker thread outlived the producer"
     assert decoded(backend) - at_cancel <= 1
     assert len(received) == 3 and all(isinstance(event, Token) for event in received)
     assert backend.status()["cancelled"] == cancelled_before + 1
@@ -93,7 +93,7 @@ async def test_cancel_while_the_consumer_has_stopped_reading(backend: LlamaCppBa
             await trio.lowlevel.checkpoint()
     assert scope.cancelled_caught
     assert events.producer_done.is_set()
-    assert backend.status()["threads_running"] == 0
+    assert backend.status()["sequences_running"] == 0
     stopped_at = decoded(backend)
     assert stopped_at < 64 + 3, "decoding went on after the cancel"
     # Nothing is still running in the background: the count does not move.
@@ -140,7 +140,7 @@ async def test_cancel_stops_a_generation_that_sends_nothing_until_it_ends(backen
             at_cancel = decoded(backend)
     assert scope.cancelled_caught
     assert received == []
-    assert backend.status()["threads_running"] == 0
+    assert backend.status()["sequences_running"] == 0
     assert decoded(backend) - at_cancel <= 1
 
 
@@ -152,14 +152,14 @@ async def test_cancel_before_the_first_token(backend: LlamaCppBackend) -> None:
     received: list[Event] = []
     with trio.fail_after(60), trio.CancelScope() as scope:
         async with open_event_stream(lambda send: backend.generate(endless(long_prompt), send)) as events:
-            await wait_until(lambda: backend.status()["threads_running"] == 1)  # the prompt is being evaluated
+            await wait_until(lambda: backend.status()["sequences_running"] == 1)  # the prompt is being evaluated
             scope.cancel()
             async for event in events:
                 received.append(event)
     assert scope.cancelled_caught
     assert received == []
     assert events.producer_done.is_set()
-    assert backend.status()["threads_running"] == 0
+    assert backend.status()["sequences_running"] == 0
     assert decoded(backend) - before <= 1
 
 
@@ -168,7 +168,7 @@ async def test_the_model_is_free_at_once_after_a_cancelled_generation(backend: L
     with trio.fail_after(60):
         async with open_event_stream(lambda send: backend.generate(endless(), send), buffer=0) as events:
             await events.__anext__()
-        assert backend.status()["waiting_for_model"] == 0
+        assert backend.status()["waiting_for_slot"] == 0
         req = Resolved("smollm2", (Message(Role.USER, "Say hi."),), SamplingParams(temperature=0.0, max_tokens=8))
         content, _ = split_done(await run_to_end(lambda send: backend.generate(req, send)))
     assert text_of(content)
@@ -195,7 +195,7 @@ async def test_stop_ends_a_running_generation_and_releases_the_model(backend: Ll
             await backend.stop(30)
     assert received
     assert backend.status()["state"] == "stopped"
-    assert backend.status()["threads_running"] == 0
+    assert backend.status()["sequences_running"] == 0
     assert not backend.ready()
     req = Resolved("smollm2", (Message(Role.USER, "Hi"),), SamplingParams(max_tokens=2))
     with pytest.raises(NotReady):
@@ -210,12 +210,11 @@ async def test_stop_when_idle_closes_the_model_and_is_idempotent(backend: LlamaC
     assert not backend.ready()
 
 
-async def test_a_generation_waiting_for_the_model_is_served_after_the_running_one(
-    backend: LlamaCppBackend,
-) -> None:
-    """Two generations at once on one Llama: the second waits for the first (never two threads at once)."""
-    most_threads = 0
-    short = SamplingParams(temperature=0.0, max_tokens=12)
+async def test_two_generations_at_once_share_the_batch(backend: LlamaCppBackend) -> None:
+    """Two generations at once on one model: both run in the decode thread's batch together (never one
+    waiting for the other to end) and both complete."""
+    most = 0
+    short = SamplingParams(temperature=0.0, max_tokens=12, logit_bias=((EOS, -100.0),))
     texts: list[str] = []
 
     async def one(prompt: str) -> None:
@@ -224,9 +223,9 @@ async def test_a_generation_waiting_for_the_model_is_served_after_the_running_on
         texts.append(text_of(content))
 
     async def watch() -> None:
-        nonlocal most_threads
+        nonlocal most
         while True:
-            most_threads = max(most_threads, int(backend.status()["threads_running"]))
+            most = max(most, int(backend.status()["sequences_running"]))
             await trio.sleep(0.001)
 
     with trio.fail_after(60):
@@ -237,7 +236,7 @@ async def test_a_generation_waiting_for_the_model_is_served_after_the_running_on
                 jobs.start_soon(one, "Name a colour.")
             nursery.cancel_scope.cancel()
     assert len(texts) == 2 and all(texts)
-    assert most_threads == 1
+    assert most == 2
 
 
 LONG_PROMPT = " ".join(f"Sentence {i}: the quick brown fox jumps over the lazy dog." for i in range(80))
@@ -263,7 +262,7 @@ async def test_cancel_during_a_long_prompt_stops_within_one_prompt_chunk(chunked
                 async for event in events:
                     received.append(event)
         assert events.producer_done.is_set()
-        assert chunked.status()["threads_running"] == 0
+        assert chunked.status()["sequences_running"] == 0
 
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
@@ -274,16 +273,18 @@ async def test_cancel_during_a_long_prompt_stops_within_one_prompt_chunk(chunked
             at_cancel = chunked.status()["prompt_batches"]
     assert scope.cancelled_caught
     assert received == []
-    assert chunked.status()["threads_running"] == 0
+    assert chunked.status()["sequences_running"] == 0
     assert chunked.status()["prompt_batches"] - at_cancel <= 1
     assert chunked.status()["prompt_batches"] < 30, "the whole prompt was evaluated"
     assert decoded(chunked) == 0
     assert chunked.status()["cancelled"] == 1
 
 
-def _greedy_reference(llama: Any, prompt: Prompt, count: int) -> str:
+def _greedy_reference(model_path: Path, prompt: Prompt, count: int) -> str:
     """llama-cpp-python's own ``Llama.generate`` from an empty cache: ``count`` greedy tokens, EOS banned."""
     import llama_cpp
+
+    llama = llama_cpp.Llama(str(model_path), n_ctx=2048, n_batch=32, n_threads=1, verbose=False)
 
     def ban_eos(_ids: Any, scores: Any) -> Any:
         scores[EOS] -= 100.0
@@ -300,12 +301,15 @@ def _greedy_reference(llama: Any, prompt: Prompt, count: int) -> str:
         if len(out) == count:
             break
     text: str = llama.detokenize(out).decode("utf-8", errors="replace")
+    llama.close()
     return text
 
 
-async def test_a_long_prompt_evaluated_in_chunks_gives_llama_cpps_own_answer(chunked: LlamaCppBackend) -> None:
-    """The chunked prompt evaluation changes nothing: the greedy answer equals llama-cpp-python's own
-    ``Llama.generate`` over the same prompt from an empty cache (same n_batch)."""
+async def test_a_long_prompt_evaluated_in_chunks_gives_llama_cpps_own_answer(
+    chunked: LlamaCppBackend, chat_model_path: Path
+) -> None:
+    """The batching engine, with the prompt evaluated in chunks, changes nothing: the greedy answer equals
+    llama-cpp-python's own ``Llama.generate`` over the same prompt from an empty cache (same n_batch)."""
     sampling = SamplingParams(temperature=0.0, max_tokens=12, logit_bias=((EOS, -100.0),))
     text = " ".join(f"Sentence {i}: the quick brown fox jumps over the lazy dog." for i in range(25))
     req = Resolved("smollm2", (Message(Role.USER, text + " Summarize."),), sampling)
@@ -314,5 +318,5 @@ async def test_a_long_prompt_evaluated_in_chunks_gives_llama_cpps_own_answer(chu
     with trio.fail_after(60):
         content, _ = split_done(await run_to_end(lambda send: chunked.generate(req, send)))
         assert chunked.status()["prompt_batches"] > 10
-        expected = await trio.to_thread.run_sync(_greedy_reference, chunked._llama, prompt, 12)
+        expected = await trio.to_thread.run_sync(_greedy_reference, chat_model_path, prompt, 12)
     assert text_of(content) == expected

@@ -140,7 +140,7 @@ async def test_a_client_disconnecting_mid_stream_frees_the_model_at_once(chat_mo
                 await stream.close()
             assert d.backend_status("smollm2")["tokens_decoded"] < 400
             await wait_until(lambda: d.admission("smollm2").active == 0)
-            assert d.backend_status("smollm2")["threads_running"] == 0
+            assert d.backend_status("smollm2")["sequences_running"] == 0
             decoded = d.backend_status("smollm2")["tokens_decoded"]
             async with d.client() as client:
                 reply = await client.chat.completions.create(
@@ -241,7 +241,7 @@ async def test_a_websocket_cancel_stops_decoding_and_frees_the_slot(chat_model_p
             assert frames[-1]["type"] == "error"
             assert frames[-1]["error"]["code"] == "request_cancelled"
             status = d.backend_status("smollm2")
-            assert (status["cancelled"], status["threads_running"]) == (1, 0)
+            assert (status["cancelled"], status["sequences_running"]) == (1, 0)
             assert status["tokens_decoded"] < 400
             assert d.admission("smollm2").active == 0
             await ws.send_message(create("next", "Say hi.", model=MODEL, max_tokens=8))
@@ -268,7 +268,7 @@ async def test_the_stop_deadline_cancels_a_real_model_stream(chat_model_path: Pa
                     seen += 1
                     if seen == 3:
                         d.request_stop()
-            await wait_until(lambda: d.backend_status("smollm2")["threads_running"] == 0)
+            await wait_until(lambda: d.backend_status("smollm2")["sequences_running"] == 0)
             status = d.backend_status("smollm2")
     assert "shutting down" in raised.value.message
     assert 3 <= seen < 400

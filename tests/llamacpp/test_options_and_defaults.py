@@ -14,8 +14,8 @@ import pytest
 
 from adapters.backend import BackendConfigError
 from adapters.llamacpp import LlamaCppBackend, defaults
-from adapters.llamacpp.decode import StopScanner
 from adapters.llamacpp.options import GrammarLimits, default_threads, parse_options
+from adapters.llamacpp.routing import StopScanner
 from adapters.registry import backend_class
 from adapters.types import StopReason
 
@@ -134,7 +134,7 @@ def test_default_backends_serve_smollm2_and_the_embedder_once_prepared(
     monkeypatch.setenv("TRINFER_MODELS_DIR", str(tmp_path))
     (chat,) = defaults.default_backends()
     assert chat["kind"] == "llamacpp" and chat["models"] == ["smollm2-135m-instruct"]
-    assert (chat["active"], chat["queue"]) == (1, 10)
+    assert "active" not in chat and chat["queue"] == 10  # admission follows the backend's parallel (4)
     assert Path(chat["model_path"]) == defaults.find_chat_model()
     LlamaCppBackend.from_options(
         {k: v for k, v in chat.items() if k not in ("name", "kind", "models", "active", "queue")}

@@ -311,8 +311,8 @@ async def test_the_grammar_size_limit_is_configurable(chat_model_path: Any) -> N
 
 async def test_llama_cpp_itself_judges_a_grammar_last(backend: LlamaCppBackend) -> None:
     with pytest.raises(InvalidRequest):
-        await trio.to_thread.run_sync(validate_in_llama, backend._llama, "root ::= undefined-rule", "tools")
-    await trio.to_thread.run_sync(validate_in_llama, backend._llama, 'root ::= "ok"', "tools")
+        await trio.to_thread.run_sync(validate_in_llama, backend._model.vocab, "root ::= undefined-rule", "tools")
+    await trio.to_thread.run_sync(validate_in_llama, backend._model.vocab, 'root ::= "ok"', "tools")
 
 
 async def test_tool_parameters_of_a_type_other_than_object_are_a_400_naming_the_tool(

