@@ -42,7 +42,7 @@ CASES: list[tuple[type[Backend], dict[str, Any], str]] = [
         {**GGUF, "n_gpu_layers": 10},
         "unknown llamacpp option 'n_gpu_layers' (expected one of chat_format, embedding, max_grammar_bytes, "
         "max_repetition, max_schema_bytes, max_schema_depth, model_path, n_batch, n_ctx, n_threads, "
-        "n_threads_batch, seed)",
+        "n_threads_batch, parallel, seed)",
     ),
     (
         LlamaCppBackend,
