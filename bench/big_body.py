@@ -1,9 +1,9 @@
 """``/health`` latency on both listeners while one client sends the largest allowed request body.
 
 Run by hand (``PYTHONPATH=. python -m bench.big_body``); results go to docs/benchmarks.md. One daemon
-process (``serve --backend mock``, default ``max_body_bytes`` = 8 MiB) on loopback, the clients in this one
-(so their own work on the 8 MiB body does not count against the daemon). Two bodies, each just under
-the cap: one message whose content is ~7.9 MiB, and ~240,000 short messages. While the big request is being
+process (``serve --backend mock``, default ``max_body_bytes`` = 8 MiB) on loopback, the probing clients in
+this one, the big request from curl in a process of its own (sent from this one, it stalled the probes' own
+event loop, so they measured the client rather than the server). Two bodies, each just under the cap: one message whose content is ~7.9 MiB, and ~240,000 short messages. While the big request is being
 sent and answered, a prober hits ``/health`` on both listeners back to back and a second client sends small
 chat requests; it reports the worst and median probe latency and how many of each completed.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import tempfile
 import time
 from typing import Any
 
@@ -45,12 +46,18 @@ async def measure(name: str, body: bytes) -> dict[str, Any]:
         big_status = 0
 
         async def big() -> None:
+            # From its own process (curl): sending 8 MiB from this one would stall this process's event loop,
+            # and with it the probes, which would then measure the client instead of the server.
             nonlocal big_status
-            async with httpx.AsyncClient(base_url=d.inference_url, timeout=60) as http:
-                r = await http.post(
-                    "/v1/chat/completions", content=body, headers={"content-type": "application/json"}
-                )
-                big_status = r.status_code
+            with tempfile.NamedTemporaryFile(suffix=".json") as file:
+                file.write(body)
+                file.flush()
+                sent = await trio.run_process(
+                    ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "content-type: application/json",
+                     "--data-binary", f"@{file.name}", f"{d.inference_url}/v1/chat/completions"],
+                    capture_stdout=True,
+                )  # fmt: skip
+            big_status = int(sent.stdout)
             done.set()
 
         async def probe(which: str, url: str) -> None:
