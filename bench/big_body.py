@@ -1,11 +1,12 @@
 """``/health`` latency on both listeners while one client sends the largest allowed request body.
 
 Run by hand (``PYTHONPATH=. python -m bench.big_body``); results go to docs/benchmarks.md. One daemon
-process (``serve --backend mock``, default ``max_body_bytes`` = 8 MiB) on loopback, the probing clients in
-this one, the big request from curl in a process of its own (sent from this one, it stalled the probes' own
-event loop, so they measured the client rather than the server). Two bodies, each just under the cap: one message whose content is ~7.9 MiB, and ~240,000 short messages. While the big request is being
-sent and answered, a prober hits ``/health`` on both listeners back to back and a second client sends small
-chat requests; it reports the worst and median probe latency and how many of each completed.
+process (``serve --backend mock``, default ``max_body_bytes`` = 8 MiB) on loopback; the probing clients run in
+this process, the big request comes from curl in a process of its own (sent from this one, it stalled the
+probes' own event loop, so they measured the client rather than the server). Two bodies, each just under the
+cap: one message whose content is ~7.9 MiB, and ~240,000 short messages. While the big request is being sent
+and answered, a prober hits ``/health`` on both listeners back to back and a second client sends small chat
+requests; it reports the worst and median probe latency and how many of each completed.
 """
 
 from __future__ import annotations
