@@ -16,14 +16,13 @@ upstream request id when there is one (useful to the operator).
 
 from __future__ import annotations
 
-import email.utils
-import time
 from collections.abc import Callable
 
 import anthropic
 import httpx2
 
 from ..errors import Internal, InvalidRequest, TrinferError, Unavailable, UpstreamRateLimited
+from ..retry_after import retry_after_seconds
 
 Translator = Callable[[Exception], TrinferError]
 
@@ -124,25 +123,3 @@ def translate_exception(exc: Exception) -> TrinferError | None:
         if issubclass(cls, row_class):
             return translate(exc)
     return None
-
-
-def retry_after_seconds(headers: httpx2.Headers, now: float | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms``, ``retry-after`` (seconds or HTTP date); None when absent."""
-    millis = headers.get("retry-after-ms")
-    if millis is not None:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))

@@ -23,15 +23,14 @@ all is 503 ``backend_unavailable``. Messages name "the upstream server", never i
 
 from __future__ import annotations
 
-import email.utils
 import enum
 import json
-import time
 from collections.abc import Callable, Mapping
 
 import httpx
 
 from ..errors import TrinferError, Unavailable, UpstreamRateLimited, UpstreamRejected
+from ..retry_after import retry_after_seconds
 
 
 class Kind(enum.Enum):
@@ -136,7 +135,7 @@ def status_failure(status: int, headers: Mapping[str, str], body: bytes) -> Fail
             Kind.REFUSED,
             "HTTP 429",
             UpstreamRateLimited(
-                f"the upstream server rate-limited this request{detail}", retry_after=retry_after_s(headers)
+                f"the upstream server rate-limited this request{detail}", retry_after=retry_after_seconds(headers)
             ),
         )
     if status in (401, 403):
@@ -184,25 +183,3 @@ def error_object(body: bytes) -> dict[str, object]:
             return {"message": detail if isinstance(detail, str) else json.dumps(detail)[:1000]}
     text = body.decode("utf-8", "replace").strip()
     return {"message": text[:200] or "the upstream server sent no error message"}
-
-
-def retry_after_s(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date); None if absent."""
-    millis = headers.get("retry-after-ms")
-    if millis is not None:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))

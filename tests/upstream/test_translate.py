@@ -12,9 +12,10 @@ import trio
 from adapters.backend import BackendConfigError
 from adapters.errors import InvalidRequest, Unavailable
 from adapters.openai_upstream import OpenAIUpstreamBackend
-from adapters.openai_upstream.errors import error_object, retry_after_s, status_failure
+from adapters.openai_upstream.errors import error_object, status_failure
 from adapters.openai_upstream.options import parse_options, read_api_key
 from adapters.openai_upstream.translate_stream import ChunkTranslator, SseDecoder, SseEvent
+from adapters.retry_after import retry_after_seconds as retry_after_s
 from adapters.types import Done, Event, ResolvedV2, StopReason, Text, Thinking, ToolUse, Usage
 
 STREAM = (
