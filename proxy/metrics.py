@@ -165,10 +165,6 @@ class TokenClock:
         self._now = now
         self._last: float | None = None
 
-    @property
-    def first_seen(self) -> bool:
-        return self._last is not None
-
     def content(self, count: int) -> None:
         """``count`` content events have just been received."""
         if count <= 0 or not self._metrics.enabled:
