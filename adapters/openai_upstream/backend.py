@@ -46,7 +46,7 @@ from ..types import (
     Token,
 )
 from .errors import Failure, Kind, status_failure, transport_failure
-from .options import UpstreamOptions, parse_options, read_api_key
+from .options import OPTION_KEYS, UpstreamOptions, parse_options, read_api_key
 from .pool import CLOSE_TIMEOUT_S, Pool, UpstreamURL
 from .translate_request import chat_body, embeddings_body
 from .translate_stream import DONE_SENTINEL, ChunkTranslator, SseDecoder
@@ -66,6 +66,7 @@ class OpenAIUpstreamBackend(Backend):
     """Several OpenAI-compatible base URLs as one backend. Options: see `adapters.openai_upstream.options`."""
 
     name = "openai"
+    option_keys = OPTION_KEYS
 
     def __init__(self, options: UpstreamOptions) -> None:
         self.options = options

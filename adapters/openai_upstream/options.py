@@ -21,7 +21,7 @@ DEFAULT_CONNECT_TIMEOUT_S = 5.0
 DEFAULT_READ_TIMEOUT_S = 300.0
 DEFAULT_HEALTH_INTERVAL_S = 5.0
 
-_KNOWN_KEYS = frozenset(
+OPTION_KEYS = frozenset(
     {
         "base_urls",
         "api_key",
@@ -61,10 +61,10 @@ class UpstreamOptions:
 
 def parse_options(options: Mapping[str, Any]) -> UpstreamOptions:
     """Validate the config table; `BackendConfigError` names the offending key (never a key's value)."""
-    unknown = sorted(set(options) - _KNOWN_KEYS)
+    unknown = sorted(set(options) - OPTION_KEYS)
     if unknown:
         raise BackendConfigError(
-            f"openai backend: unknown option(s) {', '.join(unknown)} (expected: {', '.join(sorted(_KNOWN_KEYS))})"
+            f"openai backend: unknown option(s) {', '.join(unknown)} (expected: {', '.join(sorted(OPTION_KEYS))})"
         )
     if "api_key" in options and "api_key_env" in options:
         raise BackendConfigError("openai backend: give api_key or api_key_env, not both")

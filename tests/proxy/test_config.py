@@ -113,6 +113,10 @@ def test_model_id_flag_serves_a_file_or_model_under_a_chosen_id() -> None:
             r"backends\[0\].token_delay: did you mean 'token_delay_ms'\?",
         ),
         (
+            {"backends": [{"kind": "openai", "models": ["m"], "base_url": ["http://127.0.0.1:9/v1"]}]},
+            r"backends\[0\].base_url: did you mean 'base_urls'\?",
+        ),
+        (
             {"backends": [{"kind": "llamacpp", "models": ["m"], "model_pth": "m.gguf"}]},
             r"unknown key backends\[0\].model_pth: did you mean 'model_path'\?",
         ),
