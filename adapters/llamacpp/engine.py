@@ -32,7 +32,6 @@ trio, read here) and the slot fields `status` reads (single attribute reads unde
 
 from __future__ import annotations
 
-import itertools
 import queue
 import threading
 from collections import deque
@@ -126,7 +125,6 @@ class Slot:
     index: int
     cache: list[int] = field(default_factory=list)
     seq: _Seq | None = None
-    used_at: int = 0
 
     def status(self) -> dict[str, Any]:
         seq = self.seq
@@ -202,7 +200,6 @@ class Engine:
         self._commands: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._pending: deque[Job] = deque()
         self._running: list[_Seq] = []
-        self._clock = itertools.count(1)
         self._batch: Any = None
         self._closing = threading.Lock()
         self._closed = False
@@ -309,9 +306,10 @@ class Engine:
             if len(idle) < job.n:
                 return
             prefix = {slot.index: _common_prefix(slot.cache, job.tokens) for slot in idle}
-            leader = max(idle, key=lambda s: (prefix[s.index], -s.used_at))
-            others = (s for s in idle if s is not leader)
-            forks = sorted(others, key=lambda s: (s.used_at, len(s.cache)))[: job.n - 1]
+            # Ties go to the lowest slot index, and forks take the lowest idle ones: running sequences on
+            # consecutive seq ids share one llama.cpp micro-batch (see `_plan`).
+            leader = max(idle, key=lambda s: (prefix[s.index], -s.index))
+            forks = [s for s in idle if s is not leader][: job.n - 1]
             self._pending.popleft()
             self._start(job, leader, forks, min(prefix[leader.index], len(job.tokens) - 1))
 
@@ -353,7 +351,12 @@ class Engine:
     # --- one step -------------------------------------------------------------------------------------------
 
     def _plan(self) -> list[tuple[_Seq, list[int], int, bool]]:
-        """This step's batch: (sequence, tokens, first position, logits wanted for the last token)."""
+        """This step's batch: (sequence, tokens, first position, logits wanted for the last token), in slot order.
+
+        With one KV stream per sequence, llama.cpp splits a batch into micro-batches of sequences with
+        *consecutive, increasing* seq ids (``split_equal(sequential=True)``), one forward pass each: 4 decode
+        tokens of slots 0-3 cost one pass, the same tokens in the order 1, 0, 2, 3 two passes, and 8 tokens in
+        reverse order eight. So the entries go in slot order (and `_admit` keeps the busy slots low)."""
         entries: list[tuple[_Seq, list[int], int, bool]] = []
         room = self._capacity
         for seq in self._running:
@@ -371,6 +374,7 @@ class Engine:
             take = min(room, len(tokens) - done, self.n_batch)
             entries.append((seq, tokens[done : done + take], done, done + take == len(tokens)))
             room -= take
+        entries.sort(key=lambda entry: entry[0].slot.index)
         return entries
 
     def _decode(self, entries: list[tuple[_Seq, list[int], int, bool]]) -> None:
@@ -475,7 +479,6 @@ class Engine:
         seq.alive = False
         seq.chain.free()
         seq.slot.seq = None
-        seq.slot.used_at = next(self._clock)
         self._running.remove(seq)
 
     def _finish(self, seq: _Seq, reason: StopReason, *, end_of_turn: bool = False) -> None:
