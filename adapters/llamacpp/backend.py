@@ -181,6 +181,7 @@ class LlamaCppBackend(Backend):
                 cached_tokens=counters.cached_tokens,
                 cancelled=counters.cancelled,
                 steps=counters.steps,
+                aborted_steps=counters.aborted_steps,
                 kv_full=counters.kv_full,
             )
         return status

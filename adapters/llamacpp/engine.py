@@ -7,7 +7,10 @@ interleaving changed greedy answers after a few tokens). The decode thread loops
 
 1. takes commands from trio (new jobs, wake-ups) from a thread-safe queue, blocking only when nothing can run;
 2. drops every cancelled job at once (its slots are free from this step on: <= one token interval after the
-   cancel, prefill included, since a prompt is evaluated in chunks, one chunk per step);
+   cancel, prefill included, since a prompt is evaluated in chunks, one chunk per step). A step whose every
+   sequence belongs to cancelled jobs is not waited for: the cancel sets llama.cpp's abort flag (`abort.py`),
+   the decode stops within a graph node, and the step's positions are removed again, so a lone stream's
+   slot is free at once instead of one step later;
 3. admits waiting jobs in arrival order while ``n`` slots are idle (a job's prompt plus its token budget fits
    its slot's ``n_ctx`` cells, so a started sequence never runs out of room);
 4. builds one batch: the next token of every decoding sequence, then chunks of waiting prompts to fill
@@ -41,6 +44,7 @@ from typing import Any
 
 from ..errors import Internal, TrinferError, Unavailable
 from ..types import SamplingParams, StopReason, TokenLogprob
+from .abort import StepAbort
 from .model import Model
 from .routing import Mode, TextRouter
 from .sampling import Chain, build_chain, logits_row, token_logprob
@@ -169,6 +173,7 @@ class EngineCounters:
     cached_tokens: int = 0
     cancelled: int = 0
     steps: int = 0
+    aborted_steps: int = 0
     kv_full: int = 0
 
 
@@ -203,6 +208,9 @@ class Engine:
         self._batch: Any = None
         self._closing = threading.Lock()
         self._closed = False
+        self._abort = StepAbort(self.lib, model.ctx)
+        self._flight = threading.Lock()  # guards `_in_flight` against the abort decision
+        self._in_flight: tuple[Job, ...] = ()  # the jobs of the llama_decode call running now
         self._thread = threading.Thread(target=self._main, name="llamacpp-decode", daemon=True)
 
     # --- trio side ------------------------------------------------------------------------------------------
@@ -221,9 +229,21 @@ class Engine:
     def wake(self) -> None:
         self._commands.put(_WAKE)
 
+    def cancel(self, job: Job) -> None:
+        """Drop ``job`` at the next step; abandon the step in flight when it works for cancelled jobs only."""
+        job.cancelled = True
+        with self._flight:
+            if self._in_flight and all(j.cancelled for j in self._in_flight):
+                self._abort.set()
+        self.wake()
+
     def stop(self) -> None:
-        """Ask the thread to fail every job (503) and free the model; `join` waits for it."""
+        """Ask the thread to fail every job (503) and free the model, abandoning the step in flight; `join`
+        waits for it."""
         self._commands.put(_STOP)
+        with self._flight:
+            if self._in_flight:
+                self._abort.set()
 
     def join(self, timeout: float) -> bool:
         """Blocking: wait up to ``timeout`` for the thread to end; True when it has."""
@@ -389,9 +409,24 @@ class Engine:
                 batch.logits[count] = want and offset == len(tokens) - 1
                 count += 1
         batch.n_tokens = count
+        jobs = tuple({seq.job: None for seq, _, _, _ in entries})
+        with self._flight:
+            self._in_flight = jobs
+            if all(job.cancelled for job in jobs):  # cancelled since `_reap`
+                self._abort.set()
         result = lib.llama_decode(self.model.ctx, batch)
+        with self._flight:
+            self._in_flight = ()
+            aborted = self._abort.is_set
+            self._abort.clear()
         if result == 0:
             self._after(entries)
+            return
+        if result == 2 and aborted:  # abandoned (see `cancel`, `stop`): back to the cells before this step
+            self.counters.aborted_steps += 1
+            for seq, _, first, _ in entries:
+                if not lib.llama_memory_seq_rm(self.model.memory, seq.slot.index, first, -1):
+                    self._clear(seq.slot)
             return
         if result == 1:  # no room in the KV cache (admission should prevent it): split the batch, then fail
             self.counters.kv_full += 1

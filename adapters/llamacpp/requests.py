@@ -146,8 +146,7 @@ async def relay(engine: Engine, job: Job, on_piece: Callable[[Piece], Awaitable[
                 return Outcome(tuple(ends[i] for i in sorted(ends)), item.prompt_tokens, item.cached_tokens)
     finally:
         if not finished:
-            job.cancelled = True
-            engine.wake()
+            engine.cancel(job)
             with trio.CancelScope(shield=True) as scope:
                 scope.deadline = trio.current_time() + RELEASE_TIMEOUT
                 while not isinstance(await items.receive(), JobDone | JobFailed):

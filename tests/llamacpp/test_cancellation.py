@@ -320,3 +320,42 @@ async def test_a_long_prompt_evaluated_in_chunks_gives_llama_cpps_own_answer(
         assert chunked.status()["prompt_batches"] > 10
         expected = await trio.to_thread.run_sync(_greedy_reference, chat_model_path, prompt, 12)
     assert text_of(content) == expected
+
+
+@pytest.fixture
+async def one_chunk(chat_model_path: Path) -> AsyncIterator[LlamaCppBackend]:
+    """The chat backend with n_batch = 2048: a ~1,400-token prompt is one chunk, one llama_decode of seconds."""
+    async for booted_backend in booted(chat_model_path, {"n_batch": 2048}):
+        yield booted_backend
+
+
+async def test_a_cancel_abandons_the_step_only_its_request_waits_for(one_chunk: LlamaCppBackend) -> None:
+    """Cancelled while its whole prompt is being evaluated in one llama_decode, with nothing else running: the
+    decode is abandoned mid-way (``aborted_steps``), not finished (no prompt chunk done, no token sampled), and
+    the slot is idle with nothing cached - the cells it had filled are removed again, so the next request runs
+    normally and finds no stale prefix."""
+    scope = trio.CancelScope()
+
+    async def consume() -> None:
+        with scope:
+            async with open_event_stream(lambda send: one_chunk.generate(endless(LONG_PROMPT), send)) as events:
+                async for _ in events:
+                    raise AssertionError("a token came out of a cancelled prompt")
+
+    def evaluating() -> bool:
+        return any(slot["state"] == "prefill" for slot in one_chunk.status()["slots"])
+
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consume)
+            await wait_until(evaluating)
+            scope.cancel()
+    status = one_chunk.status()
+    assert scope.cancelled_caught
+    assert (status["aborted_steps"], status["prompt_batches"], status["tokens_decoded"]) == (1, 0, 0)
+    assert status["slots"][0] == {"slot": 0, "state": "idle", "cached": 0}
+    req = Resolved("smollm2", (Message(Role.USER, "Say hi."),), SamplingParams(temperature=0.0, max_tokens=4))
+    with trio.fail_after(60):
+        content, done = split_done(await run_to_end(lambda send: one_chunk.generate(req, send)))
+    assert text_of(content)
+    assert done.usage.cached_tokens == 0
