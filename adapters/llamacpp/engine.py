@@ -13,8 +13,9 @@ interleaving changed greedy answers after a few tokens). The decode thread loops
    slot is free at once instead of one step later;
 3. admits waiting jobs in arrival order while ``n`` slots are idle (a job's prompt plus its token budget fits
    its slot's ``n_ctx`` cells, so a started sequence never runs out of room);
-4. builds one batch: the next token of every decoding sequence, then chunks of waiting prompts to fill
-   ``n_batch`` (chunked prefill: a new prompt delays running streams by at most one chunk per step);
+4. builds one batch: the next token of every decoding sequence, or - every other step while prompts wait -
+   chunks of those prompts up to ``n_batch`` tokens (chunked prefill: a new prompt delays running streams by
+   at most one chunk per token, and its first token comes right after its prefill; see `_plan`);
 5. calls ``llama_decode`` once (should llama.cpp still find no room, the batch is split in halves, then the
    jobs in it fail with a 503: never a crash), and samples each sequence at its batch index with its own
    sampler chain (`sampling.py`).
@@ -211,6 +212,7 @@ class Engine:
         self._abort = StepAbort(self.lib, model.ctx)
         self._flight = threading.Lock()  # guards `_in_flight` against the abort decision
         self._in_flight: tuple[Job, ...] = ()  # the jobs of the llama_decode call running now
+        self._prefilled = False  # the last step was one of prompt chunks (`_plan` alternates)
         self._thread = threading.Thread(target=self._main, name="llamacpp-decode", daemon=True)
 
     # --- trio side ------------------------------------------------------------------------------------------
@@ -376,24 +378,33 @@ class Engine:
         With one KV stream per sequence, llama.cpp splits a batch into micro-batches of sequences with
         *consecutive, increasing* seq ids (``split_equal(sequential=True)``), one forward pass each: 4 decode
         tokens of slots 0-3 cost one pass, the same tokens in the order 1, 0, 2, 3 two passes, and 8 tokens in
-        reverse order eight. So the entries go in slot order (and `_admit` keeps the busy slots low)."""
-        entries: list[tuple[_Seq, list[int], int, bool]] = []
-        room = self._capacity
+        reverse order eight. So the entries go in slot order (and `_admit` keeps the busy slots low).
+
+        For the same reason a prompt chunk never shares a pass with decode tokens (only its first token would),
+        so mixing them in one call saves nothing and makes a new request wait for the running streams' pass
+        before it sees its first token. Steps therefore alternate while prompts are waiting: one step of
+        prompt chunks (up to ``n_batch`` tokens each, the batch's capacity in all), then one step of decode
+        tokens. A running stream still gets a token every chunk + step, and a new request's first token comes
+        right after its prefill."""
+        decode: list[tuple[_Seq, list[int], int, bool]] = []
         for seq in self._running:
             if seq.state != "decode":
                 continue
             job = seq.job
             job.paused = job.produced - job.consumed >= OUTPUT_BOUND
             if not job.paused:
-                entries.append((seq, [seq.next_token], len(seq.slot.cache), True))
-                room -= 1
+                decode.append((seq, [seq.next_token], len(seq.slot.cache), True))
+        prefill: list[tuple[_Seq, list[int], int, bool]] = []
+        room = self._capacity
         for seq in self._running:
             if seq.state != "prefill" or room <= 0:
                 continue
             done, tokens = len(seq.slot.cache), seq.job.tokens
             take = min(room, len(tokens) - done, self.n_batch)
-            entries.append((seq, tokens[done : done + take], done, done + take == len(tokens)))
+            prefill.append((seq, tokens[done : done + take], done, done + take == len(tokens)))
             room -= take
+        self._prefilled = bool(prefill) and not (decode and self._prefilled)
+        entries = prefill if self._prefilled else decode
         entries.sort(key=lambda entry: entry[0].slot.index)
         return entries
 
