@@ -1,4 +1,4 @@
-"""P1 and P2 for two trinfer source trees side by side with the floor: did a change cost (or win) anything?
+"""P1 and P2 (or P5, P7 on the local model) for two trinfer source trees side by side: did a change cost anything?
 
 ``python -m bench.before_after --before /tmp/before --after /tmp/after [--rounds N] [--duration S]``, where each
 tree is a checkout of the commit to measure (``git worktree add --detach /tmp/before <commit>``). Every round
@@ -6,6 +6,10 @@ runs the quart-trio floor, then "before", then "after" (P1: ``wrk`` at c=1 and c
 same 20,000-token streams as `bench.p2_streaming`), so a noisy minute on a shared machine hits all three in
 the same round. What is reported are the medians over rounds of each round's ratio to that round's floor:
 on a loaded host the absolute numbers move a lot between minutes, the paired ratios much less.
+
+``--which P5`` / ``P7`` compare the llamacpp backend of the two trees instead (no floor: before, after, before,
+after ...): P5's cancel -> slot free in token intervals (`bench.p5_cancel`), P7's aggregate decode rates and
+the TTFT of a request that arrives while 4 streams decode (`bench.p7_concurrency`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from contextlib import AbstractContextManager, contextmanager
 from functools import partial
 from pathlib import Path
 
-from . import targets
+from . import p5_cancel, p7_concurrency, targets
 from .p1_overhead import CONCURRENCY, measure
 from .p2_streaming import TOKENS, measure_streams
 from .report import median, paired_ratio, per_round, table
@@ -96,6 +100,71 @@ def _p2(trees: dict[str, Path], workdir: Path, rounds: int) -> str:
     )
 
 
+def _p5(trees: dict[str, Path], workdir: Path, rounds: int) -> str:
+    """Cancel -> slot free (ms and token intervals), streaming and not, three disconnects of each per round."""
+    free: dict[tuple[str, bool], list[float]] = defaultdict(list)
+    intervals: dict[str, list[float]] = defaultdict(list)
+    backend = targets.llamacpp_backend(targets.chat_model_path())
+    i = 0
+    for _ in range(rounds):
+        for name, root in trees.items():
+            with targets.trinfer(workdir, backend, name=f"p5-{name}", root=root) as t:
+                interval = p5_cancel._token_interval(t.server, "smollm2")
+                intervals[name].append(interval)
+                for stream in (True, False):
+                    for _ in range(3):
+                        i += 1
+                        since = p5_cancel._disconnect(t.server, "smollm2", stream=stream, interval=interval, i=i)
+                        free[name, stream].append(p5_cancel._wait_slot_free(t.admin_port, since) / interval)
+        print(
+            "  P5 round: "
+            + ", ".join(f"{n} {'stream' if s else 'plain'} {v[-1]:.2f}" for (n, s), v in free.items())
+        )
+    rows = [
+        [
+            name,
+            "streaming" if stream else "non-streaming",
+            median(intervals[name]) * 1000,
+            median(free[name, stream]),
+        ]
+        for name in trees
+        for stream in (True, False)
+    ]
+    return table(
+        f"P5 before/after (llamacpp, {rounds} interleaved rounds, 3 disconnects each)",
+        ["tree", "request", "median token interval ms", "median disconnect -> slot free, token intervals"],
+        rows,
+    )
+
+
+def _p7(trees: dict[str, Path], workdir: Path, rounds: int) -> str:
+    """P7's measures for each tree, interleaved; ratios after/before paired by round."""
+    model = targets.chat_model_path()
+    results: dict[str, list[dict[str, float]]] = defaultdict(list)
+    for round_index in range(rounds):
+        for name, root in trees.items():
+            with p7_concurrency._trinfer(workdir, model, root) as server:
+                results[name].append(p7_concurrency.measure(server.port, round_index))
+        print(
+            f"  P7 round {round_index + 1}: " + "; ".join(f"{n} {v[-1]}" for n, v in results.items()), flush=True
+        )
+    keys = list(results["before"][0])
+    rows = [
+        [
+            key,
+            median([r[key] for r in results["before"]]),
+            median([r[key] for r in results["after"]]),
+            paired_ratio([r[key] for r in results["after"]], [r[key] for r in results["before"]]),
+        ]
+        for key in keys
+    ]
+    return table(
+        f"P7 before/after (llamacpp parallel 8; {rounds} interleaved rounds; tok/s, TTFT and step in ms)",
+        ["measure", "before (median)", "after (median)", "after / before (paired)"],
+        rows,
+    )
+
+
 def _load() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
@@ -104,7 +173,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="P1 and P2 for two trinfer trees, interleaved with the floor")
     parser.add_argument("--before", type=Path, required=True, help="checkout of the earlier commit")
     parser.add_argument("--after", type=Path, required=True, help="checkout of the later commit")
-    parser.add_argument("--which", choices=("P1", "P2", "both"), default="both")
+    parser.add_argument("--which", choices=("P1", "P2", "both", "P5", "P7"), default="both")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run in P1 (default 5)")
     args = parser.parse_args()
@@ -124,6 +193,10 @@ def main() -> None:
     if args.which in ("P2", "both"):
         before = _load()
         print(_p2(trees, workdir, args.rounds) + f"\nP2 ran from {before} to {_load()}\n", flush=True)
+    if args.which in ("P5", "P7"):
+        before = _load()
+        result = (_p5 if args.which == "P5" else _p7)(trees, workdir, args.rounds)
+        print(result + f"\n{args.which} ran from {before} to {_load()}\n", flush=True)
 
 
 if __name__ == "__main__":

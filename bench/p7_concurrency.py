@@ -35,20 +35,20 @@ MODEL_ID = "smollm2"
 EOS = "2"
 
 
-def _body(i: int) -> dict[str, object]:
+def _body(i: int, max_tokens: int = MAX_TOKENS) -> dict[str, object]:
     return {
         "model": MODEL_ID,
         "messages": [{"role": "user", "content": f"Request {i}. Write a long story about a lighthouse keeper."}],
-        "max_tokens": MAX_TOKENS,
+        "max_tokens": max_tokens,
         "temperature": 0,
         "logit_bias": {EOS: -100},
         "stream": True,
     }
 
 
-def _one(port: int, i: int, out: list[StreamResult]) -> None:
+def _one(port: int, i: int, out: list[StreamResult], max_tokens: int = MAX_TOKENS) -> None:
     with Connection(HOST, port, timeout=600) as conn:
-        result = conn.stream_chat("/v1/chat/completions", _body(i))
+        result = conn.stream_chat("/v1/chat/completions", _body(i, max_tokens))
     if result.status != 200 or len(result.token_times) < 2:
         raise RuntimeError(f"stream {i}: {result.status} {result.error}")
     out.append(result)
@@ -76,10 +76,11 @@ def _newcomer(port: int, first: int) -> tuple[float, float, float]:
     alone: list[StreamResult] = []
     _one(port, first, alone)
     running: list[StreamResult] = []
-    threads = [threading.Thread(target=_one, args=(port, first + 1 + k, running)) for k in range(4)]
+    long = 4 * MAX_TOKENS
+    threads = [threading.Thread(target=_one, args=(port, first + 1 + k, running, long)) for k in range(4)]
     for thread in threads:
         thread.start()
-    time.sleep(8.0)  # the four are decoding by now (checked below)
+    time.sleep(1.0 + 8 * alone[0].ttft)  # the four (4x longer streams) are decoding by now (checked below)
     newcomer: list[StreamResult] = []
     _one(port, first + 9, newcomer)
     for thread in threads:
@@ -92,10 +93,22 @@ def _newcomer(port: int, first: int) -> tuple[float, float, float]:
 
 
 @contextmanager
-def _trinfer(workdir: Path, model: Path) -> Iterator[Server]:
+def _trinfer(workdir: Path, model: Path, root: Path = targets.ROOT) -> Iterator[Server]:
+    """trinfer with ``parallel = 8``, run from the source tree ``root`` (another checkout, to compare)."""
     backend = {**targets.llamacpp_backend(model), "parallel": 8, "queue": 16}
-    with targets.trinfer(workdir, backend, name="trinfer-llamacpp-parallel") as t:
+    with targets.trinfer(workdir, backend, name=f"trinfer-llamacpp-parallel-{root.name}", root=root) as t:
         yield t.server
+
+
+def measure(port: int, round_index: int, levels: tuple[int, ...] = LEVELS) -> dict[str, float]:
+    """One round against one server: aggregate and per-stream tok/s at each c, then the newcomer's TTFTs."""
+    _burst(port, 1, 99_000 + round_index)  # warm-up
+    out: dict[str, float] = {}
+    for c in levels:
+        out[f"aggregate c={c}"], out[f"per-stream c={c}"] = _burst(port, c, 10_000 * round_index + 100 * c)
+    alone, late, step = _newcomer(port, 10_000 * round_index + 5000)
+    out |= {"TTFT alone": alone, "TTFT next to 4": late, "step of the 4": step}
+    return out
 
 
 def run(workdir: Path, *, rounds: int) -> str:
@@ -117,12 +130,11 @@ def run(workdir: Path, *, rounds: int) -> str:
     for round_index in range(rounds):
         for name, start in servers.items():
             with start(workdir, model) as server:
-                _burst(server.port, 1, 99_000 + round_index)  # warm-up
+                result = measure(server.port, round_index)
                 for c in LEVELS:
-                    agg, per = _burst(server.port, c, 10_000 * round_index + 100 * c)
-                    aggregate[name, c].append(agg)
-                    stream[name, c].append(per)
-                newcomer[name].append(_newcomer(server.port, 10_000 * round_index + 5000))
+                    aggregate[name, c].append(result[f"aggregate c={c}"])
+                    stream[name, c].append(result[f"per-stream c={c}"])
+                newcomer[name].append((result["TTFT alone"], result["TTFT next to 4"], result["step of the 4"]))
         print(
             f"  round {round_index + 1}: "
             + "; ".join(f"{n} " + " ".join(f"c{c}={aggregate[n, c][-1]:.0f}" for c in LEVELS) for n in servers),
