@@ -6,7 +6,8 @@ on core 0 and the client (one thread per stream) on core 1:
   (b) trinfer's llamacpp backend, ``parallel = 8`` (continuous batching);
   (c) llama-cpp-python's own OpenAI server (one request at a time; ``--interrupt_requests False``, so a new
       request waits instead of cutting off the running one);
-  (d) llama.cpp's ``llama-server --parallel 8`` (continuous batching), when installed.
+  (d) llama.cpp's ``llama-server --parallel 8`` (continuous batching), when installed;
+  (e) llama-cpp-python's batched example server (``examples/server/server.py`` of its sdist, 8 sequences).
 At each c, c streams start together; *aggregate* is all their tokens after each one's first, over the time
 from the earliest first token to the latest last token; *per stream* is the median of each stream's own
 (tokens - 1) / (last - first). Then a request is sent alone and again while 4 streams decode: its TTFT should
@@ -17,6 +18,8 @@ every round; ratios are paired by round.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import time
 from collections import defaultdict
@@ -27,7 +30,7 @@ from pathlib import Path
 from . import targets
 from .http1 import Connection, StreamResult
 from .report import median, paired_ratio, table
-from .servers import HOST, Server
+from .servers import HOST, SERVER_CORE, Server, pinned
 
 MAX_TOKENS = 64
 LEVELS = (1, 2, 4, 8)
@@ -92,6 +95,26 @@ def _newcomer(port: int, first: int) -> tuple[float, float, float]:
     return alone[0].ttft * 1000, late.ttft * 1000, step
 
 
+def _batched_bench(binary: Path, model: Path, *, unified: bool) -> dict[int, float]:
+    """llama.cpp's own ceiling: ``llama-batched-bench`` (beside ``llama-server``), 1 thread on the server core,
+    a 32-token prompt and `MAX_TOKENS` generated per sequence at each c; its aggregate generation rate (S_TG)."""
+    argv = [
+        str(binary.parent / "llama-batched-bench"),
+        "-m", str(model), "-c", str(2048 * max(LEVELS)), "-b", "512", "-ub", "512", "-t", "1", "-tb", "1",
+        "-npp", "32", "-ntg", str(MAX_TOKENS), "-npl", ",".join(map(str, LEVELS)),
+        "--kv-unified" if unified else "--no-kv-unified",
+    ]  # fmt: skip
+    env = {**os.environ, "LD_LIBRARY_PATH": str(binary.parent)}
+    command = pinned(SERVER_CORE, argv)
+    out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, check=True)
+    rates: dict[int, float] = {}
+    for line in out.stdout.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 10 and cells[0].isdigit():  # PP | TG | B | N_KV | T_PP | S_PP | T_TG | S_TG | T | S
+            rates[int(cells[2])] = float(cells[7])
+    return rates
+
+
 @contextmanager
 def _trinfer(workdir: Path, model: Path, root: Path = targets.ROOT) -> Iterator[Server]:
     """trinfer with ``parallel = 8``, run from the source tree ``root`` (another checkout, to compare)."""
@@ -119,6 +142,10 @@ def run(workdir: Path, *, rounds: int) -> str:
         servers["(c) llama-cpp-python server"] = lambda w, m: targets.llamacpp_python_server(w, m, interrupt=False)
     else:
         notes.append("(c) llama-cpp-python server: not installed (bench/setup_peers.sh)")
+    if targets.llamacpp_example_available():
+        servers["(e) llama-cpp-python batched example"] = lambda w, m: targets.llamacpp_example_server(w, m)
+    else:
+        notes.append("(e) llama-cpp-python's batched example server: not installed (bench/setup_peers.sh)")
     binary = targets.llama_server_binary()
     if binary is not None:
         servers["(d) llama-server --parallel 8"] = lambda w, m: targets.llama_server(w, m, binary, parallel=8)
@@ -127,7 +154,13 @@ def run(workdir: Path, *, rounds: int) -> str:
     aggregate: dict[tuple[str, int], list[float]] = defaultdict(list)
     stream: dict[tuple[str, int], list[float]] = defaultdict(list)
     newcomer: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    ceiling: dict[tuple[str, int], list[float]] = defaultdict(list)
     for round_index in range(rounds):
+        if binary is not None and (binary.parent / "llama-batched-bench").exists():
+            for unified in (False, True):
+                name = f"llama-batched-bench, kv {'unified' if unified else 'per sequence'}"
+                for c, rate in _batched_bench(binary, model, unified=unified).items():
+                    ceiling[name, c].append(rate)
         for name, start in servers.items():
             with start(workdir, model) as server:
                 result = measure(server.port, round_index)
@@ -152,6 +185,20 @@ def run(workdir: Path, *, rounds: int) -> str:
         ["target", "TTFT alone", "TTFT next to 4 streams", "one decode step of the 4"],
         [[n, *(median([v[i] for v in newcomer[n]]) for i in range(3))] for n in servers],
     )
+    if ceiling:
+        names = sorted({name for name, _ in ceiling})
+        out += "\n" + table(
+            "P7 llama.cpp's own ceiling (llama-batched-bench: 32-token prompt, generation tok/s, medians)",
+            ["tool", *(f"c={c}" for c in LEVELS), "c=8 / c=1"],
+            [
+                [
+                    n,
+                    *(median(ceiling[n, c]) for c in LEVELS),
+                    paired_ratio(ceiling[n, max(LEVELS)], ceiling[n, 1]),
+                ]
+                for n in names
+            ],
+        )
     ours = "(b) trinfer"
     summary = [
         [

