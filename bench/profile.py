@@ -1,7 +1,9 @@
-"""Profile trinfer under a benchmark's load with py-spy: ``python -m bench.profile P1|P2|P3 [--seconds N]``.
+"""Profile trinfer under a benchmark's load with py-spy: ``python -m bench.profile P1|P2|P3|P7 [--seconds N]``.
 
-Starts trinfer as P1 (mock, non-streaming, wrk c=16), P2 (mock, 20,000-token streams) or P3 (llamacpp,
-128-token streams, one after the other; py-spy also samples the decode thread, idle time included) would, attaches
+Starts trinfer as P1 (mock, non-streaming, wrk c=16), P2 (mock, 20,000-token streams), P3 (llamacpp,
+128-token streams, one after the other; py-spy also samples the decode thread, idle time included) or P7
+(llamacpp with ``parallel = 8``, 8 clients streaming 64 tokens each over and over; every thread sampled, native
+frames included, so llama.cpp's share of the decode thread shows) would, attaches
 ``py-spy record`` (from ``$PEERS/tools``, installed by bench/setup_peers.sh) for the duration of the load, and
 prints where the samples fell: the functions with the most samples at the top of the stack (self) and the
 trinfer/framework functions present in the most stacks (inclusive). The raw collapsed stacks are kept in the
@@ -23,7 +25,10 @@ from .http1 import Connection
 from .servers import CLIENT_CORE, HOST, pinned
 
 PY_SPY = targets.PEERS / "tools/bin/py-spy"
-INTERESTING = ("proxy/", "compat/", "adapters/", "quart", "hypercorn", "h11", "trio/", "werkzeug", "json")
+INTERESTING = (
+    *("proxy/", "compat/", "adapters/", "quart", "hypercorn", "h11", "trio/", "werkzeug", "json"),
+    "llama_",  # llama.cpp's native frames (P7 samples them)
+)
 
 
 def summarize(collapsed: Path, top: int = 25) -> str:
@@ -48,7 +53,7 @@ def summarize(collapsed: Path, top: int = 25) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", choices=["P1", "P2", "P3"])
+    parser.add_argument("which", choices=["P1", "P2", "P3", "P7"])
     parser.add_argument("--seconds", type=int, default=15)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="trinfer-profile-"))
@@ -56,9 +61,13 @@ def main() -> None:
         "P1": targets.mock_backend(),
         "P2": targets.mock_backend(reply=["w "] * 20_000),
         "P3": targets.llamacpp_backend(targets.chat_model_path()),
+        "P7": {**targets.llamacpp_backend(targets.chat_model_path()), "parallel": 8, "queue": 16},
     }[args.which]
-    model = "smollm2" if args.which == "P3" else targets.MOCK_MODEL
-    tokens = 128 if args.which == "P3" else 20_000
+    local = args.which in ("P3", "P7")
+    model = "smollm2" if local else targets.MOCK_MODEL
+    tokens = {"P3": 128, "P7": 64}.get(args.which, 20_000)
+    clients = 8 if args.which == "P7" else 1
+    extra = ["--threads", "--idle", "--native"] if args.which == "P7" else []
     collapsed = workdir / f"{args.which}.collapsed.txt"
     with targets.trinfer(workdir, backend) as t:
         spy = subprocess.Popen(
@@ -77,6 +86,7 @@ def main() -> None:
                     str(t.server.pid),
                     "--output",
                     str(collapsed),
+                    *extra,
                 ],
             ),
             stdout=subprocess.DEVNULL,
@@ -95,16 +105,19 @@ def main() -> None:
                     "stream": True,
                     "max_tokens": tokens,
                     "temperature": 0,
+                    **({"logit_bias": {"2": -100}} if local else {}),  # SmolLM2's end of turn: full length
                 }
                 while not done.is_set():
                     with Connection(HOST, t.server.port) as conn:
                         conn.stream_chat("/v1/chat/completions", body, parse=False)
 
-            thread = threading.Thread(target=load)
-            thread.start()
+            threads = [threading.Thread(target=load) for _ in range(clients)]
+            for thread in threads:
+                thread.start()
             time.sleep(args.seconds)
             done.set()
-            thread.join()
+            for thread in threads:
+                thread.join()
         spy.wait()
     print(f"# py-spy profile of trinfer under {args.which} load ({args.seconds} s), raw stacks: {collapsed}\n")
     print(summarize(collapsed))
