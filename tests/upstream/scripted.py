@@ -2,10 +2,12 @@
 
 Theory of operation: a tiny HTTP/1.1 server (trio + h11, keep-alive) run in the test's own nursery, so the
 autojump clock drives every timeout. ``GET /v1/models`` answers the health probe with ``probe_status``
-(200 by default: set it to 503 to fail probes). ``POST`` requests get the next scripted `Reply`: a JSON body
-with a status, or a ``text/event-stream`` made of chunks (`sse`), where `DROP` closes the socket mid-body and
-`HANG` stops writing until the client goes away; ``before_headers`` answers nothing (`DROP`: close at once;
-`HANG`: wait for the client to leave). With no reply queued, a POST gets a complete one-word answer.
+(200 by default: set it to 503 to fail probes) and a model list, or ``probe_body`` (raw bytes) when set;
+``probe_hang`` makes it answer nothing until the client goes away. ``POST`` requests get the next scripted
+`Reply`: a JSON body with a status, or a ``text/event-stream`` made of chunks (`sse`), where `DROP` closes
+the socket mid-body and `HANG` stops writing until the client goes away; ``before_headers`` answers nothing
+(`DROP`: close at once; `HANG`: wait for the client to leave). With no reply queued, a POST gets a complete
+one-word answer.
 
 Every POST is recorded (path, lowercased headers, decoded JSON body) so translation tests assert on what the
 upstream actually received; ``disconnects`` counts connections the client closed while a reply was pending.
@@ -94,6 +96,8 @@ def error(status: int, message: str, **fields: Any) -> Reply:
 @dataclass
 class ScriptedUpstream:
     probe_status: int = 200
+    probe_body: bytes | None = None
+    probe_hang: bool = False
     requests: list[Recorded] = field(default_factory=list)
     probes: int = 0
     disconnects: int = 0
@@ -134,9 +138,7 @@ class ScriptedUpstream:
                 method, path, recorded = request
                 if method == "GET" and path.endswith("/models"):
                     self.probes += 1
-                    await self._json(
-                        conn, stream, Reply(status=self.probe_status, body={"object": "list", "data": []})
-                    )
+                    await self._probe(conn, stream)
                 else:
                     self.requests.append(recorded)
                     self._received.set()
@@ -172,6 +174,17 @@ class ScriptedUpstream:
                 return head.method.decode(), path, Recorded(path, headers, json.loads(body) if body else None)
             else:
                 return None
+
+    async def _probe(self, conn: h11.Connection, stream: trio.SocketStream) -> None:
+        if self.probe_hang:
+            await self._wait_for_close(stream)
+        if self.probe_body is None:
+            await self._json(conn, stream, Reply(status=self.probe_status, body={"object": "list", "data": []}))
+            return
+        headers = [("content-type", "application/json"), ("content-length", str(len(self.probe_body)))]
+        await self._send(conn, stream, h11.Response(status_code=self.probe_status, headers=headers))
+        await self._send(conn, stream, h11.Data(data=self.probe_body))
+        await self._send(conn, stream, h11.EndOfMessage())
 
     async def _json(self, conn: h11.Connection, stream: trio.SocketStream, reply: Reply) -> None:
         payload = json.dumps(reply.body if reply.body is not None else {}).encode()
