@@ -208,6 +208,8 @@ class OpenAIUpstreamBackend(Backend):
         """Record ``failure`` on ``url``; return to try another URL, or raise the client's error."""
         if failure.marks_down:
             pool.mark_down(url, failure.reason)
+        elif failure.kind is Kind.KEY:
+            pool.note_refused_key(url, failure.reason)
         elif failure.kind is not Kind.REFUSED:
             pool.note_error(url, failure.reason)
         if not (failure.failover and retry_allowed and pool.has_candidate(tried)):

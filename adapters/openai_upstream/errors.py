@@ -14,11 +14,13 @@ off after a 2xx but before its first event moves on too, without marking the URL
 read timeout is not a reason: a slow upstream is busy, not dead, and sending the same long prompt elsewhere
 would double the load.
 
-What the client sees: an upstream 4xx keeps its status and OpenAI error object (`UpstreamRejected`), except
-401 and 403, which refuse the *operator's* key, so the client gets 502 (its own key was fine) and the
-operator a clear line in the log and status; 429 becomes 429 ``upstream_rate_limited`` with the upstream's
-``Retry-After``; 5xx, resets and read timeouts are 502 ``upstream_error``; a URL that cannot be reached at
-all is 503 ``backend_unavailable``. Messages name "the upstream server", never its address or the key.
+What the client sees: an upstream 4xx keeps its status and OpenAI error object (`UpstreamRejected`). 401
+and 403 too, but they refuse the *operator's* key, not the client's: their message is replaced by one that
+says so (hosted APIs echo part of the key they refused in it, which no client may see), and the operator
+gets a line in the log and ``last_error`` on the status page; 429 becomes 429 ``upstream_rate_limited``
+with the upstream's ``Retry-After``; 5xx, resets and read timeouts are 502 ``upstream_error``; a URL that
+cannot be reached at all is 503 ``backend_unavailable``. Messages name "the upstream server", never its
+address or the key.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Kind(enum.Enum):
     CUT = "cut"  # the answer (2xx) broke off before its first event: failover, but the probe says if it is down
     FAILED = "failed"  # read timeout, protocol error, in-band error: 502, no failover
     REFUSED = "refused"  # the upstream's own answer to the client (4xx, 429): passed on, no failover
+    KEY = "key refused"  # 401/403: passed on like REFUSED, and noted on the URL for the operator
 
 
 class Failure(Exception):
@@ -139,12 +142,11 @@ def status_failure(status: int, headers: Mapping[str, str], body: bytes) -> Fail
             ),
         )
     if status in (401, 403):
+        message = "the upstream server refused the API key configured for this backend; the operator must fix it"
         return Failure(
-            Kind.FAILED,
+            Kind.KEY,
             f"HTTP {status}: the upstream refused the configured API key",
-            Unavailable(
-                "the upstream server refused the API key configured for this backend; the operator must fix it"
-            ),
+            UpstreamRejected(status, {**error, "message": message}),
         )
     if 400 <= status < 500:
         return Failure(Kind.REFUSED, f"HTTP {status}", UpstreamRejected(status, error))

@@ -153,6 +153,12 @@ class Pool:
         """Record a failure that does not make ``url`` unfit (a read timeout, an in-band error)."""
         url.last_error = reason
 
+    def note_refused_key(self, url: UpstreamURL, reason: str) -> None:
+        """Record that ``url`` refused the configured key (401/403): logged when it starts, not per request."""
+        if url.last_error != reason:
+            log.warning("upstream %s: %s", url.base, reason)
+        url.last_error = reason
+
     async def probe(self, url: UpstreamURL) -> bool:
         """``GET {base}/models``: mark ``url`` healthy when it answers 2xx with a model list, down otherwise;
         True when it passed.

@@ -181,16 +181,32 @@ async def test_an_upstream_that_goes_silent_is_a_502_after_read_timeout_s_withou
             assert "read_timeout_s" in url_status(d, 0)["last_error"]
 
 
-async def test_a_refused_upstream_key_is_502_never_the_clients_401(
-    autojump_clock: trio.abc.Clock, upstream_a: ScriptedUpstream
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_refused_upstream_key_keeps_its_status_but_never_shows_the_key_and_tells_the_operator(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture, upstream_a: ScriptedUpstream, status: int
 ) -> None:
-    upstream_a.reply(error(401, "Incorrect API key provided"))
+    refusal = error(status, "Incorrect API key provided: sk-abc***wxyz", type="invalid_request_error")
+    upstream_a.reply(*[refusal] * 3)
     with trio.fail_after(30):
-        async with gateway(upstream_a) as d, d.client() as client:
-            with pytest.raises(openai.APIStatusError) as caught:
-                await client.chat.completions.create(model=GATEWAY_MODEL, messages=MESSAGES)
-            assert caught.value.status_code == 502
-            assert "API key configured for this backend" in caught.value.message
+        async with gateway(upstream_a, api_key="sk-abcdefghijklmnopqrstuvwxyz") as d, d.client() as client:
+            for _ in range(3):
+                with pytest.raises(openai.APIStatusError) as caught:
+                    await client.chat.completions.create(model=GATEWAY_MODEL, messages=MESSAGES)
+                assert caught.value.status_code == status
+                assert caught.value.body == {
+                    "message": "the upstream server refused the API key configured for this backend; "
+                    "the operator must fix it",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": None,
+                }
+            assert len(upstream_a.requests) == 3
+            assert breaker_state(d) == "closed"  # not a dead upstream
+            assert url_status(d, 0)["healthy"] is True
+            assert url_status(d, 0)["last_error"] == f"HTTP {status}: the upstream refused the configured API key"
+            lines = [r.getMessage() for r in caplog.records if "refused the configured API key" in r.getMessage()]
+            assert len(lines) == 1  # when it starts, not once per request
+            assert not any("sk-abc" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_dead_upstream_opens_the_breaker_and_all_down_is_503_backend_unavailable(

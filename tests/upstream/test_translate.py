@@ -147,7 +147,9 @@ def test_status_mapping() -> None:
     assert status_failure(400, {}, b"").error.http_status == 400
     limited = status_failure(429, {"retry-after-ms": "1500"}, b"").error
     assert (limited.http_status, limited.code, limited.retry_after) == (429, "upstream_rate_limited", 1.5)
-    assert status_failure(403, {}, b"").error.http_status == 502
+    refused = status_failure(403, {}, b'{"error": {"message": "bad key sk-1***", "code": "invalid_api_key"}}')
+    assert (refused.error.http_status, refused.failover, refused.marks_down) == (403, False, False)
+    assert "sk-1" not in refused.error.message
     assert status_failure(504, {}, b"").failover
     odd = status_failure(302, {}, b"")
     assert (odd.error.http_status, odd.failover) == (502, False)
