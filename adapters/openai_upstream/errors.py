@@ -1,4 +1,4 @@
-"""The one boundary where ``httpx`` exceptions and upstream HTTP statuses become engine errors.
+"""The one boundary where httpcore exceptions and upstream HTTP statuses become engine errors.
 
 Theory of operation: a failure talking to one base URL is first classified as a `Failure` - what went wrong
 and whether another base URL may be tried instead - and only when no other URL will be tried does it become
@@ -29,7 +29,7 @@ import enum
 import json
 from collections.abc import Callable, Mapping
 
-import httpx
+import httpcore
 
 from ..errors import TrinferError, Unavailable, UpstreamRateLimited, UpstreamRejected
 from ..retry_after import retry_after_seconds
@@ -107,23 +107,23 @@ def _failed(reason: str) -> Callable[[Exception], Failure]:
     return classify
 
 
-#: (httpx exception class, classifier), most specific first.
+#: (httpcore exception class, classifier), most specific first; the last rows take every class in
+#: `client.TRANSPORT_ERRORS`.
 TRANSPORT_TABLE: tuple[tuple[type[Exception], Callable[[Exception], Failure]], ...] = (
-    (httpx.ConnectTimeout, _unreachable("connect timeout")),
-    (httpx.ConnectError, _unreachable("connection refused or failed")),
-    (httpx.ReadTimeout, _failed("no bytes within read_timeout_s")),
-    (httpx.WriteTimeout, _failed("the request could not be sent within read_timeout_s")),
-    (httpx.PoolTimeout, _failed("no connection free in the pool")),
-    (httpx.RemoteProtocolError, _broken("the server closed the connection")),
-    (httpx.ReadError, _broken("connection reset")),
-    (httpx.WriteError, _broken("connection reset while sending")),
-    (httpx.CloseError, _broken("connection reset")),
-    (httpx.HTTPError, _failed("HTTP error")),
+    (httpcore.ConnectTimeout, _unreachable("connect timeout")),
+    (httpcore.ConnectError, _unreachable("connection refused or failed")),
+    (httpcore.ReadTimeout, _failed("no bytes within read_timeout_s")),
+    (httpcore.WriteTimeout, _failed("the request could not be sent within read_timeout_s")),
+    (httpcore.PoolTimeout, _failed("no connection free in the pool")),
+    (httpcore.RemoteProtocolError, _broken("the server closed the connection")),
+    (httpcore.ReadError, _broken("connection reset")),
+    (httpcore.WriteError, _broken("connection reset while sending")),
+    (Exception, _failed("HTTP error")),
 )
 
 
-def transport_failure(exc: httpx.HTTPError) -> Failure:
-    """The `Failure` for an ``httpx`` exception (the table's last row takes every one)."""
+def transport_failure(exc: Exception) -> Failure:
+    """The `Failure` for an httpcore exception (one of `client.TRANSPORT_ERRORS`)."""
     classify = next(classify for cls, classify in TRANSPORT_TABLE if isinstance(exc, cls))
     return classify(exc)
 

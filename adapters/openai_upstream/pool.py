@@ -1,6 +1,6 @@
 """The base URLs of one ``openai`` backend: health, outstanding requests, least-outstanding choice, probes.
 
-Theory of operation. Each base URL has its own ``httpx.AsyncHTTPTransport`` (its own keep-alive connection
+Theory of operation. Each base URL has its own `client.Connections` (an httpcore keep-alive connection
 pool) and a small mutable state: healthy or down (since when, and why), and how many requests it has outstanding.
 
     event                                   state change
@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+import httpcore
 import trio
 
+from .client import TRANSPORT_ERRORS, Connections, Endpoint, UpstreamResponse
 from .errors import transport_failure
 
 log = logging.getLogger("trinfer.backend.openai")
@@ -48,9 +49,9 @@ class UpstreamURL:
     """One base URL, its connection pool (``transport``) and its state. ``headers`` carry the key."""
 
     base: str
-    transport: httpx.AsyncHTTPTransport
+    transport: Connections
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
-    #: httpx's per-request timeout extension: connect, read, write, pool (seconds).
+    #: httpcore's per-request timeout extension: connect, read, write, pool (seconds).
     timeout: Mapping[str, float] = field(default_factory=dict)
     healthy: bool = False
     down_since: float | None = field(default_factory=time.time)
@@ -60,25 +61,24 @@ class UpstreamURL:
     #: The last unexpected exception a probe raised (its ``last_error``), so that it is logged once.
     probe_crash: str | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        self._endpoint = Endpoint(self.base, self.headers)
+        self._extensions = {"timeout": dict(self.timeout)}
+
     async def send(
-        self, method: str, path: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
-    ) -> httpx.Response:
+        self, method: str, path: str, body: bytes | None = None, headers: Sequence[tuple[bytes, bytes]] = ()
+    ) -> UpstreamResponse:
         """One request on this URL's pool; the response's body is still to be read, and must be closed.
 
-        Straight to the transport (httpx's one-method interface): a client's URL merging, cookie jar, auth
-        and redirect machinery would cost more CPU per request than everything else the gateway does for
-        it, and none of it applies to a fixed upstream.
+        Raises one of `TRANSPORT_ERRORS` when the request fails before the answer's headers.
         """
-        request = httpx.Request(
-            method,
-            self.base + path,
-            content=body,
-            headers={**self.headers, **headers} if headers else self.headers,
-            extensions={"timeout": dict(self.timeout)},
+        head = [*self._endpoint.headers, *headers]
+        if body is not None:
+            head.append((b"Content-Length", b"%d" % len(body)))
+        request = httpcore.Request(
+            method, self._endpoint.url(path), headers=head, content=body, extensions=self._extensions
         )
-        response = await self.transport.handle_async_request(request)
-        response.request = request
-        return response
+        return UpstreamResponse(await self.transport.handle_async_request(request))
 
     def status(self) -> dict[str, Any]:
         """This URL's entry in /admin/status (no key: the headers are never shown)."""
@@ -228,12 +228,12 @@ async def _probe_once(url: UpstreamURL) -> str | None:
         finally:
             with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
                 await response.aclose()
-    except httpx.HTTPError as exc:
+    except TRANSPORT_ERRORS as exc:
         return f"probe failed: {transport_failure(exc).reason}"
     return None if _is_model_list(body) else "probe failed: the answer is not an OpenAI model list"
 
 
-async def _read_up_to(response: httpx.Response, limit: int) -> bytes:
+async def _read_up_to(response: UpstreamResponse, limit: int) -> bytes:
     """At most ``limit`` bytes of the body (more is cut off, and then cannot parse as a model list)."""
     data = bytearray()
     async for piece in response.aiter_bytes():
