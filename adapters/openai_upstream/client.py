@@ -10,23 +10,28 @@ decoding (no ``Accept-Encoding`` is sent, so the upstream answers uncompressed).
 
 `Connections` overrides one private method of httpcore's pool, the pass that assigns waiting requests to
 connections, run twice per request: httpcore's version is quadratic in the number of connections (it counts
-the whole pool once per idle connection) and probes every connection's socket for a pending close. This one
-is linear and probes only idle connections, the only ones whose close it can see (a busy connection cannot
-have expired: httpcore starts the keep-alive clock and reads the socket for a close only while it is idle).
+the whole pool once per idle connection) and asks every connection's socket whether the server closed it -
+a system call each, on every pass. This one is linear, checks the idle connection it is about to reuse
+exactly as httpcore would (keep-alive expiry, then the socket), and sweeps the other idle ones once every
+`SWEEP_S` (a busy connection cannot have expired: httpcore starts the keep-alive clock and reads the socket
+for a close only while it is idle).
 If a later httpcore renames the method, the override is simply not called: the pool stays correct, only
 slower.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpcore
 
 if TYPE_CHECKING:
     from httpcore._async.interfaces import AsyncConnectionInterface
 
+#: How often every idle connection is checked for expiry; the one about to be reused is checked every time.
+SWEEP_S = 1.0
 #: Every exception httpcore raises for a failed request (the classes `errors.TRANSPORT_TABLE` sorts).
 TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
     httpcore.TimeoutException,
@@ -40,15 +45,23 @@ TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
 class Connections(httpcore.AsyncConnectionPool):
     """httpcore's connection pool with a linear request-assignment pass (see the module docstring)."""
 
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._next_sweep = 0.0
+
     def _assign_requests_to_connections(self) -> list[AsyncConnectionInterface]:
         closing: list[AsyncConnectionInterface] = []
+        now = time.monotonic()
+        sweep = now >= self._next_sweep
+        if sweep:
+            self._next_sweep = now + SWEEP_S
         kept: list[AsyncConnectionInterface] = []
         idle = 0
         for connection in self._connections:
             if connection.is_closed():
                 continue
             if connection.is_idle():
-                if connection.has_expired() or idle >= self._max_keepalive_connections:
+                if (sweep and connection.has_expired()) or idle >= self._max_keepalive_connections:
                     closing.append(connection)
                     continue
                 idle += 1
@@ -58,16 +71,33 @@ class Connections(httpcore.AsyncConnectionPool):
             if not pool_request.is_queued():
                 continue
             origin = pool_request.request.url.origin
-            available = next(
-                (c for c in self._connections if c.can_handle_request(origin) and c.is_available()), None
-            )
-            if available is None:
+            chosen = self._reusable(origin, closing)
+            if chosen is None:
                 if len(self._connections) >= self._max_connections:
                     continue  # waits for a connection (the backend never sets max_connections)
-                available = self.create_connection(origin)
-                self._connections.append(available)
-            pool_request.assign_to_connection(available)
+                chosen = self.create_connection(origin)
+                self._connections.append(chosen)
+            pool_request.assign_to_connection(chosen)
         return closing
+
+    def _reusable(
+        self, origin: httpcore.Origin, closing: list[AsyncConnectionInterface]
+    ) -> AsyncConnectionInterface | None:
+        """An idle connection to ``origin`` that is still good, checked as httpcore checks it (keep-alive
+        expiry, and a readable socket, i.e. the server's close, while idle); the bad ones found go to
+        ``closing``."""
+        found: AsyncConnectionInterface | None = None
+        expired: list[AsyncConnectionInterface] = []
+        for connection in self._connections:
+            if connection.can_handle_request(origin) and connection.is_available():
+                if not connection.has_expired():
+                    found = connection
+                    break
+                expired.append(connection)
+        if expired:
+            closing += expired
+            self._connections[:] = [c for c in self._connections if c not in expired]
+        return found
 
 
 class UpstreamResponse:

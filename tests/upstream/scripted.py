@@ -3,11 +3,13 @@
 Theory of operation: a tiny HTTP/1.1 server (trio + h11, keep-alive) run in the test's own nursery, so the
 autojump clock drives every timeout. ``GET /v1/models`` answers the health probe with ``probe_status``
 (200 by default: set it to 503 to fail probes) and a model list, or ``probe_body`` (raw bytes) when set;
-``probe_hang`` makes it answer nothing until the client goes away. ``POST`` requests get the next scripted
-`Reply`: a JSON body with a status, or a ``text/event-stream`` made of chunks (`sse`), where `DROP` closes
-the socket mid-body and `HANG` stops writing until the client goes away; ``before_headers`` answers nothing
-(`DROP`: close at once; `HANG`: wait for the client to leave). With no reply queued, a POST gets a complete
-one-word answer.
+``probe_hang`` makes it answer nothing until the client goes away; ``close_after_answer`` drops each
+connection once a POST was answered, as a server closing idle keep-alive connections early does.
+
+``POST`` requests get the next scripted `Reply`: a JSON body with a status, or a ``text/event-stream`` made
+of chunks (`sse`), where `DROP` closes the socket mid-body and `HANG` stops writing until the client goes
+away; ``before_headers`` answers nothing (`DROP`: close at once; `HANG`: wait for the client to leave).
+With no reply queued, a POST gets a complete one-word answer.
 
 Every POST is recorded (path, lowercased headers, decoded JSON body) so translation tests assert on what the
 upstream actually received; ``disconnects`` counts connections the client closed while a reply was pending.
@@ -98,6 +100,9 @@ class ScriptedUpstream:
     probe_status: int = 200
     probe_body: bytes | None = None
     probe_hang: bool = False
+    #: Close each connection right after a complete POST answer (keep-alive announced, then dropped idle).
+    close_after_answer: bool = False
+    connections: int = 0
     requests: list[Recorded] = field(default_factory=list)
     probes: int = 0
     disconnects: int = 0
@@ -129,6 +134,7 @@ class ScriptedUpstream:
             task_status.started()
 
     async def _handle(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
         conn = h11.Connection(h11.SERVER)
         try:
             while True:
@@ -145,6 +151,8 @@ class ScriptedUpstream:
                     await self._answer(
                         conn, stream, self._replies.popleft() if self._replies else text_answer("ok")
                     )
+                    if self.close_after_answer:
+                        return
                 if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                     return
                 conn.start_next_cycle()

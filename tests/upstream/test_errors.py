@@ -149,6 +149,25 @@ async def test_a_connection_closed_before_the_answer_is_tried_once_more_on_a_fre
             assert url_status(d, 0)["healthy"] is True
 
 
+async def test_an_upstream_that_closes_idle_connections_at_once_costs_no_request_anything(
+    autojump_clock: trio.abc.Clock, upstream_a: ScriptedUpstream
+) -> None:
+    """The pool sees the server's close on an idle connection before reusing it, and opens a new one."""
+    upstream_a.close_after_answer = True
+    with trio.fail_after(30):
+        async with gateway(upstream_a) as d, d.client() as client:
+            before = upstream_a.connections
+            for expected in ("first", "second", "third"):
+                upstream_a.reply(text_answer(expected))
+                reply = await client.chat.completions.create(model=GATEWAY_MODEL, messages=MESSAGES)
+                assert reply.choices[0].message.content == expected
+                await trio.sleep(0.01)  # the server's close arrives while the connection is idle
+            assert len(upstream_a.requests) == 3
+            assert upstream_a.connections - before == 2  # the first went out on the boot probe's connection
+            assert url_status(d, 0)["healthy"] is True
+            assert url_status(d, 0)["last_error"] is None
+
+
 async def test_a_failure_after_the_first_byte_is_an_in_band_error_and_is_never_retried(
     autojump_clock: trio.abc.Clock, upstream_a: ScriptedUpstream, upstream_b: ScriptedUpstream
 ) -> None:
