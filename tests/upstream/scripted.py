@@ -19,12 +19,17 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import h11
 import trio
+
+from tests.daemon_harness import RunningDaemon, running_daemon
+
+from .processes import gateway_config
 
 DROP = "drop"
 HANG = "hang"
@@ -234,3 +239,17 @@ class ScriptedUpstream:
         self.disconnects += 1
         self._disconnected.set()
         raise _Closed
+
+
+@asynccontextmanager
+async def gateway(*upstreams: ScriptedUpstream, **options: Any) -> AsyncIterator[RunningDaemon]:
+    """trinfer with one ``openai`` backend whose base URLs are ``upstreams`` (probes every 5 s by default)."""
+    config = gateway_config([u.base_url for u in upstreams], **{"health_interval_s": 5, **options})
+    async with running_daemon(config) as d:
+        yield d
+
+
+def url_status(d: RunningDaemon, index: int) -> dict[str, Any]:
+    """The ``index``-th base URL's entry in the ``fleet`` backend's status."""
+    entry: dict[str, Any] = d.backend_status("fleet")["base_urls"][index]
+    return entry

@@ -4,46 +4,30 @@ autojump clock drives the read timeout and the probes)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import openai
 import pytest
 import trio
 
-from tests.daemon_harness import RunningDaemon, running_daemon, wait_until
+from tests.daemon_harness import RunningDaemon, wait_until
 
-from .processes import GATEWAY_MODEL, UPSTREAM_MODEL, gateway_config
-from .scripted import DROP, HANG, Reply, ScriptedUpstream, chunk, error, sse, text_answer, usage_chunk
+from .processes import GATEWAY_MODEL, UPSTREAM_MODEL
+from .scripted import (
+    DROP,
+    HANG,
+    Reply,
+    ScriptedUpstream,
+    chunk,
+    error,
+    gateway,
+    sse,
+    text_answer,
+    url_status,
+    usage_chunk,
+)
 
 MESSAGES = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture
-async def upstream_a(nursery: trio.Nursery) -> ScriptedUpstream:
-    server = ScriptedUpstream()
-    await nursery.start(server.serve)
-    return server
-
-
-@pytest.fixture
-async def upstream_b(nursery: trio.Nursery) -> ScriptedUpstream:
-    server = ScriptedUpstream()
-    await nursery.start(server.serve)
-    return server
-
-
-@asynccontextmanager
-async def gateway(*upstreams: ScriptedUpstream, **options: Any) -> AsyncIterator[RunningDaemon]:
-    config = gateway_config([u.base_url for u in upstreams], **{"health_interval_s": 5, **options})
-    async with running_daemon(config) as d:
-        yield d
-
-
-def url_status(d: RunningDaemon, index: int) -> dict[str, Any]:
-    entry: dict[str, Any] = d.backend_status("fleet")["base_urls"][index]
-    return entry
 
 
 def breaker_state(d: RunningDaemon) -> str:

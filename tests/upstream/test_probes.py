@@ -7,47 +7,18 @@ nursery, so the autojump clock drives the probe interval and the read timeout.""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
 import trio
 
-from tests.daemon_harness import RunningDaemon, running_daemon, wait_until
+from tests.daemon_harness import RunningDaemon, wait_until
 
-from .processes import GATEWAY_MODEL, gateway_config
-from .scripted import ScriptedUpstream, text_answer
+from .processes import GATEWAY_MODEL
+from .scripted import ScriptedUpstream, gateway, text_answer, url_status
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 LOGGER = "trinfer.backend.openai"
 NOT_A_LIST = "probe failed: the answer is not an OpenAI model list"
-
-
-@pytest.fixture
-async def upstream_a(nursery: trio.Nursery) -> ScriptedUpstream:
-    server = ScriptedUpstream()
-    await nursery.start(server.serve)
-    return server
-
-
-@pytest.fixture
-async def upstream_b(nursery: trio.Nursery) -> ScriptedUpstream:
-    server = ScriptedUpstream()
-    await nursery.start(server.serve)
-    return server
-
-
-@asynccontextmanager
-async def gateway(*upstreams: ScriptedUpstream, **options: Any) -> AsyncIterator[RunningDaemon]:
-    config = gateway_config([u.base_url for u in upstreams], **{"health_interval_s": 1, **options})
-    async with running_daemon(config) as d:
-        yield d
-
-
-def url_status(d: RunningDaemon, index: int) -> dict[str, Any]:
-    entry: dict[str, Any] = d.backend_status("fleet")["base_urls"][index]
-    return entry
 
 
 def records(caplog: pytest.LogCaptureFixture, level: int, text: str) -> list[logging.LogRecord]:
@@ -91,7 +62,7 @@ async def test_a_failing_probe_takes_the_url_out_until_it_passes_again(
 ) -> None:
     upstream_b.reply(*[text_answer("from ", "b")] * 4)
     with trio.fail_after(60):
-        async with gateway(upstream_a, upstream_b) as d:
+        async with gateway(upstream_a, upstream_b, health_interval_s=1) as d:
             assert url_status(d, 0)["healthy"] is True
             caplog.set_level(logging.INFO, LOGGER)
             caplog.clear()
@@ -123,7 +94,7 @@ async def test_a_probe_that_raises_what_no_probe_expects_is_logged_once_and_the_
     upstream_b.reply(*[text_answer("from ", "b")] * 4)
     nested = b"[" * 100_000  # json.loads raises RecursionError, which is not a ValueError
     with trio.fail_after(60):
-        async with gateway(upstream_a, upstream_b) as d:
+        async with gateway(upstream_a, upstream_b, health_interval_s=1) as d:
             upstream_a.probe_body = nested
             await wait_until(lambda: not url_status(d, 0)["healthy"])
             assert url_status(d, 0)["last_error"] == "probe failed: unexpected RecursionError"
@@ -152,7 +123,7 @@ async def test_a_probe_that_hangs_past_read_timeout_s_takes_the_url_out_and_the_
 ) -> None:
     upstream_b.reply(*[text_answer("from ", "b")] * 4)
     with trio.fail_after(120):
-        async with gateway(upstream_a, upstream_b, read_timeout_s=10) as d:
+        async with gateway(upstream_a, upstream_b, health_interval_s=1, read_timeout_s=10) as d:
             upstream_a.probe_hang = True
             start = trio.current_time()
             await wait_until(lambda: not url_status(d, 0)["healthy"])
@@ -171,7 +142,7 @@ async def test_with_every_probe_failing_the_backend_is_not_ready_and_comes_back_
     autojump_clock: trio.abc.Clock, upstream_a: ScriptedUpstream
 ) -> None:
     with trio.fail_after(60):
-        async with gateway(upstream_a) as d, d.client() as client:
+        async with gateway(upstream_a, health_interval_s=1) as d, d.client() as client:
             upstream_a.probe_body = b"[" * 100_000
             await wait_until(lambda: not d.handle("fleet").backend.ready())
             await probes_go_on(upstream_a)
