@@ -134,6 +134,32 @@ async def test_numeric_bounds_are_enforced_by_the_grammar(backend: LlamaCppBacke
     jsonschema.validate(json.loads(text_of(content)), BOUNDED)
 
 
+#: Optional fields written as type lists, each with keywords for one of its types (as zod or a hand-written
+#: Anthropic ``input_schema`` writes them): enforced as the anyOf of the types, each keeping its keywords.
+OPTIONAL: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "nick": {"type": ["string", "null"], "maxLength": 6},
+        "rating": {"type": ["integer", "null"], "minimum": 3, "maximum": 7},
+        "tags": {"type": ["array", "null"], "items": {"enum": ["a", "b"]}, "maxItems": 2},
+    },
+    "required": ["nick", "rating", "tags"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+async def test_type_lists_are_enforced_with_each_types_keywords(backend: LlamaCppBackend, seed: int) -> None:
+    req = ask(
+        "Give a nickname, a rating and tags as JSON.",
+        sampling=SamplingParams(temperature=1.0, max_tokens=80, seed=seed),
+        response_format=ResponseFormat(ResponseFormatKind.JSON_SCHEMA, "optional", OPTIONAL, strict=True),
+    )
+    content, done = await events_of(backend, req)
+    assert done.stop_reason is StopReason.END, text_of(content)
+    jsonschema.validate(json.loads(text_of(content)), OPTIONAL)
+
+
 async def test_json_object_answers_are_a_json_object(backend: LlamaCppBackend) -> None:
     # A prompt whose greedy answer closes: SmolLM2-135M answers "List two fruits as JSON." with an object
     # that never ends (an unterminated string), which the grammar allows.
