@@ -8,16 +8,36 @@ parsed with ``trio.to_thread.run_sync`` instead, at most `MAX_PARALLEL_PARSES` a
 requests wait their turn, still off the loop): the GIL's switch interval then hands the loop its turn every
 few milliseconds. Smaller bodies are parsed inline, which is cheaper than a thread hop.
 
+A thread only helps while it runs Python bytecode: a single C call holds the GIL until it returns, and three
+of them were long enough to stall the loop from inside the worker (measured in docs/benchmarks.md):
+
+- ``json.loads`` of the whole body (~0.15 s for 240,000 messages): the body is decoded with
+  ``compat.json_body.parse_json(..., interruptible=True)``, which lets other threads in between objects;
+- the cyclic garbage collector: building a million container objects triggers about ten full collections, each
+  traversing the whole heap, the new graph included (~0.1 s each). While a large parse runs, automatic
+  collection is paused (`gc_paused`), and when it ends the objects it made are frozen (``gc.freeze``, a
+  constant-time list splice) so no later collection - on whichever thread triggers it - walks them while the
+  request lives. They are unfrozen (into the oldest generation) when the next large parse starts with no
+  other one running, so cyclic garbage made meanwhile is held at most that long; objects freed by reference
+  counting (the request's graph, once it is answered) are freed at once, frozen or not;
+- freeing the decoded JSON (the value objects hold only its strings): the last reference is dropped in the
+  worker, not on the loop.
+
 The thread is not abandoned on cancellation: a client that disconnects mid-parse waits (in its own task) for
 its parse to end, so no parse outlives its request; the parse itself is bounded by the body cap.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import TypeVar
 
 import trio
+
+from compat.json_body import parse_json
 
 T = TypeVar("T")
 
@@ -28,6 +48,45 @@ MAX_PARALLEL_PARSES = 2
 
 #: The limiter of the current trio run (as trio keeps its own default thread limiter: a `RunVar`).
 _LIMITER: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("trinfer_parse_limiter")
+
+
+class _CollectorPause:
+    """Counts the large parses under way, to pause the garbage collector for as long as any runs.
+
+    The collector's switch is process-wide, so this is one object per process (`gc_paused`); the lock orders
+    the worker threads that enter and leave.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._paused = False
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        with self._lock:
+            if self._running == 0:
+                gc.unfreeze()  # what the last large parse froze goes back into the oldest generation
+                self._paused = gc.isenabled()
+                gc.disable()
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if self._running == 0:
+                    gc.freeze()
+                    if self._paused:
+                        gc.enable()
+
+
+_COLLECTOR = _CollectorPause()
+
+
+def gc_paused() -> AbstractContextManager[None]:
+    """A context in which automatic garbage collection is paused; its objects are frozen on the way out."""
+    return _COLLECTOR.paused()
 
 
 def _parse_limiter() -> trio.CapacityLimiter:
@@ -43,4 +102,22 @@ async def parse_off_loop(size: int, parse: Callable[[], T]) -> T:
     """``parse()`` (of a body of ``size`` bytes): inline when small, in a worker thread when large."""
     if size < THREAD_THRESHOLD_BYTES:
         return parse()
-    return await trio.to_thread.run_sync(parse, limiter=_parse_limiter())
+
+    def paused() -> T:
+        with gc_paused():
+            return parse()
+
+    return await trio.to_thread.run_sync(paused, limiter=_parse_limiter())
+
+
+async def parse_body(body: bytes, parse: Callable[[object], T]) -> T:
+    """``parse(parse_json(body))``: inline when small; when large, in a worker thread that decodes with
+    ``interruptible=True`` and drops the decoded JSON itself (see the module docstring)."""
+    if len(body) < THREAD_THRESHOLD_BYTES:
+        return parse(parse_json(body))
+
+    def decode_and_parse() -> T:
+        with gc_paused():
+            return parse(parse_json(body, interruptible=True))  # the decoded JSON dies here, in this thread
+
+    return await trio.to_thread.run_sync(decode_and_parse, limiter=_parse_limiter())
