@@ -10,7 +10,8 @@ this process, the big request comes from curl in a process of its own (sent from
 probes' own event loop, so they measured the client rather than the server). Two bodies, each just under the
 cap: one message whose content is ~7.9 MiB, and ~240,000 short messages. While the big request is being sent
 and answered, a prober hits ``/health`` on both listeners back to back and a second client sends small chat
-requests; it reports the worst and median probe latency and how many of each completed.
+requests; it reports the worst and median probe latency and how many of each completed. A baseline with the
+same probes and chats but no big request, measured in each round too, shows what the machine itself adds.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import trio
 from tests.daemon_harness import MOCK_MODEL, DaemonProcess, daemon_process, openai_client
 
 CAP = 8 * 1024 * 1024
+#: How long the baseline (no big request) probes for.
+BASELINE_S = 3.0
 
 
 def big_content() -> bytes:
@@ -102,7 +105,11 @@ async def _measure(d: DaemonProcess, name: str, body: bytes) -> dict[str, Any]:
         nursery.start_soon(chat)
         await trio.sleep(0.2)
         started = time.perf_counter()
-        nursery.start_soon(big)
+        if body:
+            nursery.start_soon(big)
+        else:  # the baseline: the same probes and chats for a while, no big request (the machine's noise floor)
+            await trio.sleep(BASELINE_S)
+            done.set()
         await done.wait()
         elapsed = time.perf_counter() - started
     result = {
@@ -120,7 +127,11 @@ async def _measure(d: DaemonProcess, name: str, body: bytes) -> dict[str, Any]:
 
 
 async def main(trees: dict[str, Path], rounds: int) -> None:
-    bodies = (("one 7.9 MiB message", big_content()), ("~240k short messages", many_messages()))
+    bodies = (
+        ("baseline: no big request", b""),
+        ("one 7.9 MiB message", big_content()),
+        ("~240k short messages", many_messages()),
+    )
     results: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for round_index in range(rounds):
         for tree_name, tree in trees.items():
