@@ -20,8 +20,12 @@ of them were long enough to stall the loop from inside the worker (measured in d
   request lives. They are unfrozen (into the oldest generation) when the next large parse starts with no
   other one running, so cyclic garbage made meanwhile is held at most that long; objects freed by reference
   counting (the request's graph, once it is answered) are freed at once, frozen or not;
-- freeing the decoded JSON (the value objects hold only its strings): the last reference is dropped in the
-  worker, not on the loop.
+- freeing: a graph of a million objects is freed in one deallocation cascade, one C call (~0.05 s for the
+  decoded JSON, ~0.15 s for the parsed request), wherever its last reference dies - for the parsed request,
+  on the loop, when the view returns. So every container of both graphs is first listed (`_containers`):
+  with the list holding each one, no cascade goes deeper than one object, and dropping the list's entries
+  parents first (`_release`) frees the graph a piece at a time: the decoded JSON in the worker, the parsed
+  request on the loop once the request has ended (`parse_body`'s ``owner``), a batch between checkpoints.
 
 The thread is not abandoned on cancellation: a client that disconnects mid-parse waits (in its own task) for
 its parse to end, so no parse outlives its request; the parse itself is bounded by the body cap.
@@ -33,7 +37,7 @@ import gc
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import trio
 
@@ -110,14 +114,84 @@ async def parse_off_loop(size: int, parse: Callable[[], T]) -> T:
     return await trio.to_thread.run_sync(paused, limiter=_parse_limiter())
 
 
-async def parse_body(body: bytes, parse: Callable[[object], T]) -> T:
+#: `_containers` lists at most this many objects (past that, the rest of a graph is freed in larger pieces).
+MAX_LISTED = 4_000_000
+#: `release_after` frees this many listed objects between two checkpoints.
+RELEASE_BATCH = 2_000
+#: How long `release_after` may spend freeing once its request has ended; the rest is then freed at once.
+RELEASE_DEADLINE_S = 10.0
+
+
+def _containers(root: object) -> list[object]:
+    """``root`` and the lists, tuples, dicts and dataclass instances under it, each parent before its children.
+
+    Shared objects may be listed twice (nothing here is cyclic: decoded JSON and the value objects built from
+    it); listing holds one more reference, which never frees anything early.
+    """
+    listed: list[object] = []
+    stack = [root]
+    while stack and len(listed) < MAX_LISTED:
+        item = stack.pop()
+        listed.append(item)
+        children: Any
+        if isinstance(item, list | tuple):
+            children = item
+        elif isinstance(item, dict):
+            children = item.values()
+        else:
+            children = [getattr(item, name) for name in getattr(type(item), "__dataclass_fields__", ())]
+        stack.extend(child for child in children if _is_container(child))
+    return listed
+
+
+def _is_container(value: object) -> bool:
+    """A list, tuple, dict or dataclass instance (not a dataclass itself): what `_containers` descends into."""
+    if isinstance(value, list | tuple | dict):
+        return True
+    return hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type)
+
+
+def _release(listed: list[object], start: int = 0, stop: int | None = None) -> None:
+    """Drop ``listed[start:stop]``, in order: each entry then frees at most its own object (its children are
+    still listed after it), so no single step is long."""
+    for index in range(start, len(listed) if stop is None else min(stop, len(listed))):
+        listed[index] = None
+
+
+async def release_after(listed: list[object]) -> None:
+    """Keep ``listed`` until cancelled (its owner, the request, ended), then free it a batch at a time on the
+    loop, with a checkpoint between batches (shielded, bounded by `RELEASE_DEADLINE_S`)."""
+    try:
+        await trio.sleep_forever()
+    finally:
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + RELEASE_DEADLINE_S):
+            for start in range(0, len(listed), RELEASE_BATCH):
+                _release(listed, start, start + RELEASE_BATCH)
+                await trio.lowlevel.checkpoint()
+
+
+async def parse_body(body: bytes, parse: Callable[[object], T], owner: trio.Nursery | None = None) -> T:
     """``parse(parse_json(body))``: inline when small; when large, in a worker thread that decodes with
-    ``interruptible=True`` and drops the decoded JSON itself (see the module docstring)."""
+    ``interruptible=True`` and frees the decoded JSON a piece at a time (see the module docstring).
+
+    ``owner`` (the request's nursery) holds the parsed result's objects until it closes, then frees them a
+    batch at a time (`release_after`); without it they are freed wherever their last reference dies.
+    """
     if len(body) < THREAD_THRESHOLD_BYTES:
         return parse(parse_json(body))
 
-    def decode_and_parse() -> T:
+    def decode_and_parse() -> tuple[T, list[object]]:
         with gc_paused():
-            return parse(parse_json(body, interruptible=True))  # the decoded JSON dies here, in this thread
+            value = parse_json(body, interruptible=True)
+            decoded = _containers(value)
+            del value
+            try:
+                result = parse(decoded[0])
+            finally:
+                _release(decoded)
+            return result, _containers(result) if owner is not None else []
 
-    return await trio.to_thread.run_sync(decode_and_parse, limiter=_parse_limiter())
+    result, listed = await trio.to_thread.run_sync(decode_and_parse, limiter=_parse_limiter())
+    if owner is not None:
+        owner.start_soon(release_after, listed)
+    return result

@@ -30,8 +30,8 @@ T = TypeVar("T")
 
 async def read_parsed(parse: Callable[[object], T]) -> T:
     """``parse`` (a dialect's request parser) of the decoded JSON body; a large body is decoded and parsed off
-    the event loop (`proxy.body_parsing.parse_body`)."""
-    return await parse_body(await read_body(), parse)
+    the event loop, and what it parsed to is freed in pieces once the request ends (`proxy.body_parsing`)."""
+    return await parse_body(await read_body(), parse, current_request().owned_nursery())
 
 
 def json_response(body: Any, status: int = 200) -> Response:
