@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from operator import attrgetter
 from typing import Any, TypeVar
 
 import trio
@@ -126,29 +127,37 @@ def _containers(root: object) -> list[object]:
     """``root`` and the lists, tuples, dicts and dataclass instances under it, each parent before its children.
 
     Shared objects may be listed twice (nothing here is cyclic: decoded JSON and the value objects built from
-    it); listing holds one more reference, which never frees anything early.
+    it); listing holds one more reference, which never frees anything early. Types are compared exactly (most
+    children are strings, and this walks a million objects): subclasses of the containers are not entered.
     """
+    #: Per type seen: how to read its children (None: not a container, not entered).
+    readers: dict[type, Callable[[Any], Iterable[object]] | None] = {list: iter, tuple: iter, dict: dict.values}
+
+    def reader(kind: type) -> Callable[[Any], Iterable[object]] | None:
+        if kind not in readers:
+            names = tuple(getattr(kind, "__dataclass_fields__", None) or ())
+            if not names:
+                readers[kind] = None
+            elif len(names) == 1:
+                only = attrgetter(names[0])
+                readers[kind] = lambda item: (only(item),)
+            else:
+                readers[kind] = attrgetter(*names)
+        return readers[kind]
+
+    if reader(type(root)) is None:
+        return [root]
     listed: list[object] = []
     stack = [root]
     while stack and len(listed) < MAX_LISTED:
         item = stack.pop()
         listed.append(item)
-        children: Any
-        if isinstance(item, list | tuple):
-            children = item
-        elif isinstance(item, dict):
-            children = item.values()
-        else:
-            children = [getattr(item, name) for name in getattr(type(item), "__dataclass_fields__", ())]
-        stack.extend(child for child in children if _is_container(child))
+        read = readers[type(item)]
+        assert read is not None  # only containers are stacked
+        for child in read(item):
+            if type(child) is not str and reader(type(child)) is not None:
+                stack.append(child)
     return listed
-
-
-def _is_container(value: object) -> bool:
-    """A list, tuple, dict or dataclass instance (not a dataclass itself): what `_containers` descends into."""
-    if isinstance(value, list | tuple | dict):
-        return True
-    return hasattr(type(value), "__dataclass_fields__") and not isinstance(value, type)
 
 
 def _release(listed: list[object], start: int = 0, stop: int | None = None) -> None:
