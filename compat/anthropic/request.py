@@ -6,7 +6,8 @@ lists them field by field):
 - `MAPPED_FIELDS`: ``model``, ``max_tokens`` (required for messages), ``system``, ``messages``, ``tools``,
   ``tool_choice``, ``stop_sequences``, ``temperature``, ``top_p``, ``top_k``, ``stream``, ``metadata``
   (``user_id`` is kept for logs, never sent to a backend), ``output_format`` / ``output_config.format``
-  (structured outputs: the engine's ``json_schema`` response format) and ``thinking`` (checked, then left to the
+  (structured outputs: the engine's ``json_schema`` response format, its schema checked for shape by
+  `compat.schema`) and ``thinking`` (checked, then left to the
   backend's own configuration: the engine request has no per-request reasoning switch);
 - `UNSUPPORTED_FIELDS`: refused whenever set, because each asks for work done on Anthropic's platform;
 - `IGNORED_FIELDS`: type-checked and dropped: billing, routing and caching hints (service tier, speed, region,
@@ -41,6 +42,7 @@ from .._fields import (
     required,
 )
 from ..errors import RequestValidationError
+from ..schema import check_schema
 from .content import parse_messages, parse_system
 from .tools import parse_tool_choice, parse_tools
 
@@ -192,5 +194,6 @@ def _json_schema(value: JSONDict, path: str) -> ResponseFormat:
     kind = as_str(required(value, "type", path), kind_path)
     if kind != "json_schema":
         raise invalid_value(kind_path, f"expected 'json_schema', but got {kind[:64]!r}.")
-    schema = as_object(required(value, "schema", path), field_path(path, "schema"))
+    schema_path = field_path(path, "schema")
+    schema = check_schema(as_object(required(value, "schema", path), schema_path), schema_path)
     return ResponseFormat(ResponseFormatKind.JSON_SCHEMA, name="output", schema=schema)
