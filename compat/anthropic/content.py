@@ -114,9 +114,7 @@ def parse_messages(value: object, path: str = "messages") -> tuple[MessageV2, ..
         elif role == "user":
             messages.extend(_user_turn(content, content_path, tool_use_ids))
         else:
-            blocks = _assistant_blocks(content, content_path, tool_use_ids)
-            if blocks:
-                messages.append(MessageV2(Role.ASSISTANT, blocks))
+            messages.append(MessageV2(Role.ASSISTANT, _assistant_blocks(content, content_path, tool_use_ids)))
     return tuple(messages)
 
 
