@@ -136,8 +136,9 @@ async def test_tool_result_round_trip() -> None:
 
 
 async def test_thinking_is_accepted_and_ignored_by_a_backend_that_does_not_think() -> None:
-    """``thinking`` and reasoning blocks sent back (here from a Claude answer: signed, redacted) are accepted;
-    the mock never sees the blocks, answers without reasoning, and counts the same tokens as without them."""
+    """``thinking`` and reasoning blocks sent back (here from a Claude answer: signed, redacted) are accepted by
+    generation and by count_tokens, streaming or not, and the mock answers without reasoning. (That the blocks
+    never reach such a backend is tests/adapters/test_dispatch.py's.)"""
     reasoning: list[Any] = [
         {"type": "thinking", "thinking": "ponder ponder", "signature": "c2ln"},
         {"type": "redacted_thinking", "data": "b3BhcXVl"},
