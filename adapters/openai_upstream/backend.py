@@ -32,18 +32,16 @@ import httpcore
 import trio
 
 from ..backend import Backend
-from ..errors import InvalidRequest, NotReady, Unavailable
+from ..errors import NotReady, Unavailable, raw_prompt_refused
 from ..types import (
     BackendCapabilities,
     Done,
     EmbedResolved,
     EmbedResult,
     Event,
-    MessageV2,
     Resolved,
     ResolvedV2,
     Text,
-    TextBlock,
     Token,
 )
 from .client import TRANSPORT_ERRORS, Connections, UpstreamResponse
@@ -156,23 +154,14 @@ class OpenAIUpstreamBackend(Backend):
 
     async def generate(self, req: Resolved, send: trio.MemorySendChannel[Event]) -> None:
         """v1: the same upstream stream, answer text sent as `Token`s (reasoning is not part of v1)."""
-        v2 = ResolvedV2(
-            model=req.model,
-            messages=tuple(MessageV2(m.role, (TextBlock(m.content),)) for m in req.messages),
-            sampling=req.sampling,
-        )
-        await self._generate(v2, send, v1=True)
+        await self._generate(ResolvedV2.from_v1(req), send, v1=True)
 
     async def generate_v2(self, req: ResolvedV2, send: trio.MemorySendChannel[Event]) -> None:
         await self._generate(req, send, v1=False)
 
     async def _generate(self, req: ResolvedV2, send: trio.MemorySendChannel[Event], *, v1: bool) -> None:
         if req.prompt is not None:  # DESIGN.md section 8: a backend that cannot take raw text answers 400
-            raise InvalidRequest(
-                f"model {req.model!r} takes chat requests only: raw-text prompts are not forwarded upstream",
-                param="prompt",
-                code="unsupported_parameter",
-            )
+            raise raw_prompt_refused(req.model)
         pool = self._require_pool()
         body = _encode(chat_body(req, self.options.model_for(req.model)))
         self._active += 1

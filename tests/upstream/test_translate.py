@@ -208,7 +208,11 @@ async def test_a_raw_text_prompt_is_refused_with_400_before_any_upstream_is_aske
     send, _receive = trio.open_memory_channel[Event](1)
     with pytest.raises(InvalidRequest) as caught:
         await backend.generate_v2(ResolvedV2(model="m", messages=(), prompt="Once upon"), send)
-    assert (caught.value.http_status, caught.value.code) == (400, "unsupported_parameter")
+    assert (caught.value.http_status, caught.value.code, caught.value.param) == (
+        400,
+        "unsupported_parameter",
+        "model",
+    )
     assert not backend.capabilities().raw_prompt
 
 
