@@ -548,12 +548,15 @@ def load_config(flags: Flags, env: Mapping[str, str]) -> Config:
 
 
 def _embedded_default_beside(server: object) -> list[dict[str, Any]]:
-    """The embedded default; with a models folder, none when it is not installed (the folder is served)."""
+    """The embedded default; with a models folder, loaded on demand, and none when it is not installed (the
+    folder is served)."""
     folder = server.get("models_dir") if isinstance(server, Mapping) else None
     has_folder = isinstance(folder, str) and bool(folder)
     try:
-        return embedded_default_backends(folder if has_folder else None)
+        tables = embedded_default_backends(folder if has_folder else None)
     except ConfigError:
         if has_folder:
             return []
         raise
+    # Beside a models folder the embedded default loads on demand too: nothing is loaded before it is asked for.
+    return [{"load": "on_demand", **t} for t in tables] if has_folder else tables

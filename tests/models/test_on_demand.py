@@ -155,7 +155,9 @@ async def test_waiting_for_room_past_queue_timeout_is_503_queue_timeout_never_42
     assert d.backend_status("beta")["loads"] == 0
 
 
-async def test_keep_alive_unloads_an_idle_model_but_never_under_a_generation(autojump_clock: trio.abc.Clock) -> None:
+async def test_keep_alive_unloads_an_idle_model_but_never_under_a_generation(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     config = models_config(["alpha"], keep_alive_s=30, token_delay_ms=4000)
     with trio.fail_after(300):
         async with running_daemon(config) as d, d.client() as client:
