@@ -16,16 +16,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from adapters.backend import BackendConfigError
 from adapters.registry import KINDS, backend_class
 
 from .config_keys import unknown_key_message
-
-if TYPE_CHECKING:
-    from .models_dir import ModelsFolder
+from .models_dir import PER_FILE_KEYS, TABLE_KEYS, ModelsFolder, NotAFolder, scan_models_dir
 
 DEFAULT_MOCK_MODEL = "mock-echo"
 
@@ -366,7 +364,7 @@ def config_from_mapping(data: Mapping[str, Any]) -> Config:
     backends = tuple(_backend_from_mapping(i, t) for i, t in enumerate(raw_backends))
     folder = _models_folder(server, data.get("llamacpp_defaults", {}), backends)
     if folder is not None:
-        backends += folder.backends
+        backends += tuple(_backend_at(f"models_dir file {t['name']}.gguf", t) for t in folder.tables)
         if not backends:
             raise ConfigError(
                 f"server.models_dir {server.models_dir!r} holds no servable .gguf file and no [[backends]] "
@@ -387,12 +385,40 @@ def _models_folder(
     server: ServerConfig, defaults: object, explicit: tuple[BackendConfig, ...]
 ) -> ModelsFolder | None:
     """The models folder's backends (`proxy.models_dir`), or None without ``server.models_dir``."""
-    from .models_dir import check_defaults, scan_models_dir
-
-    table = check_defaults(defaults, _kind_option_keys("llamacpp"))
+    table = _llamacpp_defaults(defaults)
     if server.models_dir is None:
         return None
-    return scan_models_dir(server.models_dir, table, explicit, _backend_at)
+    taken = {name for b in explicit for name in (b.name, *b.models)}
+    served = [p for b in explicit if b.kind == "llamacpp" and isinstance(p := b.options.get("model_path"), str)]
+    try:
+        return scan_models_dir(server.models_dir, table, taken, served)
+    except NotAFolder as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _llamacpp_defaults(table: object) -> Mapping[str, Any]:
+    """``[llamacpp_defaults]``: llamacpp options plus the table keys a folder's backends take; never the keys
+    a folder sets per file. The llamacpp options are checked here, the table keys with each folder backend."""
+    if not isinstance(table, Mapping):
+        raise ConfigError("[llamacpp_defaults] must be a table")
+    option_keys = _kind_option_keys("llamacpp")
+    known = {*(option_keys or ()), *TABLE_KEYS} - set(PER_FILE_KEYS)
+    for key in table:
+        if key in PER_FILE_KEYS:
+            raise ConfigError(
+                f"llamacpp_defaults.{key} cannot be set here: a models folder sets it per file "
+                "(model_path is the file, embedding comes from its GGUF metadata)"
+            )
+        if option_keys is not None and key not in known:
+            raise ConfigError(unknown_key_message("llamacpp_defaults", key, known))
+    options = {k: v for k, v in table.items() if k not in TABLE_KEYS}
+    if not options:
+        return MappingProxyType(dict(table))
+    try:
+        backend_class("llamacpp").from_options({**options, "model_path": "models_dir"})
+    except BackendConfigError as exc:
+        raise ConfigError(f"llamacpp_defaults: {' '.join(str(exc).split())}") from None
+    return MappingProxyType(dict(table))
 
 
 def _check_bound(server: ServerConfig, backends: tuple[BackendConfig, ...]) -> None:

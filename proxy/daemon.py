@@ -226,7 +226,7 @@ class Daemon:
         folder = self.config.models_folder
         if folder is None:
             return
-        log.info("models folder %s: serving %d model(s)", folder.path, len(folder.backends))
+        log.info("models folder %s: serving %d model(s)", folder.path, len(folder.tables))
         for note in folder.shadowed:
             log.info("models folder: %s", note)
         for problem in folder.problems:

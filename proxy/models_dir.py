@@ -13,18 +13,19 @@ readable GGUF is a *problem*, reported the same way, and never stops the other f
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
-
-from .config import BackendConfig, ConfigError
 
 #: Keys of ``[llamacpp_defaults]`` that are not llamacpp options but the backend table's own.
 TABLE_KEYS = ("load", "keep_alive_s", "active", "queue", "priority")
 #: llamacpp options a folder sets per file, never from the defaults.
 PER_FILE_KEYS = ("model_path", "embedding")
+
+
+class NotAFolder(ValueError):
+    """``models_dir`` names no directory (the config reports it as the bad key)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,38 +38,43 @@ class FolderProblem:
 
 @dataclass(frozen=True, slots=True)
 class ModelsFolder:
-    """What a models folder holds: the backends it adds, the files explicit tables took, the broken files."""
+    """What a models folder holds: the backend tables it adds, the files explicit tables took, broken files."""
 
     path: str
-    backends: tuple[BackendConfig, ...] = ()
+    #: One ``[[backends]]``-shaped table per servable file (the config validates them like any other).
+    tables: tuple[Mapping[str, Any], ...] = ()
     #: One line per file an explicit ``[[backends]]`` table took over (name clash, or the same file).
     shadowed: tuple[str, ...] = ()
-    problems: tuple[FolderProblem, ...] = ()
+    problems: tuple[FolderProblem, ...] = field(default=())
+
+    @property
+    def models(self) -> list[str]:
+        return [str(t["name"]) for t in self.tables]
 
     def status(self) -> dict[str, Any]:
         """This folder's entry in /admin/status."""
         return {
             "path": self.path,
-            "models": [b.name for b in self.backends],
+            "models": self.models,
             "shadowed": list(self.shadowed),
             "problems": [{"file": p.file, "error": p.error} for p in self.problems],
         }
 
 
 def scan_models_dir(
-    path: str, table: Mapping[str, Any], explicit: Sequence[BackendConfig], build: Any
+    path: str, defaults: Mapping[str, Any], taken: Collection[str], served: Collection[str]
 ) -> ModelsFolder:
-    """Read the folder at ``path`` into backends, with ``table`` (``[llamacpp_defaults]``, already checked)
-    as every file's options. ``build(where, table)`` validates one backend table into a `BackendConfig`.
+    """Read the folder at ``path``: one backend table per servable file, ``defaults`` (``[llamacpp_defaults]``,
+    already checked) as its options. ``taken``: the explicit tables' names and model ids; ``served``: the files
+    they load (``model_path``). Raises `NotAFolder`.
     """
     from adapters.llamacpp.gguf_info import UnreadableGguf, read_kind
 
     folder = Path(path).expanduser()
     if not folder.is_dir():
-        raise ConfigError(f"server.models_dir: {path!r} is not a directory")
-    taken = {name for b in explicit for name in (b.name, *b.models)}
-    served_paths = {_resolved(b.options.get("model_path")) for b in explicit if b.kind == "llamacpp"}
-    backends: list[BackendConfig] = []
+        raise NotAFolder(f"server.models_dir: {path!r} is not a directory")
+    served_paths = {_resolved(p) for p in served}
+    tables: list[Mapping[str, Any]] = []
     shadowed: list[str] = []
     problems: list[FolderProblem] = []
     for file in sorted(folder.glob("*.gguf")):
@@ -81,39 +87,18 @@ def scan_models_dir(
             continue
         try:
             kind = read_kind(file)
-        except (UnreadableGguf, OSError) as exc:
-            problems.append(FolderProblem(file.name, " ".join(str(exc).split())))
+        except UnreadableGguf as exc:
+            problems.append(FolderProblem(file.name, str(exc)))
             continue
         embedding = kind.value == "embedding"
-        options = {"load": "on_demand", "active": 1 if embedding else None, **table}
-        entry = {k: v for k, v in options.items() if v is not None}
-        entry.update(name=stem, kind="llamacpp", models=[stem], model_path=str(file), embedding=embedding)
-        backends.append(build(f"models_dir file {file.name}", entry))
-    return ModelsFolder(str(folder), tuple(backends), tuple(shadowed), tuple(problems))
+        table: dict[str, Any] = {"load": "on_demand", **({"active": 1} if embedding else {}), **defaults}
+        table.update(name=stem, kind="llamacpp", models=[stem], model_path=str(file), embedding=embedding)
+        tables.append(table)
+    return ModelsFolder(str(folder), tuple(tables), tuple(shadowed), tuple(problems))
 
 
-def _resolved(path: object) -> Path | None:
-    if not isinstance(path, str):
-        return None
+def _resolved(path: str) -> Path | None:
     try:
         return Path(path).expanduser().resolve()
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
         return None
-
-
-def check_defaults(table: object, option_keys: frozenset[str] | None) -> Mapping[str, Any]:
-    """``[llamacpp_defaults]``: a table of llamacpp options plus `TABLE_KEYS`; never `PER_FILE_KEYS`."""
-    from .config_keys import unknown_key_message
-
-    if not isinstance(table, Mapping):
-        raise ConfigError("[llamacpp_defaults] must be a table")
-    known = {*(option_keys or ()), *TABLE_KEYS} - set(PER_FILE_KEYS)
-    for key in table:
-        if key in PER_FILE_KEYS:
-            raise ConfigError(
-                f"llamacpp_defaults.{key} cannot be set here: a models folder sets it per file "
-                "(model_path is the file, embedding comes from its GGUF metadata)"
-            )
-        if option_keys is not None and key not in known:
-            raise ConfigError(unknown_key_message("llamacpp_defaults", key, known))
-    return MappingProxyType(dict(table))
