@@ -145,3 +145,13 @@ async def test_a_model_in_use_is_not_unloaded_and_the_next_one_waits(models_dir:
     assert order == ["alpha", "beta"]
     assert chunks[-1].choices[0].finish_reason == "length"
     assert states(status)["beta"] == "ready" and states(status)["alpha"] == "unloaded"
+
+
+def test_a_load_reports_its_progress_up_to_one(chat_model_path: Path) -> None:
+    """What ``load_progress`` on /admin/status is fed from while a model loads: llama.cpp's own progress."""
+    from adapters.llamacpp.model import ContextShape, Model
+
+    seen: list[float] = []
+    model = Model(chat_model_path, ContextShape(256, 1, 256, 1, 1), seen.append)
+    model.close()
+    assert seen and seen == sorted(seen) and seen[-1] == 1.0 and 0.0 <= seen[0] < 1.0
