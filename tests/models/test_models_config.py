@@ -76,8 +76,8 @@ def test_llamacpp_defaults_apply_to_every_folder_model(folder: Path) -> None:
 def test_explicit_backends_win_a_name_clash_and_a_file_is_never_served_twice(folder: Path) -> None:
     explicit = [
         {"name": "chatty", "kind": "mock", "models": ["m1"]},
-        {"name": "embedder", "kind": "llamacpp", "models": ["all-minilm"], "model_path": str(folder / "minilm.gguf"),
-         "embedding": True},
+        {"name": "embedder", "kind": "llamacpp", "models": ["all-minilm"],
+         "model_path": str(folder / "minilm.gguf"), "embedding": True},
     ]  # fmt: skip
     config = config_from_mapping({"server": {"models_dir": str(folder)}, "backends": explicit})
     assert [b.name for b in config.backends] == ["chatty", "embedder", "qwen-embed"]
@@ -171,7 +171,8 @@ def test_with_a_models_dir_the_embedded_default_loads_on_demand_or_is_left_out(
     table = {"name": "smollm2", "kind": "llamacpp", "models": ["smollm2"], "model_path": "/nowhere.gguf"}
     monkeypatch.setattr(defaults, "default_backends", lambda models_dir=None: [dict(table)])
     config = load_config(Flags(models_dir=str(folder)), {})
-    assert [(b.name, b.load) for b in config.backends][0] == ("smollm2", "on_demand")
+    first = config.backends[0]
+    assert (first.name, first.load) == ("smollm2", "on_demand")
 
     def missing(models_dir: str | None = None) -> list[dict[str, Any]]:
         raise defaults.BackendConfigError("llama-cpp-python is not installed")

@@ -222,3 +222,29 @@ async def test_boot_models_are_loaded_before_ready_and_count_against_the_bound(
             assert states(d) == {"alpha": "ready", "beta": "unloaded"}
             await ask(client, "beta")
             assert states(d) == {"alpha": "unloaded", "beta": "ready"}
+
+
+async def test_a_stop_during_a_load_lets_the_waiting_request_finish_within_the_drain(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    replies: list[str] = []
+    with trio.fail_after(60):
+        async with running_daemon(models_config(["alpha"])) as d, d.client() as client:
+
+            async def one() -> None:
+                replies.append(await ask(client, "alpha"))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(one)
+                await wait_until(lambda: states(d) == {"alpha": "loading"})
+                d.request_stop()  # the drain (stop_timeout_s, 10 s) outlasts the 2 s load
+    assert replies == ["one two three"]
+    assert states(d) == {"alpha": "stopped"} and d.backend_status("alpha")["loads"] == 1
+
+
+async def test_an_embedding_request_loads_its_model_too(autojump_clock: trio.abc.Clock) -> None:
+    with trio.fail_after(60):
+        async with running_daemon(models_config(["alpha"], embed_dim=8)) as d, d.client() as client:
+            result = await client.embeddings.create(model="alpha", input=["a", "b"])
+            assert [len(item.embedding) for item in result.data] == [8, 8]
+            assert states(d) == {"alpha": "ready"} and managed(d, "alpha").busy == 0

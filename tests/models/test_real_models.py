@@ -118,13 +118,21 @@ async def _unloaded(proc: DaemonProcess) -> bool:
 
 
 async def test_a_model_in_use_is_not_unloaded_and_the_next_one_waits(models_dir: Path, tmp_path: Path) -> None:
-    """``max_loaded_models = 1``: while alpha streams, a request for beta waits; alpha's stream runs to its end."""
+    """``max_loaded_models = 1``: three first requests for gamma load it once; then while alpha streams, a
+    request for beta waits, and alpha's stream runs to its end."""
     config = write_config(tmp_path)
     order: list[str] = []
     with trio.fail_after(120):
         async with daemon_process("serve", "--config", str(config), "--models-dir", str(models_dir)) as proc:
             client = openai_client(proc.base_url)
             async with client, trio.open_nursery() as nursery:
+                async with trio.open_nursery() as first:  # three at once for one unloaded model: one load
+                    for _ in range(3):
+                        first.start_soon(lambda: client.chat.completions.create(
+                            model="gamma", messages=[{"role": "user", "content": "Hi"}], max_tokens=2
+                        ))  # fmt: skip
+                loads = (await admin(proc, "/admin/status")).json()
+                assert next(b for b in loads["backends"] if b["name"] == "gamma")["details"]["loads"] == 1
                 stream = await client.chat.completions.create(
                     model="alpha", messages=[{"role": "user", "content": "Tell me a long story."}],
                     max_tokens=48, stream=True, temperature=0,
