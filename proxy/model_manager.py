@@ -323,7 +323,7 @@ class ManagedModel(Backend):
                     await attempt.done.wait()
                 finally:
                     attempt.waiters -= 1
-                    self._pool.notify()
+                    self._touch()  # the model may be idle now (a woken waiter that left never used it)
                 if attempt.error is not None:
                     raise Unavailable(
                         f"model {self.name_!r} failed to load: {_one_line(attempt.error)}",
@@ -371,8 +371,11 @@ class ManagedModel(Backend):
                 self._observe_load(trio.current_time() - started, ok=False)
                 if isinstance(exc, Exception):
                     log.error("model %r failed to load: %s", self.name_, self._load_error)
-                with _shielded(self.settings.unload_timeout_s):
-                    await inner.stop(self.settings.unload_timeout_s)  # whatever a half-done load holds
+                try:
+                    with _shielded(self.settings.unload_timeout_s):
+                        await inner.stop(self.settings.unload_timeout_s)  # whatever a half-done load holds
+                except Exception:
+                    log.warning("model %r: releasing the failed load failed too", self.name_, exc_info=True)
                 raise
             self._loading = None
             self._inner = inner
@@ -397,6 +400,8 @@ class ManagedModel(Backend):
             try:
                 with _shielded(timeout):
                     await inner.stop(timeout)
+            except Exception as exc:  # the model is dropped all the same; the upkeep must go on
+                log.warning("model %r did not stop cleanly: %s", self.name_, _one_line(exc))
             finally:
                 self._unloads += 1
                 self._set(ModelState.UNLOADED)

@@ -248,3 +248,21 @@ async def test_an_embedding_request_loads_its_model_too(autojump_clock: trio.abc
             result = await client.embeddings.create(model="alpha", input=["a", "b"])
             assert [len(item.embedding) for item in result.data] == [8, 8]
             assert states(d) == {"alpha": "ready"} and managed(d, "alpha").busy == 0
+
+
+async def test_two_models_asked_for_at_once_under_a_bound_of_one_both_answer(autojump_clock: trio.abc.Clock) -> None:
+    """Each model loads once: the requests that waited for one load are all served before the other model's
+    load, queued behind it, unloads it."""
+    config = models_config(["alpha", "beta"], server={"max_loaded_models": 1})
+    replies: dict[str, str] = {}
+    with trio.fail_after(60):
+        async with running_daemon(config) as d, d.client() as client:
+
+            async def one(model: str) -> None:
+                replies[model] = await ask(client, model)
+
+            async with trio.open_nursery() as nursery:
+                for model in ("alpha", "beta", "alpha", "beta"):
+                    nursery.start_soon(one, model)
+    assert replies == {"alpha": "one two three", "beta": "one two three"}
+    assert [d.backend_status(n)["loads"] for n in ("alpha", "beta")] == [1, 1]
