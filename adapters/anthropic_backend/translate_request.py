@@ -8,7 +8,9 @@ Theory of operation, field by field (docs/anthropic.md has the same table for us
   results first, as the API requires). Empty text blocks are dropped (the API refuses them); a turn left
   empty is dropped.
 - images (already decoded from ``data:`` URLs by compat) -> base64 ``image`` blocks; assistant tool calls ->
-  ``tool_use`` blocks with the arguments parsed back into an object.
+  ``tool_use`` blocks with the arguments parsed back into an object; reasoning of earlier turns -> ``thinking``
+  blocks with their signature and ``redacted_thinking`` blocks with their data, unchanged and in place (the API
+  checks the signature, and a tool loop with thinking on needs the turn's thinking before its ``tool_use``).
 - tools -> ``tools`` (``parameters`` -> ``input_schema``); tool_choice auto/none/required/named ->
   auto/none/any/tool; ``parallel_tool_calls: false`` -> ``disable_parallel_tool_use``.
 - ``response_format: json_schema`` -> structured outputs (``output_config.format``), the schema passed through
@@ -18,6 +20,8 @@ Theory of operation, field by field (docs/anthropic.md has the same table for us
   ``max_tokens_default``, since the API requires it) -> max_tokens. ``seed`` is ignored (OpenAI documents it
   as best effort). Penalties, ``logit_bias`` and ``min_p`` have no Anthropic equivalent: a non-neutral value
   is refused with 400 ``unsupported_parameter`` rather than silently dropped.
+- the request's own ``thinking`` (`ThinkingConfig`, from an Anthropic client) is sent as it is; without one,
+  the backend's ``thinking`` option decides.
 """
 
 from __future__ import annotations
@@ -33,11 +37,15 @@ from ..errors import InvalidRequest
 from ..types import (
     ContentBlock,
     ImageBlock,
+    RedactedThinkingBlock,
     ResolvedV2,
     ResponseFormatKind,
     Role,
     SamplingParams,
     TextBlock,
+    ThinkingBlock,
+    ThinkingConfig,
+    ThinkingMode,
     ToolChoice,
     ToolChoiceMode,
     ToolSpec,
@@ -75,7 +83,7 @@ def build_request(req: ResolvedV2, options: AnthropicOptions) -> Body:
         raise InvalidRequest("tool_choice requires at least one tool in 'tools'", param="tool_choice")
     if req.response_format.kind is ResponseFormatKind.JSON_SCHEMA:
         body["output_config"] = {"format": {"type": "json_schema", "schema": _schema(req)}}
-    thinking = _thinking(options, max_tokens)
+    thinking = _thinking(options, max_tokens) if req.thinking is None else _requested_thinking(req.thinking)
     if thinking is not None:
         body["thinking"] = thinking
     return body
@@ -131,6 +139,10 @@ def _block(block: ContentBlock, param: str, role: str) -> Body | None:
         return {"type": "image", "source": {"type": "base64", "media_type": block.media_type, "data": data}}
     if isinstance(block, ToolUseBlock):
         return {"type": "tool_use", "id": block.id, "name": block.name, "input": _arguments(block, param)}
+    if isinstance(block, ThinkingBlock):
+        return {"type": "thinking", "thinking": block.text, "signature": block.signature}
+    if isinstance(block, RedactedThinkingBlock):
+        return {"type": "redacted_thinking", "data": block.data}
     result: Body = {"type": "tool_result", "tool_use_id": block.tool_use_id}
     if block.content:
         result["content"] = block.content
@@ -234,3 +246,10 @@ def _thinking(options: AnthropicOptions, max_tokens: int) -> Body | None:
     if budget < MIN_THINKING_BUDGET:
         return None
     return {"type": "enabled", "budget_tokens": budget}
+
+
+def _requested_thinking(thinking: ThinkingConfig) -> Body:
+    """A client's own ``thinking`` (its budget already checked against ``max_tokens`` by compat)."""
+    if thinking.mode is ThinkingMode.ENABLED:
+        return {"type": "enabled", "budget_tokens": thinking.budget_tokens}
+    return {"type": thinking.mode.value}

@@ -11,9 +11,11 @@ import pytest
 from adapters.anthropic_backend import AnthropicBackend
 from adapters.errors import InvalidRequest
 from adapters.types import (
+    ContentBlock,
     ImageBlock,
     Message,
     MessageV2,
+    RedactedThinkingBlock,
     Resolved,
     ResolvedV2,
     ResponseFormat,
@@ -21,6 +23,7 @@ from adapters.types import (
     Role,
     SamplingParams,
     TextBlock,
+    ThinkingBlock,
     ToolChoice,
     ToolChoiceMode,
     ToolResultBlock,
@@ -48,7 +51,7 @@ def system(text: str) -> MessageV2:
     return MessageV2(Role.SYSTEM, (TextBlock(text),))
 
 
-def assistant(*blocks: TextBlock | ToolUseBlock) -> MessageV2:
+def assistant(*blocks: ContentBlock) -> MessageV2:
     return MessageV2(Role.ASSISTANT, blocks)
 
 
@@ -396,3 +399,30 @@ async def test_empty_tool_result_and_empty_arguments(backend: AnthropicBackend, 
         {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "now", "input": {}}]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1"}]},
     ]
+
+
+async def test_reasoning_blocks_go_back_upstream_unchanged_and_in_place(
+    backend: AnthropicBackend, fake: FakeMessagesAPI
+) -> None:
+    """A tool loop with thinking on: the turn's thinking (signature byte for byte, even an empty text) and its
+    redacted reasoning stay before its tool_use, where the API requires them."""
+    signature = "EqQBCkYIBxgCKkDx+/=="
+    call = ToolUseBlock("toolu_1", "get_weather", '{"city":"Paris"}')
+    req = ResolvedV2(
+        model="claude",
+        messages=(
+            user("weather?"),
+            assistant(ThinkingBlock("", signature), RedactedThinkingBlock("b3BhcXVl"), call),
+            MessageV2(Role.TOOL, (ToolResultBlock("toolu_1", "sunny"),)),
+        ),
+        tools=(WEATHER,),
+    )
+    body = await upstream_body(backend, fake, req)
+    assert body["messages"][1] == {
+        "role": "assistant",
+        "content": [
+            {"type": "thinking", "thinking": "", "signature": signature},
+            {"type": "redacted_thinking", "data": "b3BhcXVl"},
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+        ],
+    }
