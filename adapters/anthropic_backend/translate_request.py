@@ -34,6 +34,7 @@ from typing import Any
 from anthropic import transform_schema
 
 from ..errors import InvalidRequest
+from ..type_lists import expand_type_lists
 from ..types import (
     ContentBlock,
     ImageBlock,
@@ -195,10 +196,11 @@ def _tool_choice(choice: ToolChoice, *, parallel: bool) -> Body:
 def _schema(req: ResolvedV2) -> dict[str, Any]:
     schema = req.response_format.schema
     try:
-        return transform_schema(dict(schema) if schema is not None else {"type": "object"})
+        return transform_schema(expand_type_lists(schema) if schema is not None else {"type": "object"})
     except Exception as exc:  # a pure function of the client's schema: whatever it raises, the schema is at fault
-        # (it asserts on a list of types, raises TypeError on a boolean subschema): a 400, never a 500 that the
-        # circuit breaker would count against a healthy upstream.
+        # (it raises TypeError on a boolean subschema; type lists, which it asserts on, are rewritten as anyOf
+        # first: `adapters.type_lists`): a 400, never a 500 that the circuit breaker would count against a
+        # healthy upstream.
         raise InvalidRequest(
             f"response_format.json_schema.schema cannot be used with Anthropic structured outputs: {exc}",
             param="response_format.json_schema.schema",

@@ -292,6 +292,29 @@ async def test_json_schema_response_format_uses_structured_outputs(
     assert "tools" not in body
 
 
+async def test_a_list_of_types_is_sent_as_any_of_with_each_types_keywords(
+    backend: AnthropicBackend, fake: FakeMessagesAPI
+) -> None:
+    # The SDK's transform asserts on a list of types; as anyOf it takes them, each with its own keywords.
+    schema = {
+        "type": "object",
+        "properties": {"nick": {"type": ["string", "null"], "maxLength": 8, "description": "optional"}},
+        "required": ["nick"],
+    }
+    req = ResolvedV2(
+        model="claude",
+        messages=(user("Describe Ada"),),
+        response_format=ResponseFormat(ResponseFormatKind.JSON_SCHEMA, name="person", schema=schema, strict=True),
+    )
+    body = await upstream_body(backend, fake, req)
+    nick = body["output_config"]["format"]["schema"]["properties"]["nick"]
+    assert nick == {
+        "anyOf": [{"type": "string", "description": "{maxLength: 8}"}, {"type": "null"}],
+        "description": "optional",
+    }
+    assert schema["properties"]["nick"]["type"] == ["string", "null"]  # the client's schema is left as it was
+
+
 async def test_json_object_response_format_adds_a_system_instruction(
     backend: AnthropicBackend, fake: FakeMessagesAPI
 ) -> None:
@@ -309,11 +332,10 @@ async def test_json_object_response_format_adds_a_system_instruction(
     "schema",
     [
         {"description": "no type"},
-        {"type": ["string", "null"]},  # the SDK's transform asserts on a list of types
-        {"type": "object", "properties": {"a": True}},  # ... and raises TypeError on a boolean subschema
+        {"type": "object", "properties": {"a": True}},  # the SDK's transform raises TypeError on a boolean schema
         {"type": "array", "items": [{"type": "string"}]},
     ],
-    ids=["no type", "type list", "boolean subschema", "tuple items"],
+    ids=["no type", "boolean subschema", "tuple items"],
 )
 async def test_unusable_json_schema_is_a_400_naming_the_field(
     backend: AnthropicBackend, fake: FakeMessagesAPI, schema: dict[str, object]
