@@ -13,11 +13,15 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from . import targets, wrk
+from . import messages_route, targets, wrk
 from .report import median, paired_difference, paired_ratio, table
 from .servers import Server
 
 CONCURRENCY = (1, 16)
+#: Contenders that send another route's request (path, body) instead of chat's.
+REQUESTS: dict[str, tuple[str, dict[str, object]]] = {
+    "trinfer Messages": (messages_route.PATH, messages_route.P1_BODY),
+}
 
 
 @contextmanager
@@ -30,10 +34,11 @@ def measure(
     name: str, server: Server, round_index: int, workdir: Path, duration_s: float
 ) -> dict[int, wrk.WrkResult]:
     """One round on a running target: a 2 s warm-up, then one ``wrk`` run per concurrency (none may fail)."""
-    wrk.run(server.port, connections=16, duration_s=2, workdir=workdir)
+    path, body = REQUESTS.get(name, ("/v1/chat/completions", wrk.CHAT_BODY))
+    wrk.run(server.port, connections=16, duration_s=2, workdir=workdir, body=body, path=path)
     results = {}
     for c in CONCURRENCY:
-        result = wrk.run(server.port, connections=c, duration_s=duration_s, workdir=workdir)
+        result = wrk.run(server.port, connections=c, duration_s=duration_s, workdir=workdir, body=body, path=path)
         print(f"  round {round_index + 1} {name} c={c}: {result}", flush=True)
         if result.errors:
             raise RuntimeError(f"{name} c={c}: {result.errors} failed requests")
@@ -45,6 +50,7 @@ def run(workdir: Path, *, rounds: int, duration_s: float) -> str:
     contenders: dict[str, Callable[[Path], AbstractContextManager[Server]]] = {
         "quart-trio floor": targets.floor,
         "trinfer": _trinfer,
+        "trinfer Messages": _trinfer,
     }
     if targets.litellm_available():
         contenders["LiteLLM proxy"] = targets.litellm
@@ -86,6 +92,14 @@ def run(workdir: Path, *, rounds: int, duration_s: float) -> str:
             ">= 0.6",
         ],
         ["trinfer / floor requests/s, c=1", paired_ratio(rounds_of(ours, 1, rps), rounds_of(floor, 1, rps)), ""],
+        *[
+            [
+                f"Messages / chat completions requests/s, c={c}",
+                paired_ratio(rounds_of("trinfer Messages", c, rps), rounds_of(ours, c, rps)),
+                ">= 0.85",
+            ]
+            for c in CONCURRENCY
+        ],
         [
             "added p50 over the floor, c=1 (ms)",
             paired_difference(rounds_of(ours, 1, "p50_ms"), rounds_of(floor, 1, "p50_ms")),

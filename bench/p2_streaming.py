@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from . import targets
+from . import messages_route, targets
 from .http1 import Connection, StreamResult
 from .report import median, paired_ratio, per_round, table
 from .servers import HOST, Server
@@ -45,12 +45,18 @@ def run(workdir: Path, *, rounds: int) -> str:
             rates["quart-trio floor"] += [r.decode_rate() for r in measure_streams(server)]
         with targets.trinfer(workdir, targets.mock_backend(reply=reply)) as t:
             rates["trinfer"] += [r.decode_rate() for r in measure_streams(t.server)]
+        with targets.trinfer(workdir, targets.mock_backend(reply=reply)) as t:
+            rates["trinfer Messages"] += [
+                r.decode_rate() for r in messages_route.measure_streams(t.server, TOKENS)
+            ]
         print(
             f"  round {round_index + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in rates.items()), flush=True
         )
     rows = [[name, median(values), min(values), max(values), len(values)] for name, values in rates.items()]
     paired = paired_ratio(per_round(rates["trinfer"], rounds), per_round(rates["quart-trio floor"], rounds))
     rows.append(["trinfer / floor (median of per-round ratios)", paired, "", "", ""])
+    messages = paired_ratio(per_round(rates["trinfer Messages"], rounds), per_round(rates["trinfer"], rounds))
+    rows.append(["Messages / chat completions (median of per-round ratios; goal >= 0.85)", messages, "", "", ""])
     return table(
         f"P2 streaming relay (SSE content chunks/s, one stream of {TOKENS:,} tokens; goal >= 20,000)",
         ["target", "median chunks/s", "min", "max", "streams"],

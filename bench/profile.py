@@ -1,6 +1,7 @@
-"""Profile trinfer under a benchmark's load with py-spy: ``python -m bench.profile P1|P2|P3|P7 [--seconds N]``.
+"""Profile trinfer under a benchmark's load with py-spy: ``python -m bench.profile P1|P2|P3|P7|P8 [--seconds N]``.
 
-Starts trinfer as P1 (mock, non-streaming, wrk c=16), P2 (mock, 20,000-token streams), P3 (llamacpp,
+Starts trinfer as P1 (mock, non-streaming, wrk c=16), P8 (``kind = "openai"`` in front of P8's mock upstream,
+non-streaming, wrk c=16), P2 (mock, 20,000-token streams) or P3 (llamacpp,
 128-token streams, one after the other; py-spy also samples the decode thread, idle time included) or P7
 (llamacpp with ``parallel = 8``, 8 clients streaming 64 tokens each over and over; every thread sampled, native
 frames included, so llama.cpp's share of the decode thread shows) would, attaches
@@ -18,17 +19,18 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from . import targets, wrk
+from . import p8_gateway, targets, wrk
 from .http1 import Connection
-from .servers import CLIENT_CORE, HOST, pinned
+from .servers import CLIENT_CORE, HOST, Server, pinned
 
 PY_SPY = targets.PEERS / "tools/bin/py-spy"
-INTERESTING = (
-    *("proxy/", "compat/", "adapters/", "quart", "hypercorn", "h11", "trio/", "werkzeug", "json"),
-    "llama_",  # llama.cpp's native frames (P7 samples them)
-)
+INTERESTING = ("proxy/", "compat/", "adapters/", "quart", "hypercorn", "h11", "trio/", "werkzeug", "json")
+INTERESTING += ("httpx", "httpcore")
+INTERESTING += ("llama_",)  # llama.cpp's native frames (P7 samples them)
 
 
 def summarize(collapsed: Path, top: int = 25) -> str:
@@ -53,23 +55,17 @@ def summarize(collapsed: Path, top: int = 25) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", choices=["P1", "P2", "P3", "P7"])
+    parser.add_argument("which", choices=["P1", "P2", "P3", "P7", "P8"])
     parser.add_argument("--seconds", type=int, default=15)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="trinfer-profile-"))
-    backend = {
-        "P1": targets.mock_backend(),
-        "P2": targets.mock_backend(reply=["w "] * 20_000),
-        "P3": targets.llamacpp_backend(targets.chat_model_path()),
-        "P7": {**targets.llamacpp_backend(targets.chat_model_path()), "parallel": 8, "queue": 16},
-    }[args.which]
     local = args.which in ("P3", "P7")
     model = "smollm2" if local else targets.MOCK_MODEL
     tokens = {"P3": 128, "P7": 64}.get(args.which, 20_000)
     clients = 8 if args.which == "P7" else 1
     extra = ["--threads", "--idle", "--native"] if args.which == "P7" else []
     collapsed = workdir / f"{args.which}.collapsed.txt"
-    with targets.trinfer(workdir, backend) as t:
+    with _profiled(args.which, workdir) as server:
         spy = subprocess.Popen(
             pinned(
                 CLIENT_CORE,
@@ -83,7 +79,7 @@ def main() -> None:
                     "--duration",
                     str(args.seconds),
                     "--pid",
-                    str(t.server.pid),
+                    str(server.pid),
                     "--output",
                     str(collapsed),
                     *extra,
@@ -93,8 +89,8 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
         time.sleep(1)
-        if args.which == "P1":
-            wrk.run(t.server.port, connections=16, duration_s=args.seconds, workdir=workdir)
+        if args.which in ("P1", "P8"):
+            wrk.run(server.port, connections=16, duration_s=args.seconds, workdir=workdir)
         else:
             done = threading.Event()
 
@@ -108,7 +104,7 @@ def main() -> None:
                     **({"logit_bias": {"2": -100}} if local else {}),  # SmolLM2's end of turn: full length
                 }
                 while not done.is_set():
-                    with Connection(HOST, t.server.port) as conn:
+                    with Connection(HOST, server.port) as conn:
                         conn.stream_chat("/v1/chat/completions", body, parse=False)
 
             threads = [threading.Thread(target=load) for _ in range(clients)]
@@ -121,6 +117,23 @@ def main() -> None:
         spy.wait()
     print(f"# py-spy profile of trinfer under {args.which} load ({args.seconds} s), raw stacks: {collapsed}\n")
     print(summarize(collapsed))
+
+
+@contextmanager
+def _profiled(which: str, workdir: Path) -> Iterator[Server]:
+    """The trinfer process to profile under ``which``'s load (for P8: the gateway, its upstream running too)."""
+    if which == "P8":
+        with p8_gateway.upstream(workdir) as up, p8_gateway.trinfer_gateway(up.port)(workdir) as gateway:
+            yield gateway
+        return
+    backend = {
+        "P1": targets.mock_backend(),
+        "P2": targets.mock_backend(reply=["w "] * 20_000),
+        "P3": targets.llamacpp_backend(targets.chat_model_path()),
+        "P7": {**targets.llamacpp_backend(targets.chat_model_path()), "parallel": 8, "queue": 16},
+    }[which]
+    with targets.trinfer(workdir, backend) as t:
+        yield t.server
 
 
 if __name__ == "__main__":

@@ -50,9 +50,15 @@ def _ms(text: str) -> float:
 
 
 def run(
-    port: int, *, connections: int, duration_s: float, workdir: Path, body: dict[str, object] | None = None
+    port: int,
+    *,
+    connections: int,
+    duration_s: float,
+    workdir: Path,
+    body: dict[str, object] | None = None,
+    path: str = "/v1/chat/completions",
 ) -> WrkResult:
-    """One wrk run POSTing ``body`` (default `CHAT_BODY`) to ``/v1/chat/completions``."""
+    """One wrk run POSTing ``body`` (default `CHAT_BODY`) to ``path`` (default chat completions)."""
     argv = [
         "wrk",
         "-t1",
@@ -63,7 +69,7 @@ def run(
         "30s",  # a slow response is a slow sample, not a dropped one
         "-s",
         str(_script(workdir, CHAT_BODY if body is None else body)),
-        f"http://{HOST}:{port}/v1/chat/completions",
+        f"http://{HOST}:{port}{path}",
     ]
     out = subprocess.run(pinned(CLIENT_CORE, argv), capture_output=True, text=True, check=True).stdout
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.MULTILINE))
