@@ -37,8 +37,8 @@ from .._fields import (
     required,
 )
 from ..errors import UnsupportedParameter
+from ..fates import FieldFates
 from .chat_response import usage_object
-from .fates import FieldFates
 from .sampling import parse_sampling
 from .sse import SSE_DONE, sse_error, sse_event
 

@@ -47,7 +47,7 @@ from .._fields import (
     required,
 )
 from ..errors import UnsupportedParameter
-from .fates import FieldFates
+from ..fates import FieldFates
 from .responses_input import parse_input
 from .tools import format_kind, json_schema_format, parse_tool_choice, parse_tools
 
