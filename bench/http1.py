@@ -190,6 +190,30 @@ class Connection:
         result.text = "".join(parts)
         return result
 
+    def stream_typed(self, path: str, body: Mapping[str, Any], *, delta: str, final: str) -> StreamResult:
+        """POST a streaming request of a typed-event dialect (Responses) and count its events without parsing
+        them: an event whose ``type`` is ``delta`` is a token, one whose ``type`` is ``final`` ends the stream
+        (``done``)."""
+        delta_mark = f'"type":"{delta}"'.encode()
+        final_mark = f'"type":"{final}"'.encode()
+        sent_at = self.send_request("POST", path, dict(body))
+        status, head = self.read_head()
+        result = StreamResult(status, sent_at)
+        if status != 200:
+            result.error = b"".join(piece for piece, _ in self.body_pieces(head)).decode("utf-8", "replace")
+            return result
+        pending = b""
+        for piece, arrived in self.body_pieces(head):
+            pending += piece
+            *events, pending = EVENT_END.split(pending)
+            for event in events:
+                result.events += 1
+                if delta_mark in event:
+                    result.token_times.append(arrived)
+                elif final_mark in event:
+                    result.done = True
+        return result
+
 
 def get_json(host: str, port: int, path: str) -> tuple[int, Any]:
     """One GET on a fresh connection: (status, decoded JSON or None)."""

@@ -2,8 +2,10 @@
 
 Targets: trinfer (mock backend, echo), the quart-trio floor (`bench.floor_app`), and LiteLLM's proxy with its
 ``mock_response``. Each round starts every target in turn (A B C A B C ...), warms it up, and runs ``wrk``
-at c=1 then c=16; the server runs on core 0, wrk on core 1. Medians over the rounds are reported with the
-ratios the goals are stated in.
+at c=1 then c=16; the server runs on core 0, wrk on core 1. The trinfer process of each round also answers
+the same question through the Responses API (``POST /v1/responses``, `wrk.RESPONSES_BODY`), right before or
+after its chat runs (the order alternates by round), so the two dialects are compared in the same minute on
+the same process. Medians over the rounds are reported with the ratios the goals are stated in.
 """
 
 from __future__ import annotations
@@ -26,14 +28,26 @@ def _trinfer(workdir: Path) -> Iterator[Server]:
         yield t.server
 
 
+CHAT = (wrk.CHAT_PATH, wrk.CHAT_BODY)
+RESPONSES = (wrk.RESPONSES_PATH, wrk.RESPONSES_BODY)
+OURS, OURS_RESPONSES = "trinfer", "trinfer Responses"
+
+
 def measure(
-    name: str, server: Server, round_index: int, workdir: Path, duration_s: float
+    name: str,
+    server: Server,
+    round_index: int,
+    workdir: Path,
+    duration_s: float,
+    route: tuple[str, dict[str, object]] = CHAT,
 ) -> dict[int, wrk.WrkResult]:
-    """One round on a running target: a 2 s warm-up, then one ``wrk`` run per concurrency (none may fail)."""
-    wrk.run(server.port, connections=16, duration_s=2, workdir=workdir)
+    """One round on a running target: a 2 s warm-up, then one ``wrk`` run per concurrency (none may fail),
+    each POSTing ``route``'s body to its path."""
+    path, body = route
+    wrk.run(server.port, connections=16, duration_s=2, workdir=workdir, path=path, body=body)
     results = {}
     for c in CONCURRENCY:
-        result = wrk.run(server.port, connections=c, duration_s=duration_s, workdir=workdir)
+        result = wrk.run(server.port, connections=c, duration_s=duration_s, workdir=workdir, path=path, body=body)
         print(f"  round {round_index + 1} {name} c={c}: {result}", flush=True)
         if result.errors:
             raise RuntimeError(f"{name} c={c}: {result.errors} failed requests")
@@ -44,18 +58,23 @@ def measure(
 def run(workdir: Path, *, rounds: int, duration_s: float) -> str:
     contenders: dict[str, Callable[[Path], AbstractContextManager[Server]]] = {
         "quart-trio floor": targets.floor,
-        "trinfer": _trinfer,
+        OURS: _trinfer,
     }
     if targets.litellm_available():
         contenders["LiteLLM proxy"] = targets.litellm
     results: dict[tuple[str, int], list[wrk.WrkResult]] = defaultdict(list)
     for round_index in range(rounds):
         for name, start in contenders.items():
+            routes = [(name, CHAT)]
+            if name == OURS:
+                routes.append((OURS_RESPONSES, RESPONSES))
+                routes = routes if round_index % 2 == 0 else routes[::-1]
             with start(workdir) as server:
-                for c, result in measure(name, server, round_index, workdir, duration_s).items():
-                    results[name, c].append(result)
+                for row, route in routes:
+                    for c, result in measure(row, server, round_index, workdir, duration_s, route).items():
+                        results[row, c].append(result)
     rows = []
-    for name in contenders:
+    for name in [*contenders, OURS_RESPONSES]:
         for c in CONCURRENCY:
             runs = results[name, c]
             rows.append(
@@ -77,9 +96,17 @@ def run(workdir: Path, *, rounds: int, duration_s: float) -> str:
     def rounds_of(name: str, c: int, attr: str) -> list[float]:
         return [getattr(r, attr) for r in results[name, c]]
 
-    floor, ours = "quart-trio floor", "trinfer"
+    floor, ours = "quart-trio floor", OURS
     rps = "requests_per_s"
     summary = [
+        *(
+            [
+                f"trinfer Responses / chat requests/s, c={c}",
+                paired_ratio(rounds_of(OURS_RESPONSES, c, rps), rounds_of(ours, c, rps)),
+                ">= 0.85",
+            ]
+            for c in CONCURRENCY
+        ),
         [
             "trinfer / floor requests/s, c=16",
             paired_ratio(rounds_of(ours, 16, rps), rounds_of(floor, 16, rps)),

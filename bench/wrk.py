@@ -15,7 +15,12 @@ from pathlib import Path
 
 from .servers import CLIENT_CORE, HOST, pinned
 
+CHAT_PATH = "/v1/chat/completions"
 CHAT_BODY = {"model": "mock-echo", "messages": [{"role": "user", "content": "Hello, how are you today?"}]}
+RESPONSES_PATH = "/v1/responses"
+#: The chat body's question as a Responses ``input`` item list: the same message, one key renamed, so the two
+#: rows compare the dialects and not the sizes of what they carry.
+RESPONSES_BODY = {"model": "mock-echo", "input": [{"role": "user", "content": "Hello, how are you today?"}]}
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
@@ -50,9 +55,15 @@ def _ms(text: str) -> float:
 
 
 def run(
-    port: int, *, connections: int, duration_s: float, workdir: Path, body: dict[str, object] | None = None
+    port: int,
+    *,
+    connections: int,
+    duration_s: float,
+    workdir: Path,
+    body: dict[str, object] | None = None,
+    path: str = CHAT_PATH,
 ) -> WrkResult:
-    """One wrk run POSTing ``body`` (default `CHAT_BODY`) to ``/v1/chat/completions``."""
+    """One wrk run POSTing ``body`` (default `CHAT_BODY`) to ``path`` (default ``/v1/chat/completions``)."""
     argv = [
         "wrk",
         "-t1",
@@ -63,7 +74,7 @@ def run(
         "30s",  # a slow response is a slow sample, not a dropped one
         "-s",
         str(_script(workdir, CHAT_BODY if body is None else body)),
-        f"http://{HOST}:{port}/v1/chat/completions",
+        f"http://{HOST}:{port}{path}",
     ]
     out = subprocess.run(pinned(CLIENT_CORE, argv), capture_output=True, text=True, check=True).stdout
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.MULTILINE))
