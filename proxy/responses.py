@@ -26,9 +26,7 @@ async def create_response(services: Services) -> Response:
     parsed = parse_responses_request(parse_json(await read_body()))
     info.model = parsed.model
     generation = await pipeline.generate(services.router, parsed.request, info, stream=parsed.stream)
-    encoder = ResponseEncoder(
-        new_response_id(), int(services.clock()), parsed.model, parsed.settings, events=parsed.stream
-    )
+    encoder = ResponseEncoder(new_response_id(), int(services.clock()), parsed.model, parsed.settings)
     if parsed.stream:
         return sse_response(generation, ResponseSSE(encoder), info)
     encoder.start()

@@ -22,10 +22,8 @@ its ``output_index`` (and ``content_index`` for message parts) and ``item_id``, 
 
 Closing a message sends output_text.done, content_part.done and output_item.done; closing a reasoning item sends
 reasoning_text.done and output_item.done. The final ``response`` (`response()`) holds every finished item, the
-usage and the settings; a non-streaming answer is that object, built by the same state machine: made with
-``events=False``, the encoder walks the same states but returns no stream events (and builds none of the
-``response`` snapshots the lifecycle events carry), which is most of a non-streaming answer's encoding cost.
-Events after the end raise `RuntimeError` (a bug of the caller).
+usage and the settings; a non-streaming answer is that object, built from the same events. Events after the
+end raise `RuntimeError` (a bug of the caller).
 """
 
 from __future__ import annotations
@@ -69,11 +67,8 @@ def responses_usage(usage: Usage) -> dict[str, Any]:
 class ResponseEncoder:
     """Turns one generation's events into Responses stream events (see the module docstring)."""
 
-    def __init__(
-        self, response_id: str, created_at: int, model: str, settings: Mapping[str, Any], *, events: bool = True
-    ) -> None:
+    def __init__(self, response_id: str, created_at: int, model: str, settings: Mapping[str, Any]) -> None:
         self.response_id = response_id
-        self._events = events
         self.created_at = created_at
         self.model = model
         self.settings = dict(settings)
@@ -121,17 +116,13 @@ class ResponseEncoder:
         return event
 
     def _lifecycle(self, kind: str) -> dict[str, Any]:
-        return self._event(kind, response=self.response() if self._events else None)
-
-    def _sent(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """``events``, or none when this encoder makes a non-streaming answer."""
-        return events if self._events else []
+        return self._event(kind, response=self.response())
 
     def start(self) -> list[dict[str, Any]]:
         """The first two events of every stream."""
         if self._sequence:
             raise RuntimeError("the response has already started")
-        return self._sent([self._lifecycle("response.created"), self._lifecycle("response.in_progress")])
+        return [self._lifecycle("response.created"), self._lifecycle("response.in_progress")]
 
     # --- engine events ---------------------------------------------------------------------------------
 
@@ -142,12 +133,12 @@ class ResponseEncoder:
         if not self._sequence:
             raise RuntimeError("start() must come before the first engine event")
         if isinstance(event, Token | Text):
-            return self._sent(self._text_delta(event.text))
+            return self._text_delta(event.text)
         if isinstance(event, Thinking):
-            return self._sent(self._reasoning_delta(event.text))
+            return self._reasoning_delta(event.text)
         if isinstance(event, ToolUse):
-            return self._sent([*self._close(), *self._function_call(event)])
-        return self._sent(self._finish(event))
+            return [*self._close(), *self._function_call(event)]
+        return self._finish(event)
 
     def _open_kind(self) -> str | None:
         return None if self._open is None else str(self._open["type"])
@@ -263,7 +254,7 @@ class ResponseEncoder:
             self._open = None
         self._status = "failed"
         self._error = {"code": _FAILURE_CODES.get(str(wire["code"]), "server_error"), "message": wire["message"]}
-        return self._sent([self._lifecycle("response.failed")])
+        return [self._lifecycle("response.failed")]
 
 
 def _output_text(text: str) -> dict[str, Any]:

@@ -209,28 +209,6 @@ def test_final_response_is_a_valid_sdk_response(case: Case) -> None:
     assert response.tool_choice == "auto" and response.tools == [] and response.parallel_tool_calls is True
 
 
-def without_item_ids(response: dict[str, Any]) -> dict[str, Any]:
-    return {**response, "output": [{k: v for k, v in item.items() if k != "id"} for item in response["output"]]}
-
-
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_a_non_streaming_encoder_sends_nothing_and_ends_with_the_same_response(case: Case) -> None:
-    streamed, _ = run(case)
-    quiet = ResponseEncoder("resp_test", CREATED, "m", settings(), events=False)
-    assert quiet.start() == []
-    assert [quiet.encode(event) for event in case.events] == [[] for _ in case.events]
-    assert quiet.finished
-    assert without_item_ids(quiet.response()) == without_item_ids(streamed.response())
-
-
-def test_a_non_streaming_encoder_fails_silently_too() -> None:
-    quiet = ResponseEncoder("resp_test", CREATED, "m", settings(), events=False)
-    quiet.start()
-    quiet.encode(Text("par"))
-    assert quiet.fail(Unavailable("x")) == []
-    assert quiet.response()["status"] == "failed"
-
-
 def test_typed_sse_framing() -> None:
     assert sse_typed_event({"type": "response.created", "sequence_number": 0}) == (
         b'event: response.created\ndata: {"type":"response.created","sequence_number":0}\n\n'
