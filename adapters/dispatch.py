@@ -5,7 +5,9 @@ Every dialect builds a `ResolvedV2`. A backend whose capabilities say ``v2`` get
 backend gets its plain-text `Resolved` form when the request needs nothing v1 lacks, and a request that does
 (tools, images, tool results, a response format) is refused with 400 ``unsupported_parameter``
 before it waits for a slot. A raw-text prompt (legacy completions) goes only to a backend whose capabilities
-say ``raw_prompt``: it is never wrapped in a chat template silently.
+say ``raw_prompt``: it is never wrapped in a chat template silently. Reasoning blocks of earlier turns
+(`ThinkingBlock`, `RedactedThinkingBlock`) reach only a backend whose capabilities say ``thinking_blocks``; for
+any other they are removed here (`request_for`), so no backend has to know about blocks it cannot use.
 """
 
 from __future__ import annotations
@@ -18,12 +20,18 @@ from .stream import Producer
 from .types import EmbedResolved, EmbedResult, ResolvedV2
 
 
+def request_for(backend: Backend, req: ResolvedV2) -> ResolvedV2:
+    """``req`` as ``backend`` receives it: without reasoning blocks unless it takes them back."""
+    return req if backend.capabilities().thinking_blocks else req.without_thinking_blocks()
+
+
 def producer_for(backend: Backend, req: ResolvedV2) -> Producer:
     """The producer that runs ``req`` on ``backend``: v2 when the backend has it, else v1 if ``req`` allows.
 
     A raw-text prompt, ``n > 1`` and log probabilities are refused (400 ``unsupported_parameter``) for a backend
     whose capabilities lack them, before any work."""
     capabilities = backend.capabilities()
+    req = request_for(backend, req)
     if req.prompt is not None and not (capabilities.v2 and capabilities.raw_prompt):
         raise InvalidRequest(
             f"The model '{req.model}' answers conversations only; it does not complete raw text "

@@ -43,9 +43,9 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from itertools import accumulate
+from itertools import accumulate, islice
 from typing import Any, Self, TypeVar
 
 import trio
@@ -81,11 +81,36 @@ from .types import (
 FAIL_MODES = ("none", "pre-stream", "mid-stream", "boot")
 
 _TOKEN = re.compile(r"\s*\S+\s*|\s+")
+#: Where one token ends and the next begins: after whitespace, before a word.
+_BOUNDARY = re.compile(r"\s(?=\S)")
+#: Long texts are split and counted this many characters (or up to the next token boundary) at a time.
+CHUNK_CHARS = 64 * 1024
+
+
+def _chunks(text: str) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` spans covering ``text``, each ending at a token boundary, about `CHUNK_CHARS` long.
+
+    Splitting a long prompt (one 7.9 MiB message) in one ``findall`` or ``split`` is one C call that holds
+    the GIL for a second: run in a worker thread, it still stalled the event loop all that time. Piece by
+    piece, other threads get the GIL in between.
+    """
+    start = 0
+    while start < len(text):
+        found = _BOUNDARY.search(text, start + CHUNK_CHARS) if start + CHUNK_CHARS < len(text) else None
+        end = found.end() if found is not None else len(text)
+        yield start, end
+        start = end
+
+
+def iter_echo_tokens(text: str) -> Iterator[str]:
+    """The tokens the echo reply streams for ``text`` (see the module docstring), split a chunk at a time."""
+    for start, end in _chunks(text):
+        yield from _TOKEN.findall(text, start, end)
 
 
 def echo_tokens(text: str) -> list[str]:
     """Split ``text`` into the tokens the echo reply streams (see the module docstring); joined they equal it."""
-    return _TOKEN.findall(text)
+    return list(iter_echo_tokens(text))
 
 
 #: A prompt of at least this many characters (plus `MESSAGE_COST_CHARS` per message) is prepared - split into
@@ -140,7 +165,7 @@ def as_choices(events: Sequence[Text | ToolUse], sampling: SamplingParams) -> li
 
 def count_words(texts: Iterable[str]) -> int:
     """The mock's token count for a prompt: whitespace-delimited words across all the texts."""
-    return sum(len(text.split()) for text in texts)
+    return sum(len(text[start:end].split()) for text in texts for start, end in _chunks(text))
 
 
 def embedding(text: str, dimensions: int) -> tuple[float, ...]:
@@ -280,7 +305,7 @@ class MockBackend(Backend):
         def prepare() -> tuple[int, list[Event], Limited]:
             prompt_tokens = count_words(m.content for m in req.messages)
             last_user = _last([m.content for m in req.messages if m.role is Role.USER])
-            limited = apply_limits(self._reply_tokens(last_user), req.sampling)
+            limited = apply_limits(self._reply_tokens(last_user, req.sampling), req.sampling)
             return prompt_tokens, [Token(t) for t in limited.tokens], limited
 
         async def answer() -> None:
@@ -306,8 +331,8 @@ class MockBackend(Backend):
                 if req.prompt is not None
                 else _last([m.text() for m in req.messages if m.role is Role.USER])
             )
-            tokens = self._reply_tokens(last_user)
             fmt = req.response_format
+            tokens = self._reply_tokens(last_user, req.sampling if fmt.kind is ResponseFormatKind.TEXT else None)
             if fmt.kind is ResponseFormatKind.JSON_OBJECT:
                 tokens = echo_tokens(json.dumps({"echo": "".join(tokens)}))
             elif fmt.kind is ResponseFormatKind.JSON_SCHEMA:
@@ -354,8 +379,15 @@ class MockBackend(Backend):
             state = "is stopping" if self._stopping else "has not finished booting"
             raise NotReady(f"backend {self.name!r} {state}")
 
-    def _reply_tokens(self, last_user: str) -> list[str]:
-        return list(self.options.reply) if self.options.reply is not None else echo_tokens(last_user)
+    def _reply_tokens(self, last_user: str, sampling: SamplingParams | None) -> list[str]:
+        """The reply's tokens; only as many as ``sampling`` lets through, when given (``max_tokens`` and no stop
+        sequence: the first ``max_tokens`` and one more, so `apply_limits` still sees the limit cut the text),
+        rather than splitting a 7.9 MiB prompt whole to send one token of it."""
+        if self.options.reply is not None:
+            return list(self.options.reply)
+        if sampling is None or sampling.max_tokens is None or any(sampling.stop):
+            return echo_tokens(last_user)
+        return list(islice(iter_echo_tokens(last_user), sampling.max_tokens + 1))
 
     async def _run(self, answer: Callable[[], Awaitable[None]]) -> None:
         """Run one generation, keeping the counters that `status` reports."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TypeAlias
 
 from .errors import InvalidRequest
@@ -109,7 +109,30 @@ class ToolResultBlock:
     is_error: bool = False
 
 
-ContentBlock: TypeAlias = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock
+@dataclass(frozen=True, slots=True)
+class ThinkingBlock:
+    """Reasoning from an earlier assistant turn, sent back by a client (Anthropic's ``thinking`` block).
+
+    ``signature`` is the backend's own proof that it wrote ``text`` (kept byte for byte: a backend that signs its
+    reasoning refuses a block whose signature does not match). Only backends whose capabilities say
+    ``thinking_blocks`` receive these blocks; `ResolvedV2.without_thinking_blocks` removes them for the others.
+    """
+
+    text: str
+    signature: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RedactedThinkingBlock:
+    """Reasoning the backend returned encrypted (Anthropic's ``redacted_thinking``): opaque ``data``, sent back
+    unchanged, like `ThinkingBlock` only to backends that take reasoning blocks."""
+
+    data: str
+
+
+ContentBlock: TypeAlias = (
+    TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock | RedactedThinkingBlock
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +182,21 @@ class ResponseFormat:
     strict: bool = False
 
 
+class ThinkingMode(enum.StrEnum):
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+    ADAPTIVE = "adaptive"
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingConfig:
+    """A request's own reasoning switch (Anthropic ``thinking``). Backends that think honour it in place of their
+    configured default; the others ignore it. ``budget_tokens`` is set only for ``ENABLED``."""
+
+    mode: ThinkingMode
+    budget_tokens: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class ResolvedV2:
     """A validated chat request with typed content, tools and output constraints."""
@@ -173,6 +211,20 @@ class ResolvedV2:
     #: Raw-text prompt (OpenAI legacy completions): when set, ``messages`` is empty and the backend evaluates
     #: this text as it is, with no chat template. Only backends whose capabilities say ``raw_prompt`` take it.
     prompt: str | None = None
+    #: The client's reasoning switch; None leaves it to the backend's configuration.
+    thinking: ThinkingConfig | None = None
+
+    def without_thinking_blocks(self) -> ResolvedV2:
+        """This request with every `ThinkingBlock` and `RedactedThinkingBlock` removed (an assistant turn left
+        empty by that is removed too): the form for a backend that cannot take reasoning back."""
+        if not any(isinstance(b, _REASONING_BLOCKS) for m in self.messages for b in m.content):
+            return self
+        messages = []
+        for message in self.messages:
+            kept = tuple(b for b in message.content if not isinstance(b, _REASONING_BLOCKS))
+            if kept or not message.content:
+                messages.append(MessageV2(message.role, kept))
+        return replace(self, messages=tuple(messages))
 
     def needs_v2(self) -> bool:
         """True when this request cannot be expressed as a plain-text v1 `Resolved`."""
@@ -193,6 +245,9 @@ class ResolvedV2:
             messages=tuple(Message(m.role, m.text()) for m in self.messages),
             sampling=self.sampling,
         )
+
+
+_REASONING_BLOCKS = (ThinkingBlock, RedactedThinkingBlock)
 
 
 # --- stream events ----------------------------------------------------------------------------------------
@@ -263,9 +318,17 @@ class Text:
 
 @dataclass(frozen=True, slots=True)
 class Thinking:
-    """v2: a piece of reasoning text (not part of the answer)."""
+    """v2: a piece of reasoning text (not part of the answer).
+
+    Backends that sign their reasoning (Anthropic) end each reasoning block with a piece carrying its
+    ``signature`` (``text`` usually empty): that block is complete, and the next piece begins a new one. A
+    redacted block is one piece with its opaque ``redacted`` data and no text. Consumers with no use for
+    signatures (the OpenAI dialects) take only ``text`` and skip pieces without it.
+    """
 
     text: str
+    signature: str | None = None
+    redacted: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +423,9 @@ class BackendCapabilities:
     embed: bool = False
     json_schema: bool = False
     thinking: bool = False
+    #: Takes reasoning of earlier turns back (`ThinkingBlock`, `RedactedThinkingBlock`); requests for other
+    #: backends have those blocks removed before the backend sees them (`adapters.dispatch`).
+    thinking_blocks: bool = False
     #: Takes a raw-text prompt (`ResolvedV2.prompt`) evaluated without a chat template.
     raw_prompt: bool = False
     #: Generates ``n > 1`` choices per request (`SamplingParams.n`).

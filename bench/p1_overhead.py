@@ -5,7 +5,9 @@ Targets: trinfer (mock backend, echo), the quart-trio floor (`bench.floor_app`),
 at c=1 then c=16; the server runs on core 0, wrk on core 1. The trinfer process of each round also answers
 the same question through the Responses API (``POST /v1/responses``, `wrk.RESPONSES_BODY`), right before or
 after its chat runs (the order alternates by round), so the two dialects are compared in the same minute on
-the same process. Medians over the rounds are reported with the ratios the goals are stated in.
+the same process. The Anthropic Messages route (`bench.messages_route`) is a contender of its own: a trinfer
+process started right after chat's. Medians over the rounds are reported with the ratios the goals are stated
+in.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from . import targets, wrk
+from . import messages_route, targets, wrk
 from .report import median, paired_difference, paired_ratio, table
 from .servers import Server
 
@@ -30,7 +32,11 @@ def _trinfer(workdir: Path) -> Iterator[Server]:
 
 CHAT = (wrk.CHAT_PATH, wrk.CHAT_BODY)
 RESPONSES = (wrk.RESPONSES_PATH, wrk.RESPONSES_BODY)
-OURS, OURS_RESPONSES = "trinfer", "trinfer Responses"
+OURS, OURS_RESPONSES, OURS_MESSAGES = "trinfer", "trinfer Responses", "trinfer Messages"
+#: Contenders that send another route's request (path, body) instead of chat's, from a process of their own.
+REQUESTS: dict[str, tuple[str, dict[str, object]]] = {
+    OURS_MESSAGES: (messages_route.PATH, messages_route.P1_BODY),
+}
 
 
 def measure(
@@ -59,13 +65,14 @@ def run(workdir: Path, *, rounds: int, duration_s: float) -> str:
     contenders: dict[str, Callable[[Path], AbstractContextManager[Server]]] = {
         "quart-trio floor": targets.floor,
         OURS: _trinfer,
+        OURS_MESSAGES: _trinfer,
     }
     if targets.litellm_available():
         contenders["LiteLLM proxy"] = targets.litellm
     results: dict[tuple[str, int], list[wrk.WrkResult]] = defaultdict(list)
     for round_index in range(rounds):
         for name, start in contenders.items():
-            routes = [(name, CHAT)]
+            routes = [(name, REQUESTS.get(name, CHAT))]
             if name == OURS:
                 routes.append((OURS_RESPONSES, RESPONSES))
                 routes = routes if round_index % 2 == 0 else routes[::-1]
@@ -103,6 +110,14 @@ def run(workdir: Path, *, rounds: int, duration_s: float) -> str:
             [
                 f"trinfer Responses / chat requests/s, c={c}",
                 paired_ratio(rounds_of(OURS_RESPONSES, c, rps), rounds_of(ours, c, rps)),
+                ">= 0.85",
+            ]
+            for c in CONCURRENCY
+        ),
+        *(
+            [
+                f"Messages / chat completions requests/s, c={c}",
+                paired_ratio(rounds_of(OURS_MESSAGES, c, rps), rounds_of(ours, c, rps)),
                 ">= 0.85",
             ]
             for c in CONCURRENCY

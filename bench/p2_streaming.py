@@ -5,7 +5,8 @@ last; trinfer runs the mock with ``token_delay_ms = 0``. The quart-trio floor st
 fixed chunks is the reference (what the framework and server alone cost per chunk). Rounds alternate. The
 trinfer process of each round also streams the same reply through the Responses API (``POST /v1/responses``,
 one ``response.output_text.delta`` event per token), its streams alternating with the chat ones, so the two
-dialects are compared on the same process in the same minute.
+dialects are compared on the same process in the same minute. The Anthropic Messages route streams the same
+reply from a trinfer process of its own, right after (`bench.messages_route`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from . import targets
+from . import messages_route, targets
 from .http1 import Connection, StreamResult
 from .report import median, paired_ratio, per_round, table
 from .servers import HOST, Server
@@ -81,6 +82,10 @@ def run(workdir: Path, *, rounds: int) -> str:
             chat, responses = measure_dialects(t.server)
             rates["trinfer"] += [r.decode_rate() for r in chat]
             rates["trinfer Responses"] += [r.decode_rate() for r in responses]
+        with targets.trinfer(workdir, targets.mock_backend(reply=reply)) as t:
+            rates["trinfer Messages"] += [
+                r.decode_rate() for r in messages_route.measure_streams(t.server, TOKENS)
+            ]
         print(
             f"  round {round_index + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in rates.items()), flush=True
         )
@@ -89,6 +94,8 @@ def run(workdir: Path, *, rounds: int) -> str:
     rows.append(["trinfer / floor (median of per-round ratios)", paired, "", "", ""])
     dialects = paired_ratio(rates["trinfer Responses"], rates["trinfer"])
     rows.append(["trinfer Responses / chat (median of per-stream pairs; goal >= 0.85)", dialects, "", "", ""])
+    messages = paired_ratio(per_round(rates["trinfer Messages"], rounds), per_round(rates["trinfer"], rounds))
+    rows.append(["Messages / chat completions (median of per-round ratios; goal >= 0.85)", messages, "", "", ""])
     return table(
         f"P2 streaming relay (SSE content chunks/s, one stream of {TOKENS:,} tokens; goal >= 20,000)",
         ["target", "median chunks/s", "min", "max", "streams"],

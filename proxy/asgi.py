@@ -8,7 +8,8 @@ Per HTTP request it:
 - answers CORS preflights (with well-formed headers) before auth and routing, without a key, and adds the
   CORS headers to every response for an allowed origin (`proxy.cors`);
 - refuses at once, without reading the body: a malformed ``Host`` or several ``Authorization`` headers (400,
-  `proxy.header_checks`), requests while draining (503), requests without a valid API key (401, except
+  `proxy.header_checks`), a browser request from an origin neither allowed nor the server's own (403,
+  `proxy.cors`), requests while draining (503), requests without a valid API key (401, except
   ``/health`` and ``/ready``; under ``x_api_key_prefixes`` the key may also come as ``x-api-key``, Anthropic's
   header), and a declared ``Content-Length`` over ``max_body_bytes`` (413);
 - turns an exception that escapes the app into a 500 with the request id (logged, details not sent);
@@ -16,7 +17,7 @@ Per HTTP request it:
   and capped by `proxy.log_values.loggable`).
 (Slow readers are handled below the app, in `proxy.listener`: every socket write is bounded by
 ``write_timeout_s`` and a stalled connection is closed, which reaches the request as a client disconnect.)
-WebSocket scopes get only the header checks (an upgrade that fails them is refused with the HTTP error
+WebSocket scopes get only the header and origin checks (an upgrade that fails them is refused with the HTTP error
 response); the WebSocket route does its own auth handshake. Lifespan scopes pass through untouched.
 """
 
@@ -94,7 +95,7 @@ class RequestMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            refusal = header_refusal(scope["headers"])
+            refusal = header_refusal(scope["headers"]) or self._origin_refusal(scope)
             if refusal is None:
                 await self.app(scope, receive, send)
             else:
@@ -174,6 +175,9 @@ class RequestMiddleware:
         malformed = header_refusal(scope["headers"])
         if malformed is not None:
             return malformed
+        cross_origin = self._origin_refusal(scope)
+        if cross_origin is not None:
+            return cross_origin
         if self._draining() and path != "/health":
             return ShuttingDown("The server is shutting down; retry against another instance")
         if path not in PUBLIC_PATHS:
@@ -186,6 +190,10 @@ class RequestMiddleware:
         if length is not None and length.strip().isdigit() and int(length) > self._max_body:
             return too_large(self._max_body)
         return None
+
+    def _origin_refusal(self, scope: Scope) -> Exception | None:
+        """403 for a browser request from an origin neither allowed nor the server's own (`proxy.cors`)."""
+        return self._cors.refusal(_header(scope, b"origin"), _header(scope, b"host"))
 
     def _takes_x_api_key(self, path: str) -> bool:
         return any(path == prefix or path.startswith(prefix + "/") for prefix in self._x_api_key_prefixes)

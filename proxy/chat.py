@@ -8,22 +8,19 @@ from __future__ import annotations
 
 from quart import Response
 
-from compat.json_body import parse_json
 from compat.openai.chat_request import parse_chat_request
 from compat.openai.chat_response import ChunkEncoder, CompletionAccumulator, new_completion_id
 from compat.openai.sse import ChatSSEEncoder
 
 from . import pipeline
-from .body_parsing import parse_off_loop
-from .request_io import current_request, json_response, read_body
+from .request_io import current_request, json_response, read_parsed
 from .services import Services
 from .sse import sse_response
 
 
 async def chat_completions(services: Services) -> Response:
     info = current_request()
-    body = await read_body()
-    chat = await parse_off_loop(len(body), lambda: parse_chat_request(parse_json(body)))
+    chat = await read_parsed(parse_chat_request)
     info.model = chat.model
     generation = await pipeline.generate(services.router, chat.request, info, stream=chat.stream)
     completion_id, created = new_completion_id(), int(services.clock())

@@ -13,12 +13,11 @@ from collections.abc import Sequence
 from quart import Response
 
 from adapters.types import Event, ResolvedV2
-from compat.json_body import parse_json
 from compat.openai.completions import CompletionEncoder, CompletionSSE, new_completion_id, parse_completion_request
 
 from . import pipeline
 from .inflight import RequestInfo
-from .request_io import current_request, json_response, read_body
+from .request_io import current_request, json_response, read_parsed
 from .routing import Router
 from .services import Services
 from .sse import sse_response
@@ -26,7 +25,7 @@ from .sse import sse_response
 
 async def create_completion(services: Services) -> Response:
     info = current_request()
-    completion = parse_completion_request(parse_json(await read_body()))
+    completion = await read_parsed(parse_completion_request)
     info.model = completion.model
     first, *rest = completion.requests
     generation = await pipeline.generate(services.router, first, info, stream=completion.stream)

@@ -15,7 +15,13 @@ What the middleware does with it (`proxy.asgi.RequestMiddleware`):
   browser asked for, and a max age when the origin is allowed; 403 with an OpenAI error body naming the setting
   when it is not (the browser then refuses the real request, so no key is ever needed for the preflight);
 - every other response to a request from an allowed origin - errors included, so a page can read a 401 or a
-  429 - names the origin and exposes the headers SDKs read (``x-request-id``, ``retry-after``).
+  429 - names the origin and exposes the headers SDKs read (``x-request-id``, ``retry-after``);
+- any other request that carries an ``Origin`` neither allowed nor the server's own (`same_origin`: the
+  ``Host`` the browser sent it to) is refused with 403 before auth and routing, WebSocket upgrades included.
+  A browser sends a "simple" request (a ``POST`` with a ``text/plain`` body, a WebSocket handshake) without
+  a preflight; it would only hide the answer from the page, after the server had run it - a generation
+  started by whatever page is open in the user's browser. Clients that are not browsers send no ``Origin``
+  and are not affected.
 No credentials mode: keys travel in the ``Authorization`` header, never in cookies.
 """
 
@@ -44,7 +50,7 @@ _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
 
 
 class OriginNotAllowed(TrinferError):
-    """A preflight from an origin that ``server.cors_allow_origins`` does not list."""
+    """A preflight or request from an origin that ``server.cors_allow_origins`` does not list."""
 
     status = 403
     error_type = "invalid_request_error"
@@ -67,6 +73,20 @@ class CorsPolicy:
 
     def allows(self, origin: str) -> bool:
         return self.any_origin or origin.lower() in self.origins
+
+    def refusal(self, origin: str | None, host: str | None) -> OriginNotAllowed | None:
+        """The 403 for a request sent with ``Origin: origin`` to ``Host: host``, or None: no ``Origin``, an
+        allowed one, or the server's own (`same_origin`)."""
+        if origin is None or self.allows(origin) or same_origin(origin, host):
+            return None
+        return self._not_allowed(origin)
+
+    def _not_allowed(self, origin: str) -> OriginNotAllowed:
+        setting = "it is empty" if not self.origins else "it does not list this origin"
+        return OriginNotAllowed(
+            f"Cross-origin requests from {loggable(origin)} are not allowed: "
+            f"server.cors_allow_origins decides ({setting})"
+        )
 
     def response_headers(self, origin: str | None) -> Headers:
         """The CORS headers for any response to a request that sent ``Origin: origin`` (none if not allowed)."""
@@ -92,11 +112,7 @@ class CorsPolicy:
         would go out of date with, and a key is still needed for the request itself.
         """
         if not self.allows(origin):
-            setting = "it is empty" if not self.origins else "it does not list this origin"
-            raise OriginNotAllowed(
-                f"Cross-origin requests from {loggable(origin)} are not allowed: "
-                f"server.cors_allow_origins decides ({setting})"
-            )
+            raise self._not_allowed(origin)
         headers = [
             (b"access-control-allow-methods", ALLOW_METHODS.encode()),
             (b"access-control-max-age", str(MAX_AGE_S).encode()),
@@ -111,6 +127,23 @@ class CorsPolicy:
 
 #: The default: no origin allowed, no CORS headers.
 NO_CORS = CorsPolicy()
+
+
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+def same_origin(origin: str, host: str | None) -> bool:
+    """True when ``origin`` (``scheme://host[:port]``) names the ``host`` (``Host`` header) it was sent to.
+
+    The scheme is not compared: behind a TLS-terminating proxy the page is ``https://`` while the request
+    reaches trinfer as plain HTTP with the same ``Host``. A default port (``:80``, ``:443``) is the same as
+    none. ``Origin: null`` (sandboxed frames, ``file:`` pages) is never same-origin.
+    """
+    scheme, separator, authority = origin.lower().partition("://")
+    if not separator or host is None or scheme not in _DEFAULT_PORTS:
+        return False
+    default = _DEFAULT_PORTS[scheme]
+    return authority.removesuffix(default) == host.strip().lower().removesuffix(default)
 
 
 def is_preflight(method: str, requested_method: str | None) -> bool:

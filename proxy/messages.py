@@ -13,10 +13,9 @@ from quart import Response
 from compat.anthropic.request import parse_count_tokens_request, parse_messages_request
 from compat.anthropic.response import MessageAccumulator, count_tokens_answer, new_message_id
 from compat.anthropic.stream import EventEncoder, MessagesSSEEncoder
-from compat.json_body import parse_json
 
 from . import pipeline
-from .request_io import current_request, json_response, read_body
+from .request_io import current_request, json_response, read_parsed
 from .services import Services
 from .sse import sse_response
 
@@ -26,7 +25,7 @@ PREFIX = "/v1/messages"
 
 async def messages(services: Services) -> Response:
     info = current_request()
-    parsed = parse_messages_request(parse_json(await read_body()))
+    parsed = await read_parsed(parse_messages_request)
     info.model = parsed.model
     generation = await pipeline.generate(services.router, parsed.request, info, stream=parsed.stream)
     message_id, stops = new_message_id(), parsed.request.sampling.stop
@@ -40,6 +39,6 @@ async def messages(services: Services) -> Response:
 
 async def count_tokens(services: Services) -> Response:
     info = current_request()
-    req = parse_count_tokens_request(parse_json(await read_body()))
+    req = await read_parsed(parse_count_tokens_request)
     info.model = req.model
     return json_response(count_tokens_answer(await pipeline.count_tokens(services.router, req, info)))

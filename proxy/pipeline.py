@@ -45,7 +45,7 @@ from typing import TypeVar
 
 import trio
 
-from adapters.dispatch import embedder_for, producer_for
+from adapters.dispatch import embedder_for, producer_for, request_for
 from adapters.stream import EventStream, Producer, start_event_stream
 from adapters.types import Done, EmbedResolved, EmbedResult, Event, ResolvedV2
 from compat.errors import QueueFull, QueueTimeout, ShuttingDown
@@ -98,7 +98,7 @@ async def count_tokens(router: Router, req: ResolvedV2, info: RequestInfo) -> in
     """
     route = router.route(req.model)
     with recording(route), _until_stop_deadline(info):
-        return await route.handle.backend.count_tokens(req)
+        return await route.handle.backend.count_tokens(request_for(route.handle.backend, req))
 
 
 class Generation:

@@ -11,19 +11,18 @@ from __future__ import annotations
 from quart import Response
 
 from compat.errors import RouteNotFound
-from compat.json_body import parse_json
 from compat.openai.responses_request import parse_responses_request
 from compat.openai.responses_stream import ResponseEncoder, ResponseSSE, new_response_id
 
 from . import pipeline
-from .request_io import current_request, json_response, read_body
+from .request_io import current_request, json_response, read_parsed
 from .services import Services
 from .sse import sse_response
 
 
 async def create_response(services: Services) -> Response:
     info = current_request()
-    parsed = parse_responses_request(parse_json(await read_body()))
+    parsed = await read_parsed(parse_responses_request)
     info.model = parsed.model
     generation = await pipeline.generate(services.router, parsed.request, info, stream=parsed.stream)
     encoder = ResponseEncoder(new_response_id(), int(services.clock()), parsed.model, parsed.settings)

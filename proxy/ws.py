@@ -58,7 +58,7 @@ from compat.openai.ws_protocol import (
 
 from . import pipeline
 from .auth import ApiKeys
-from .body_parsing import parse_off_loop
+from .body_parsing import THREAD_THRESHOLD_BYTES, parse_off_loop
 from .errors import ErrorRenderers
 from .inflight import Inflight, RequestInfo, new_request_id
 from .log_values import loggable
@@ -246,8 +246,10 @@ class WebSocketConnection:
                 await self._close_socket(CLOSE_UNSUPPORTED_DATA, "binary frames are not supported; send JSON text")
                 return "binary frame: closed with 1003"
             try:
+                large = len(message) >= THREAD_THRESHOLD_BYTES
                 frame = await parse_off_loop(
-                    len(message), partial(parse_client_frame, message, max_bytes=self._max_frame_bytes)
+                    len(message),
+                    partial(parse_client_frame, message, max_bytes=self._max_frame_bytes, interruptible=large),
                 )
             except FrameError as exc:
                 await self._send_frame(error_frame(exc.frame_id, exc.error))

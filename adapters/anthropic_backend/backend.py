@@ -84,7 +84,13 @@ class AnthropicBackend(Backend):
 
     def capabilities(self) -> BackendCapabilities:
         return BackendCapabilities(
-            v2=True, vision=True, tools=True, json_schema=True, thinking=True, accelerator="remote"
+            v2=True,
+            vision=True,
+            tools=True,
+            json_schema=True,
+            thinking=True,
+            thinking_blocks=True,
+            accelerator="remote",
         )
 
     def status(self) -> dict[str, Any]:

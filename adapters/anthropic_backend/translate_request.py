@@ -8,7 +8,9 @@ Theory of operation, field by field (docs/anthropic.md has the same table for us
   results first, as the API requires). Empty text blocks are dropped (the API refuses them); a turn left
   empty is dropped.
 - images (already decoded from ``data:`` URLs by compat) -> base64 ``image`` blocks; assistant tool calls ->
-  ``tool_use`` blocks with the arguments parsed back into an object.
+  ``tool_use`` blocks with the arguments parsed back into an object; reasoning of earlier turns -> ``thinking``
+  blocks with their signature and ``redacted_thinking`` blocks with their data, unchanged and in place (the API
+  checks the signature, and a tool loop with thinking on needs the turn's thinking before its ``tool_use``).
 - tools -> ``tools`` (``parameters`` -> ``input_schema``); tool_choice auto/none/required/named ->
   auto/none/any/tool; ``parallel_tool_calls: false`` -> ``disable_parallel_tool_use``.
 - ``response_format: json_schema`` -> structured outputs (``output_config.format``), the schema passed through
@@ -18,6 +20,8 @@ Theory of operation, field by field (docs/anthropic.md has the same table for us
   ``max_tokens_default``, since the API requires it) -> max_tokens. ``seed`` is ignored (OpenAI documents it
   as best effort). Penalties, ``logit_bias`` and ``min_p`` have no Anthropic equivalent: a non-neutral value
   is refused with 400 ``unsupported_parameter`` rather than silently dropped.
+- the request's own ``thinking`` (`ThinkingConfig`, from an Anthropic client) is sent as it is; without one,
+  the backend's ``thinking`` option decides.
 """
 
 from __future__ import annotations
@@ -30,14 +34,19 @@ from typing import Any
 from anthropic import transform_schema
 
 from ..errors import InvalidRequest
+from ..type_lists import expand_type_lists
 from ..types import (
     ContentBlock,
     ImageBlock,
+    RedactedThinkingBlock,
     ResolvedV2,
     ResponseFormatKind,
     Role,
     SamplingParams,
     TextBlock,
+    ThinkingBlock,
+    ThinkingConfig,
+    ThinkingMode,
     ToolChoice,
     ToolChoiceMode,
     ToolSpec,
@@ -75,7 +84,7 @@ def build_request(req: ResolvedV2, options: AnthropicOptions) -> Body:
         raise InvalidRequest("tool_choice requires at least one tool in 'tools'", param="tool_choice")
     if req.response_format.kind is ResponseFormatKind.JSON_SCHEMA:
         body["output_config"] = {"format": {"type": "json_schema", "schema": _schema(req)}}
-    thinking = _thinking(options, max_tokens)
+    thinking = _thinking(options, max_tokens) if req.thinking is None else _requested_thinking(req.thinking)
     if thinking is not None:
         body["thinking"] = thinking
     return body
@@ -131,6 +140,10 @@ def _block(block: ContentBlock, param: str, role: str) -> Body | None:
         return {"type": "image", "source": {"type": "base64", "media_type": block.media_type, "data": data}}
     if isinstance(block, ToolUseBlock):
         return {"type": "tool_use", "id": block.id, "name": block.name, "input": _arguments(block, param)}
+    if isinstance(block, ThinkingBlock):
+        return {"type": "thinking", "thinking": block.text, "signature": block.signature}
+    if isinstance(block, RedactedThinkingBlock):
+        return {"type": "redacted_thinking", "data": block.data}
     result: Body = {"type": "tool_result", "tool_use_id": block.tool_use_id}
     if block.content:
         result["content"] = block.content
@@ -183,10 +196,11 @@ def _tool_choice(choice: ToolChoice, *, parallel: bool) -> Body:
 def _schema(req: ResolvedV2) -> dict[str, Any]:
     schema = req.response_format.schema
     try:
-        return transform_schema(dict(schema) if schema is not None else {"type": "object"})
+        return transform_schema(expand_type_lists(schema) if schema is not None else {"type": "object"})
     except Exception as exc:  # a pure function of the client's schema: whatever it raises, the schema is at fault
-        # (it asserts on a list of types, raises TypeError on a boolean subschema): a 400, never a 500 that the
-        # circuit breaker would count against a healthy upstream.
+        # (it raises TypeError on a boolean subschema; type lists, which it asserts on, are rewritten as anyOf
+        # first: `adapters.type_lists`): a 400, never a 500 that the circuit breaker would count against a
+        # healthy upstream.
         raise InvalidRequest(
             f"response_format.json_schema.schema cannot be used with Anthropic structured outputs: {exc}",
             param="response_format.json_schema.schema",
@@ -234,3 +248,10 @@ def _thinking(options: AnthropicOptions, max_tokens: int) -> Body | None:
     if budget < MIN_THINKING_BUDGET:
         return None
     return {"type": "enabled", "budget_tokens": budget}
+
+
+def _requested_thinking(thinking: ThinkingConfig) -> Body:
+    """A client's own ``thinking`` (its budget already checked against ``max_tokens`` by compat)."""
+    if thinking.mode is ThinkingMode.ENABLED:
+        return {"type": "enabled", "budget_tokens": thinking.budget_tokens}
+    return {"type": thinking.mode.value}

@@ -13,8 +13,10 @@ Text and thinking deltas are forwarded at once as `Text`/`Thinking`. A tool call
 JSON text (``input_json_delta``); they are buffered per block index and one complete `ToolUse` is emitted at
 that block's ``content_block_stop``, after checking the joined text is a JSON object. ``message_stop`` emits
 the one `Done`, with the mapped stop reason and the usage reported by upstream (prompt tokens include cache
-reads and writes, as the API bills them). Blocks the engine has no event for (signatures, redacted thinking,
-server tools, citations) are skipped. ``ping`` never reaches here (the SDK drops it); ``error`` events are
+reads and writes, as the API bills them). A thinking block's ``signature_delta`` becomes a `Thinking` piece
+carrying the signature (it ends that block), a ``redacted_thinking`` block one `Thinking` carrying its data, so
+an Anthropic client can send both back. Blocks the engine has no event for (server tools, citations) are
+skipped. ``ping`` never reaches here (the SDK drops it); ``error`` events are
 raised by the SDK and translated by `errors.translate_exception`.
 """
 
@@ -89,6 +91,8 @@ class StreamTranslator:
                 return [Text(block.text)]
             elif block.type == "thinking" and block.thinking:
                 return [Thinking(block.thinking)]
+            elif block.type == "redacted_thinking":
+                return [Thinking("", redacted=block.data)]
             return []
         if event.type == "content_block_delta":
             delta = event.delta
@@ -96,6 +100,8 @@ class StreamTranslator:
                 return [Text(delta.text)] if delta.text else []
             if delta.type == "thinking_delta":
                 return [Thinking(delta.thinking)] if delta.thinking else []
+            if delta.type == "signature_delta":
+                return [Thinking("", signature=delta.signature)]
             if delta.type == "input_json_delta" and event.index in self._tools:
                 self._tools[event.index].json_text += delta.partial_json
             return []

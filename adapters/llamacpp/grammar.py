@@ -13,12 +13,14 @@ Two promises shape the checks:
   ``uniqueItems``, ``not``...), which would let the model produce JSON that parses but does not validate. A
   schema using one of them is rejected with a message naming it, rather than enforced halfway. The supported
   subset (`SUPPORTED_KEYWORDS`, the one list every refusal names) is close to OpenAI's structured-output subset:
-  ``type`` (one or a list), ``properties``, ``required``, ``additionalProperties``, ``items``/``prefixItems``
-  with ``minItems``/``maxItems``, strings with ``minLength``/``maxLength``, or ``pattern`` (anchored with
-  ``^...$``), or ``format``, ``enum``, ``const``, ``anyOf``, local ``$ref`` into ``$defs``/``definitions``,
-  integers and numbers with ``minimum``/``maximum``/``exclusiveMinimum``/``exclusiveMaximum`` (the converter
-  ignores these, so `adapters.llamacpp.converter` writes their rules: see `adapters.llamacpp.bounds`), and
-  annotations (``title``, ``description``...).
+  ``type`` (one or a list: a list is checked and converted as the ``anyOf`` of its types, each with the keywords
+  for it, see `adapters.type_lists`, where the converter would drop them), ``properties``, ``required``,
+  ``additionalProperties``, ``items``/``prefixItems`` with ``minItems``/``maxItems``, strings with
+  ``minLength``/``maxLength``, or ``pattern`` (anchored with ``^...$``), or ``format``, ``enum``, ``const``,
+  ``anyOf``, local ``$ref`` into ``$defs``/``definitions``, integers and numbers with
+  ``minimum``/``maximum``/``exclusiveMinimum``/``exclusiveMaximum`` (the converter ignores these, so
+  `adapters.llamacpp.converter` writes their rules: see `adapters.llamacpp.bounds`), and annotations (``title``,
+  ``description``...).
 
 Tool calls: a forced call (``tool_choice`` required or named) is the JSON object
 ``{"name": <one offered tool's name>, "arguments": <an object valid for that tool's parameters>}``, built as a
@@ -33,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import InvalidRequest
+from ..type_lists import NoValueMatches, expand_type_lists, split_type_list
 from ..types import JSONObject, ToolSpec
 from .bounds import BOUND_KEYWORDS, EmptyRange, integer_rule, number_rule
 from .errors import Phase, translate
@@ -111,6 +114,9 @@ def _check_node(node: object, limits: GrammarLimits, param: str, where: str, dep
         return
     if not isinstance(node, Mapping):
         raise _reject(f"{where} must be a JSON schema object", param)
+    if isinstance(node.get("type"), list):
+        _check_type_list(node, limits, param, where, depth)
+        return
     bad = sorted(UNENFORCED_KEYWORDS.intersection(node))
     if bad:
         raise _reject(
@@ -138,24 +144,39 @@ def _check_node(node: object, limits: GrammarLimits, param: str, where: str, dep
     _check_children(node, limits, param, where, depth)
 
 
+def _check_type_list(node: Mapping[str, Any], limits: GrammarLimits, param: str, where: str, depth: int) -> None:
+    """Check a node with a list of types as the ``anyOf`` it is converted to (`adapters.type_lists`): each
+    type's branch is checked where the node is, since its keywords are the node's own."""
+    _check_exclusive(node, param, where)
+    types = node["type"]
+    if not types or not all(isinstance(t, str) for t in types):
+        raise _reject(f"{where}/type must be a type name or a non-empty list of them", param)
+    try:
+        split = split_type_list(node)
+    except NoValueMatches as exc:
+        raise _reject(f"{where}: {exc}", param) from exc
+    for branch in split.branches:
+        _check_node(branch, limits, param, where, depth)
+    _check_children(split.annotations, limits, param, where, depth)
+
+
 def _constraints(node: Mapping[str, Any]) -> set[str]:
     return set(node) - ANNOTATIONS
 
 
-def _check_combinations(node: Mapping[str, Any], param: str, where: str) -> None:
-    """Reject keyword combinations where the converter would honour one keyword and drop the others."""
+def _check_exclusive(node: Mapping[str, Any], param: str, where: str) -> None:
+    """``$ref`` and ``anyOf`` take no constraint beside them: the converter would honour them and drop it."""
     constraints = _constraints(node)
     for exclusive in ("$ref", "anyOf"):
         if exclusive in node and constraints - {exclusive}:
             other = sorted(constraints - {exclusive})[0]
             raise _reject(f"{where} combines {exclusive!r} with {other!r}; use one or the other", param)
+
+
+def _check_combinations(node: Mapping[str, Any], param: str, where: str) -> None:
+    """Reject keyword combinations where the converter would honour one keyword and drop the others."""
+    _check_exclusive(node, param, where)
     schema_type = node.get("type")
-    if isinstance(schema_type, list):
-        if not schema_type or not all(isinstance(t, str) for t in schema_type):
-            raise _reject(f"{where}/type must be a type name or a non-empty list of them", param)
-        if constraints - {"type"}:
-            other = sorted(constraints - {"type"})[0]
-            raise _reject(f"{where} combines a list of types with {other!r}; use anyOf instead", param)
     if ("minLength" in node or "maxLength" in node) and (
         schema_type != "string" or "pattern" in node or node.get("format") in _FORMATS
     ):
@@ -297,7 +318,7 @@ def schema_to_gbnf(
     from .converter import json_schema_to_gbnf
 
     try:
-        gbnf: str = json_schema_to_gbnf(json.dumps(schema), list(prop_order))
+        gbnf: str = json_schema_to_gbnf(json.dumps(expand_type_lists(schema)), list(prop_order))
     except Exception as exc:  # the converter asserts/raises on what it cannot express
         raise translate(exc, Phase.GRAMMAR, param=param) from exc
     gbnf = _json_safe_strings(gbnf)

@@ -7,9 +7,11 @@ Theory of operation:
   `Role.TOOL` message holding one `ToolResultBlock` (the engine's form of a tool result, the one every backend
   reads), and each run of text and image blocks between them one `Role.USER` message, so the order is kept.
   A result must answer a ``tool_use`` of an earlier assistant message, as Anthropic requires.
-- An ``assistant`` message holds ``text``, ``tool_use``, ``thinking`` and ``redacted_thinking`` blocks. Thinking
-  blocks sent back by a client are checked and dropped: no backend here takes earlier reasoning as input, and
-  an assistant turn left empty by that is dropped too.
+- An ``assistant`` message holds ``text``, ``tool_use``, ``thinking`` and ``redacted_thinking`` blocks, kept in
+  their order. Thinking blocks sent back by a client become `ThinkingBlock` (text and ``signature``, byte for
+  byte) and `RedactedThinkingBlock` (its ``data``): a backend that signs its reasoning needs them back, with
+  the signature it wrote, to continue a tool loop. Backends that cannot take them never see them
+  (`adapters.dispatch` removes them, and an assistant turn left empty by that).
 - ``cache_control`` is accepted on every block and ignored (trinfer's backends reuse prompt prefixes on their
   own); ``citations`` on text blocks are ignored.
 - Images must carry a ``base64`` source of one of `IMAGE_MEDIA_TYPES`. ``url`` and ``file`` sources would make
@@ -23,7 +25,17 @@ import base64
 import binascii
 import json
 
-from adapters.types import ContentBlock, ImageBlock, MessageV2, Role, TextBlock, ToolResultBlock, ToolUseBlock
+from adapters.types import (
+    ContentBlock,
+    ImageBlock,
+    MessageV2,
+    RedactedThinkingBlock,
+    Role,
+    TextBlock,
+    ThinkingBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+)
 
 from .._fields import (
     JSONDict,
@@ -36,6 +48,7 @@ from .._fields import (
     item_path,
     opt_bool,
     opt_object,
+    opt_str,
     required,
 )
 from ..errors import RequestValidationError, UnsupportedParameter
@@ -101,9 +114,7 @@ def parse_messages(value: object, path: str = "messages") -> tuple[MessageV2, ..
         elif role == "user":
             messages.extend(_user_turn(content, content_path, tool_use_ids))
         else:
-            blocks = _assistant_blocks(content, content_path, tool_use_ids)
-            if blocks:
-                messages.append(MessageV2(Role.ASSISTANT, blocks))
+            messages.append(MessageV2(Role.ASSISTANT, _assistant_blocks(content, content_path, tool_use_ids)))
     return tuple(messages)
 
 
@@ -167,9 +178,12 @@ def _assistant_blocks(value: object, path: str, tool_use_ids: set[str]) -> tuple
             tool_use_ids.add(use.id)
             blocks.append(use)
         elif kind == "thinking":
-            as_str(required(block, "thinking", block_path), field_path(block_path, "thinking"))
+            text = as_str(required(block, "thinking", block_path), field_path(block_path, "thinking"))
+            blocks.append(ThinkingBlock(text, opt_str(block, "signature", block_path) or ""))
         elif kind == "redacted_thinking":
-            as_str(required(block, "data", block_path), field_path(block_path, "data"))
+            blocks.append(
+                RedactedThinkingBlock(as_str(required(block, "data", block_path), field_path(block_path, "data")))
+            )
         else:
             blocks.append(_text(block, block_path))
     return tuple(blocks)

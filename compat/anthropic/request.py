@@ -6,8 +6,9 @@ lists them field by field):
 - `MAPPED_FIELDS`: ``model``, ``max_tokens`` (required for messages), ``system``, ``messages``, ``tools``,
   ``tool_choice``, ``stop_sequences``, ``temperature``, ``top_p``, ``top_k``, ``stream``, ``metadata``
   (``user_id`` is kept for logs, never sent to a backend), ``output_format`` / ``output_config.format``
-  (structured outputs: the engine's ``json_schema`` response format) and ``thinking`` (checked, then left to the
-  backend's own configuration: the engine request has no per-request reasoning switch);
+  (structured outputs: the engine's ``json_schema`` response format, its schema checked for shape by
+  `compat.schema`) and ``thinking`` (the engine's `ThinkingConfig`: backends that think honour it, the others
+  ignore it);
 - `UNSUPPORTED_FIELDS`: refused whenever set, because each asks for work done on Anthropic's platform;
 - `IGNORED_FIELDS`: type-checked and dropped: billing, routing and caching hints (service tier, speed, region,
   workspace, automatic ``cache_control``), context-management hints and prompt-cache diagnostics, none of which
@@ -21,7 +22,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from adapters.types import ResolvedV2, ResponseFormat, ResponseFormatKind, SamplingParams
+from adapters.types import (
+    ResolvedV2,
+    ResponseFormat,
+    ResponseFormatKind,
+    SamplingParams,
+    ThinkingConfig,
+    ThinkingMode,
+)
 
 from .._fields import (
     JSONDict,
@@ -40,6 +48,7 @@ from .._fields import (
     required,
 )
 from ..fates import FieldFates
+from ..schema import check_schema
 from .content import parse_messages, parse_system
 from .tools import parse_tool_choice, parse_tools
 
@@ -104,7 +113,6 @@ def parse_messages_request(body: object) -> MessagesRequest:
     obj = FATES.check(body)
     max_tokens = as_int(required(obj, "max_tokens"), "max_tokens", low=1)
     request = _resolve(obj, max_tokens)
-    _check_thinking(obj, max_tokens)
     metadata = opt_object(obj, "metadata")
     return MessagesRequest(
         model=request.model,
@@ -116,9 +124,7 @@ def parse_messages_request(body: object) -> MessagesRequest:
 
 def parse_count_tokens_request(body: object) -> ResolvedV2:
     """Validate a decoded ``/v1/messages/count_tokens`` body: the prompt fields of a Messages request."""
-    obj = FATES.check(body)
-    _check_thinking(obj, None)
-    return _resolve(obj, None)
+    return _resolve(FATES.check(body), None)
 
 
 def _resolve(body: JSONDict, max_tokens: int | None) -> ResolvedV2:
@@ -140,6 +146,7 @@ def _resolve(body: JSONDict, max_tokens: int | None) -> ResolvedV2:
         tool_choice=choice.choice,
         parallel_tool_calls=choice.parallel,
         response_format=_response_format(body),
+        thinking=_thinking(body, max_tokens),
     )
 
 
@@ -149,24 +156,25 @@ def _stop_sequences(value: object, path: str = "stop_sequences") -> tuple[str, .
     return tuple(as_str(item, item_path(path, i), non_empty=True) for i, item in enumerate(as_list(value, path)))
 
 
-def _check_thinking(body: JSONDict, max_tokens: int | None) -> None:
+def _thinking(body: JSONDict, max_tokens: int | None) -> ThinkingConfig | None:
     """``thinking``: ``{"type": "enabled", "budget_tokens": N}`` (N >= 1024, below ``max_tokens``),
     ``{"type": "disabled"}`` or ``{"type": "adaptive"}``."""
     thinking = opt_object(body, "thinking")
     if thinking is None:
-        return
+        return None
     kind = as_str(required(thinking, "type", "thinking"), "thinking.type")
     if kind not in ("enabled", "disabled", "adaptive"):
         raise invalid_value(
             "thinking.type", f"expected 'enabled', 'disabled' or 'adaptive', but got {kind[:64]!r}."
         )
     if kind != "enabled":
-        return
+        return ThinkingConfig(ThinkingMode(kind))
     budget = as_int(
         required(thinking, "budget_tokens", "thinking"), "thinking.budget_tokens", low=MIN_THINKING_BUDGET
     )
     if max_tokens is not None and budget >= max_tokens:
         raise invalid_value("thinking.budget_tokens", "expected a budget smaller than 'max_tokens'.")
+    return ThinkingConfig(ThinkingMode.ENABLED, budget)
 
 
 def _response_format(body: JSONDict) -> ResponseFormat:
@@ -186,5 +194,6 @@ def _json_schema(value: JSONDict, path: str) -> ResponseFormat:
     kind = as_str(required(value, "type", path), kind_path)
     if kind != "json_schema":
         raise invalid_value(kind_path, f"expected 'json_schema', but got {kind[:64]!r}.")
-    schema = as_object(required(value, "schema", path), field_path(path, "schema"))
+    schema_path = field_path(path, "schema")
+    schema = check_schema(as_object(required(value, "schema", path), schema_path), schema_path)
     return ResponseFormat(ResponseFormatKind.JSON_SCHEMA, name="output", schema=schema)

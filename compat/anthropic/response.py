@@ -2,10 +2,12 @@
 pieces of the answer: ids, stop reasons, usage, the ``count_tokens`` answer.
 
 A message's ``content`` lists the blocks in the order the events came: consecutive text pieces make one
-``text`` block, consecutive reasoning pieces one ``thinking`` block (its ``signature`` empty: trinfer's
-backends do not sign their reasoning), each tool call one ``tool_use`` block whose ``input`` is the call's
-arguments object. ``stop_sequence`` names the sequence that ended the text: the one the backend reported, or
-the only one the request gave.
+``text`` block, consecutive reasoning pieces one ``thinking`` block, each tool call one ``tool_use`` block whose
+``input`` is the call's arguments object. A reasoning piece with a ``signature`` (Anthropic's backend signs
+its reasoning) sets the open thinking block's signature and ends it; without one the signature stays empty
+(local models do not sign). A redacted piece is one ``redacted_thinking`` block holding its data.
+``stop_sequence`` names the sequence that ended the text: the one the backend reported, or the only one the
+request gave.
 """
 
 from __future__ import annotations
@@ -62,30 +64,48 @@ class MessageAccumulator:
         self._stops = stops
         self._content: list[dict[str, Any]] = []
         self._done: Done | None = None
+        #: The last block is a thinking block that further reasoning text extends (no signature yet).
+        self._thinking_open = False
 
     def add(self, event: Event) -> None:
         if self._done is not None:
             raise RuntimeError("event after Done")
         if isinstance(event, Text | Token):
-            self._append("text", event.text)
+            self._text(event.text)
         elif isinstance(event, Thinking):
-            self._append("thinking", event.text)
+            self._thinking(event)
         elif isinstance(event, ToolUse):
+            self._thinking_open = False
             self._content.append(
                 {"type": "tool_use", "id": event.id, "name": event.name, "input": tool_input(event)}
             )
         else:
             self._done = event
 
-    def _append(self, kind: str, text: str) -> None:
+    def _text(self, text: str) -> None:
         if not text:
             return
-        if self._content and self._content[-1]["type"] == kind:
-            self._content[-1][kind] += text
-        elif kind == "text":
-            self._content.append({"type": "text", "text": text})
+        self._thinking_open = False
+        if self._content and self._content[-1]["type"] == "text":
+            self._content[-1]["text"] += text
         else:
-            self._content.append({"type": "thinking", "thinking": text, "signature": ""})
+            self._content.append({"type": "text", "text": text})
+
+    def _thinking(self, event: Thinking) -> None:
+        if event.redacted is not None:
+            self._thinking_open = False
+            self._content.append({"type": "redacted_thinking", "data": event.redacted})
+            return
+        if not event.text and event.signature is None:
+            return
+        if not self._thinking_open:
+            self._thinking_open = True
+            self._content.append({"type": "thinking", "thinking": "", "signature": ""})
+        block = self._content[-1]
+        block["thinking"] += event.text
+        if event.signature is not None:
+            block["signature"] = event.signature
+            self._thinking_open = False
 
     def result(self) -> dict[str, Any]:
         """The ``message`` object. Raises `RuntimeError` before `Done`."""

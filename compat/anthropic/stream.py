@@ -6,7 +6,9 @@ Theory of operation. One `EventEncoder` per stream turns each engine event into 
     first event  -> message_start (the message with empty content, usage with output_tokens 0), ping
     Text/Token   -> content_block_start {"type": "text"} when no text block is open, content_block_delta
                     text_delta
-    Thinking     -> the same with a thinking block and thinking_delta
+    Thinking     -> the same with a thinking block and thinking_delta; a piece with a ``signature`` then sends
+                    signature_delta and closes the block (the next piece opens a new one); a redacted piece
+                    is a whole redacted_thinking block (start with its data, stop)
     ToolUse      -> content_block_start {"type": "tool_use", input {}}, one content_block_delta
                     input_json_delta with the whole arguments text, content_block_stop
     Done         -> content_block_stop of the open block, message_delta (stop_reason, stop_sequence, usage
@@ -72,20 +74,12 @@ class EventEncoder:
         if isinstance(event, Text | Token):
             out += self._delta("text", event.text)
         elif isinstance(event, Thinking):
-            out += self._delta("thinking", event.text)
+            out += self._thinking(event)
         elif isinstance(event, ToolUse):
-            out += self._close()
-            self._index += 1
             start = {"type": "tool_use", "id": event.id, "name": event.name, "input": {}}
-            delta = {"type": "input_json_delta", "partial_json": event.arguments}
-            out += [
-                (
-                    "content_block_start",
-                    {"type": "content_block_start", "index": self._index, "content_block": start},
-                ),
-                ("content_block_delta", {"type": "content_block_delta", "index": self._index, "delta": delta}),
-                ("content_block_stop", {"type": "content_block_stop", "index": self._index}),
-            ]
+            out += self._start(start)
+            out.append(self._delta_event({"type": "input_json_delta", "partial_json": event.arguments}))
+            out += self._stop()
         else:
             out += self._close()
             out += self._finish(event)
@@ -104,30 +98,48 @@ class EventEncoder:
         }
         return {"type": "message_start", "message": message}
 
+    def _thinking(self, event: Thinking) -> list[WireEvent]:
+        if event.redacted is not None:
+            block = {"type": "redacted_thinking", "data": event.redacted}
+            return [*self._start(block), *self._stop()]
+        out = self._delta("thinking", event.text)
+        if event.signature is None:
+            return out
+        if self._open != "thinking":
+            out += self._start(dict(_EMPTY_BLOCKS["thinking"]), "thinking")
+        out.append(self._delta_event({"type": "signature_delta", "signature": event.signature}))
+        return out + self._close()
+
     def _delta(self, kind: str, text: str) -> list[WireEvent]:
         if not text:
             return []
         out: list[WireEvent] = []
         if self._open != kind:
-            out += self._close()
-            self._index += 1
-            self._open = kind
-            block = dict(_EMPTY_BLOCKS[kind])
-            out.append(
-                (
-                    "content_block_start",
-                    {"type": "content_block_start", "index": self._index, "content_block": block},
-                )
-            )
-        delta = {"type": _DELTAS[kind], kind: text}
-        out.append(("content_block_delta", {"type": "content_block_delta", "index": self._index, "delta": delta}))
+            out += self._start(dict(_EMPTY_BLOCKS[kind]), kind)
+        out.append(self._delta_event({"type": _DELTAS[kind], kind: text}))
         return out
+
+    def _start(self, block: dict[str, Any], kind: str | None = None) -> list[WireEvent]:
+        """Close the open block and start ``block`` at the next index; ``kind`` keeps it open for deltas."""
+        out = self._close()
+        self._index += 1
+        self._open = kind
+        return [
+            *out,
+            ("content_block_start", {"type": "content_block_start", "index": self._index, "content_block": block}),
+        ]
+
+    def _delta_event(self, delta: dict[str, Any]) -> WireEvent:
+        return ("content_block_delta", {"type": "content_block_delta", "index": self._index, "delta": delta})
+
+    def _stop(self) -> list[WireEvent]:
+        return [("content_block_stop", {"type": "content_block_stop", "index": self._index})]
 
     def _close(self) -> list[WireEvent]:
         if self._open is None:
             return []
         self._open = None
-        return [("content_block_stop", {"type": "content_block_stop", "index": self._index})]
+        return self._stop()
 
     def _finish(self, done: Done) -> list[WireEvent]:
         self._finished = True

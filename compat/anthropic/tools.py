@@ -5,7 +5,9 @@ Only client tools exist here: a tool is ``{name, description?, input_schema}`` (
 ``type`` naming one of Anthropic's server tools (``web_search_20250305``, ``bash_20250124``,
 ``text_editor_...``, ``computer_...``, ``code_execution_...``) asks for work the Anthropic platform does on its
 side; trinfer cannot do it, so it is 400 ``unsupported_parameter`` naming ``tools[i].type``. Names follow
-Anthropic's rule (`NAME_PATTERN`) and must be unique.
+Anthropic's rule (`NAME_PATTERN`) and must be unique. Every ``input_schema`` is checked for shape by
+`compat.schema.check_schema`, as the OpenAI dialects check theirs, so a malformed schema is a 400 naming its
+place (``tools[0].input_schema.properties.city.type``) instead of a crash in a backend that walks it.
 
 ``tool_choice``: ``auto`` (the default), ``any`` (some tool must be called: the engine's ``required``),
 ``tool`` with a ``name`` among the tools (the engine's named choice) and ``none``;
@@ -32,6 +34,7 @@ from .._fields import (
     required,
 )
 from ..errors import UnsupportedParameter
+from ..schema import check_schema
 
 NAME_PATTERN = re.compile(r"[a-zA-Z0-9_-]{1,128}")
 
@@ -78,6 +81,7 @@ def parse_tools(value: object, path: str = "tools") -> tuple[ToolSpec, ...]:
             raise invalid_value(
                 field_path(schema_path, "type"), "the input_schema of a tool must have type 'object'."
             )
+        check_schema(schema, schema_path)
         opt_object(tool, "cache_control", tool_path)  # accepted and ignored
         specs.append(
             ToolSpec(

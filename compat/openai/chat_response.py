@@ -5,7 +5,9 @@ Theory of operation (streaming): a `ChunkEncoder` is made once per stream with t
 
     first content event   -> one chunk whose delta also carries ``"role": "assistant"``
     Token / Text          -> delta ``{"content": text}``
-    Thinking              -> delta ``{"reasoning_content": text}`` (the field DeepSeek, vLLM and llama.cpp use)
+    Thinking              -> delta ``{"reasoning_content": text}`` (the field DeepSeek, vLLM and llama.cpp use);
+                             a piece without text (a reasoning signature or redacted reasoning, which only
+                             Anthropic's dialect can carry back) -> nothing
     ToolUse               -> delta ``{"tool_calls": [{index, id, type, function: {name, arguments}}]}``, one
                              whole call per chunk, ``index`` counting calls from 0
     Done                  -> (a role chunk with empty content if nothing came before), the finish chunk with
@@ -178,6 +180,8 @@ class ChunkEncoder(_Finished):
             if self.include_usage:
                 chunks.append({**self._chunk([]), "usage": usage_object(event.usage)})
             return chunks
+        if isinstance(event, Thinking) and not event.text:
+            return []
         index = event.choice if isinstance(event, Text | ToolUse) else 0
         chunks = self._open(index, tools=isinstance(event, ToolUse))
         if isinstance(event, Token):
@@ -212,8 +216,9 @@ class _Choice:
             "content": None if self.tool_calls and not text else text,
             "refusal": None,
         }
-        if self.thinking:
-            message["reasoning_content"] = "".join(self.thinking)
+        thinking = "".join(self.thinking)
+        if thinking:
+            message["reasoning_content"] = thinking
         if self.tool_calls:
             message["tool_calls"] = self.tool_calls
         logprobs = None

@@ -10,7 +10,7 @@ its ``output_index`` (and ``content_index`` for message parts) and ``item_id``, 
     Text / Token           -> (close a reasoning item) and, unless a message is open: output_item.added
                               (message), content_part.added (output_text); then output_text.delta
     Thinking               -> (close a message) and, unless a reasoning item is open: output_item.added
-                              (reasoning); then reasoning_text.delta
+                              (reasoning); then reasoning_text.delta; nothing for a piece without text
     ToolUse                -> (close the open item) output_item.added (function_call, empty arguments),
                               function_call_arguments.delta (the whole arguments), ..._arguments.done,
                               output_item.done
@@ -134,8 +134,8 @@ class ResponseEncoder:
             raise RuntimeError("start() must come before the first engine event")
         if isinstance(event, Token | Text):
             return self._text_delta(event.text)
-        if isinstance(event, Thinking):
-            return self._reasoning_delta(event.text)
+        if isinstance(event, Thinking):  # a piece without text (a signature, redacted reasoning): no place here
+            return self._reasoning_delta(event.text) if event.text else []
         if isinstance(event, ToolUse):
             return [*self._close(), *self._function_call(event)]
         return self._finish(event)

@@ -77,11 +77,11 @@ def _frame_id(frame: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def parse_client_frame(text: str, *, max_bytes: int) -> ClientFrame:
+def parse_client_frame(text: str, *, max_bytes: int, interruptible: bool = False) -> ClientFrame:
     """Parse one client text frame. Raises `FrameError` (and nothing else) for any frame it cannot act on.
 
     ``max_bytes`` is the daemon's ``max_body_bytes``: a frame larger than that (in UTF-8) is refused without
-    being parsed, like an oversized HTTP body.
+    being parsed, like an oversized HTTP body. ``interruptible``: as for `compat.json_body.parse_json`.
     """
     raw = text.encode("utf-8", "surrogatepass")  # lone surrogates then fail UTF-8 decoding as invalid_json
     if len(raw) > max_bytes:
@@ -89,7 +89,7 @@ def parse_client_frame(text: str, *, max_bytes: int) -> ClientFrame:
             RequestTooLarge(f"frame of {len(raw)} bytes exceeds the limit of {max_bytes} bytes"), None
         )
     try:
-        frame = parse_json(raw)
+        frame = parse_json(raw, interruptible=interruptible)
     except RequestValidationError as exc:
         raise FrameError(exc, None) from exc
     if not isinstance(frame, dict):

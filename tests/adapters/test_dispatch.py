@@ -8,6 +8,7 @@ and its ``generate_v2`` sends `Text`, so the events show which entry point ran.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import trio
@@ -18,10 +19,12 @@ from adapters import (
     Event,
     InvalidRequest,
     MessageV2,
+    RedactedThinkingBlock,
     ResolvedV2,
     Role,
     Text,
     TextBlock,
+    ThinkingBlock,
     Token,
     ToolSpec,
 )
@@ -101,3 +104,56 @@ async def test_a_raw_prompt_is_refused_by_a_backend_without_raw_prompt(cls: type
     status, _, body = render_error(caught.value)
     assert (status, body["error"]["code"], body["error"]["param"]) == (400, "unsupported_parameter", "model")
     assert "raw text" in body["error"]["message"]
+
+
+class RecordingMock(MockBackend):
+    """The mock, keeping every v2 request it ran, so a test sees exactly what the backend received."""
+
+    takes_thinking = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.received: list[ResolvedV2] = []
+
+    def capabilities(self) -> BackendCapabilities:
+        return replace(super().capabilities(), thinking_blocks=self.takes_thinking)
+
+    async def generate_v2(self, req: ResolvedV2, send: trio.MemorySendChannel[Event]) -> None:
+        self.received.append(req)
+        await super().generate_v2(req, send)
+
+
+class ThinkingMock(RecordingMock):
+    takes_thinking = True
+
+
+SIGNED = ThinkingBlock("I should greet.", "c2ln")
+WITH_REASONING = replace(
+    PLAIN,
+    messages=(
+        *PLAIN.messages,
+        MessageV2(Role.ASSISTANT, (SIGNED, TextBlock("hello"))),
+        MessageV2(Role.ASSISTANT, (RedactedThinkingBlock("b3BhcXVl"),)),
+        MessageV2(Role.USER, (TextBlock("again"),)),
+    ),
+)
+
+
+async def test_reasoning_blocks_reach_only_a_backend_that_takes_them() -> None:
+    plain, thinking = await booted(RecordingMock), await booted(ThinkingMock)
+    assert isinstance(plain, RecordingMock) and isinstance(thinking, RecordingMock)
+    await events_of(plain, WITH_REASONING)
+    await events_of(thinking, WITH_REASONING)
+    assert thinking.received == [WITH_REASONING]
+    (stripped,) = plain.received
+    assert stripped.messages == (
+        *PLAIN.messages,
+        MessageV2(Role.ASSISTANT, (TextBlock("hello"),)),
+        MessageV2(Role.USER, (TextBlock("again"),)),
+    )
+
+
+async def test_a_v1_backend_answers_a_conversation_with_reasoning_blocks() -> None:
+    """Reasoning blocks alone do not need v2: removed first, the rest is plain text."""
+    received = await events_of(await booted(V1Mock), WITH_REASONING)
+    assert [type(event) for event in received] == [Token, Token, Done]

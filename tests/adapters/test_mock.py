@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,6 +12,8 @@ import jsonschema
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters import (
     Done,
@@ -40,7 +43,7 @@ from adapters import (
     Usage,
 )
 from adapters.backend import BackendConfigError
-from adapters.mock import MockBackend
+from adapters.mock import CHUNK_CHARS, MockBackend, count_words, echo_tokens
 from adapters.registry import backend_class
 from adapters.stream import open_event_stream
 
@@ -187,6 +190,26 @@ async def test_stop_sequence_absent_or_after_max_tokens() -> None:
     assert absent[-1] == Done(StopReason.END, Usage(3, 3))
     later = await generate(backend, chat("hello big world", stop=("world",), max_tokens=1))
     assert later == [Token("hello "), Done(StopReason.MAX_TOKENS, Usage(3, 1))]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.sampled_from(["a", "bb", " ", "  ", "\n", "x\t", "é "]), max_size=200),
+    st.integers(min_value=1, max_value=40),
+)
+def test_long_prompts_split_a_chunk_at_a_time_into_the_same_tokens(pieces: list[str], repeat: int) -> None:
+    # Long enough to span several chunks, with whitespace runs and words at every chunk edge.
+    text = "".join(pieces) * (CHUNK_CHARS // max(1, len("".join(pieces))) * repeat // 10 + 1)
+    assert echo_tokens(text) == re.findall(r"\s*\S+\s*|\s+", text)
+    assert "".join(echo_tokens(text)) == text
+    assert count_words([text, text]) == 2 * len(text.split())
+
+
+async def test_max_tokens_on_a_long_prompt_counts_every_word_but_sends_only_its_tokens() -> None:
+    backend = await booted()
+    text = " ".join(f"w{i}" for i in range(3 * CHUNK_CHARS // 4))
+    events = await generate(backend, chat(text, max_tokens=2))
+    assert events == [Token("w0 "), Token("w1 "), Done(StopReason.MAX_TOKENS, Usage(3 * CHUNK_CHARS // 4, 2))]
 
 
 # --- pacing and boot ---------------------------------------------------------------------------------------

@@ -299,7 +299,8 @@ def text_block(index: int, pieces: Iterable[str]) -> list[Step]:
     return steps
 
 
-def thinking_block(index: int, pieces: Iterable[str]) -> list[Step]:
+def thinking_block(index: int, pieces: Iterable[str], signature: str = "c2ln") -> list[Step]:
+    """A thinking block as Anthropic streams it: an empty start, the text in pieces, its signature last."""
     steps: list[Step] = [
         Sse(
             "content_block_start",
@@ -327,12 +328,27 @@ def thinking_block(index: int, pieces: Iterable[str]) -> list[Step]:
             {
                 "type": "content_block_delta",
                 "index": index,
-                "delta": {"type": "signature_delta", "signature": "c2ln"},
+                "delta": {"type": "signature_delta", "signature": signature},
             },
         )
     )
     steps.append(Sse("content_block_stop", {"type": "content_block_stop", "index": index}))
     return steps
+
+
+def redacted_thinking_block(index: int, data: str) -> list[Step]:
+    """Reasoning Anthropic returns encrypted: the whole block in its start event, no deltas."""
+    return [
+        Sse(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": index,
+                "content_block": {"type": "redacted_thinking", "data": data},
+            },
+        ),
+        Sse("content_block_stop", {"type": "content_block_stop", "index": index}),
+    ]
 
 
 def tool_block(index: int, tool_id: str, name: str, json_pieces: Iterable[str]) -> list[Step]:

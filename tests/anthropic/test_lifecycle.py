@@ -11,7 +11,7 @@ from adapters.anthropic_backend import AnthropicBackend
 from adapters.backend import BackendConfigError
 from adapters.errors import NotReady
 from adapters.registry import backend_class
-from adapters.types import MessageV2, ResolvedV2, Role, SamplingParams, TextBlock
+from adapters.types import MessageV2, ResolvedV2, Role, SamplingParams, TextBlock, ThinkingConfig, ThinkingMode
 
 from .conftest import KEY_ENV, collect, collect_failure, make_backend
 from .fake_upstream import DEFAULT_KEY, FakeMessagesAPI, text_reply
@@ -103,6 +103,7 @@ async def test_capabilities_and_status_never_show_the_key(
         True,
         False,
     )
+    assert caps.thinking_blocks  # it signs its reasoning and takes it back
     status = backend.status()
     assert status["base_url"] == fake.base_url
     assert status["api_key_env"] == KEY_ENV
@@ -154,3 +155,33 @@ async def test_thinking_option(
     finally:
         await backend.stop(5)
     assert fake.requests[-1].body.get("thinking") == expected
+
+
+@pytest.mark.parametrize(
+    ("option", "requested", "expected"),
+    [
+        (None, ThinkingConfig(ThinkingMode.ENABLED, 1024), {"type": "enabled", "budget_tokens": 1024}),
+        (2048, ThinkingConfig(ThinkingMode.DISABLED), {"type": "disabled"}),
+        ("off", ThinkingConfig(ThinkingMode.ADAPTIVE), {"type": "adaptive"}),
+        (2048, None, {"type": "enabled", "budget_tokens": 2048}),
+    ],
+)
+async def test_a_requests_own_thinking_wins_over_the_option(
+    fake: FakeMessagesAPI,
+    monkeypatch: pytest.MonkeyPatch,
+    option: str | int | None,
+    requested: ThinkingConfig | None,
+    expected: dict[str, Any],
+) -> None:
+    monkeypatch.setenv(KEY_ENV, DEFAULT_KEY)
+    backend = make_backend(fake) if option is None else make_backend(fake, thinking=option)
+    await backend.boot()
+    fake.reply(text_reply(["x"]))
+    try:
+        sampling = SamplingParams(max_tokens=4096)
+        await collect(
+            backend, ResolvedV2(model="claude", messages=REQ.messages, sampling=sampling, thinking=requested)
+        )
+    finally:
+        await backend.stop(5)
+    assert fake.requests[-1].body["thinking"] == expected

@@ -24,6 +24,7 @@ from .fake_upstream import (
     error_reply,
     message_end,
     message_start,
+    redacted_thinking_block,
     stream_reply,
     text_block,
     text_reply,
@@ -217,3 +218,33 @@ async def test_legacy_completions_are_refused_for_a_chat_only_model(fake: FakeMe
     assert (caught.value.code, caught.value.param) == ("unsupported_parameter", "model")
     assert "raw text" in caught.value.message
     assert fake.requests == []  # refused before anything went upstream, never wrapped in a chat
+
+
+async def test_chat_gets_claudes_reasoning_text_and_never_its_signature(fake: FakeMessagesAPI) -> None:
+    """Through /v1/chat/completions reasoning is ``reasoning_content``; the signature and redacted reasoning
+    Anthropic sends have no place in that dialect: no chunk carries them, and no chunk is empty because of them."""
+    signature = "U0lHTkFUVVJFLWJ5dGVz"
+    reply = stream_reply(
+        message_start(input_tokens=5),
+        thinking_block(0, ["Let me ", "think"], signature=signature),
+        redacted_thinking_block(1, "UkVEQUNURUQ="),
+        text_block(2, ["Bon", "jour"]),
+        message_end("end_turn", output_tokens=4),
+    )
+    fake.reply(reply, reply)
+    hello: Any = [{"role": "user", "content": "Hello"}]
+    async with daemon_for(fake) as d, d.client() as client:
+        stream = await client.chat.completions.create(model=MODEL, messages=hello, stream=True)
+        deltas = [chunk.choices[0].delta.model_dump(exclude_none=True) async for chunk in stream if chunk.choices]
+        whole = await client.chat.completions.create(model=MODEL, messages=hello)
+    assert deltas == [
+        {"role": "assistant", "content": ""},
+        {"reasoning_content": "Let me "},
+        {"reasoning_content": "think"},
+        {"content": "Bon"},
+        {"content": "jour"},
+        {},
+    ]
+    message = whole.choices[0].message.model_dump()
+    assert (message["content"], message["reasoning_content"]) == ("Bonjour", "Let me think")
+    assert signature not in json.dumps(message) and "UkVEQUNURUQ=" not in json.dumps(message)

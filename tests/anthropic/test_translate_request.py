@@ -11,9 +11,11 @@ import pytest
 from adapters.anthropic_backend import AnthropicBackend
 from adapters.errors import InvalidRequest
 from adapters.types import (
+    ContentBlock,
     ImageBlock,
     Message,
     MessageV2,
+    RedactedThinkingBlock,
     Resolved,
     ResolvedV2,
     ResponseFormat,
@@ -21,6 +23,7 @@ from adapters.types import (
     Role,
     SamplingParams,
     TextBlock,
+    ThinkingBlock,
     ToolChoice,
     ToolChoiceMode,
     ToolResultBlock,
@@ -48,7 +51,7 @@ def system(text: str) -> MessageV2:
     return MessageV2(Role.SYSTEM, (TextBlock(text),))
 
 
-def assistant(*blocks: TextBlock | ToolUseBlock) -> MessageV2:
+def assistant(*blocks: ContentBlock) -> MessageV2:
     return MessageV2(Role.ASSISTANT, blocks)
 
 
@@ -289,6 +292,29 @@ async def test_json_schema_response_format_uses_structured_outputs(
     assert "tools" not in body
 
 
+async def test_a_list_of_types_is_sent_as_any_of_with_each_types_keywords(
+    backend: AnthropicBackend, fake: FakeMessagesAPI
+) -> None:
+    # The SDK's transform asserts on a list of types; as anyOf it takes them, each with its own keywords.
+    schema = {
+        "type": "object",
+        "properties": {"nick": {"type": ["string", "null"], "maxLength": 8, "description": "optional"}},
+        "required": ["nick"],
+    }
+    req = ResolvedV2(
+        model="claude",
+        messages=(user("Describe Ada"),),
+        response_format=ResponseFormat(ResponseFormatKind.JSON_SCHEMA, name="person", schema=schema, strict=True),
+    )
+    body = await upstream_body(backend, fake, req)
+    nick = body["output_config"]["format"]["schema"]["properties"]["nick"]
+    assert nick == {
+        "anyOf": [{"type": "string", "description": "{maxLength: 8}"}, {"type": "null"}],
+        "description": "optional",
+    }
+    assert schema["properties"]["nick"]["type"] == ["string", "null"]  # the client's schema is left as it was
+
+
 async def test_json_object_response_format_adds_a_system_instruction(
     backend: AnthropicBackend, fake: FakeMessagesAPI
 ) -> None:
@@ -306,11 +332,10 @@ async def test_json_object_response_format_adds_a_system_instruction(
     "schema",
     [
         {"description": "no type"},
-        {"type": ["string", "null"]},  # the SDK's transform asserts on a list of types
-        {"type": "object", "properties": {"a": True}},  # ... and raises TypeError on a boolean subschema
+        {"type": "object", "properties": {"a": True}},  # the SDK's transform raises TypeError on a boolean schema
         {"type": "array", "items": [{"type": "string"}]},
     ],
-    ids=["no type", "type list", "boolean subschema", "tuple items"],
+    ids=["no type", "boolean subschema", "tuple items"],
 )
 async def test_unusable_json_schema_is_a_400_naming_the_field(
     backend: AnthropicBackend, fake: FakeMessagesAPI, schema: dict[str, object]
@@ -396,3 +421,30 @@ async def test_empty_tool_result_and_empty_arguments(backend: AnthropicBackend, 
         {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "now", "input": {}}]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1"}]},
     ]
+
+
+async def test_reasoning_blocks_go_back_upstream_unchanged_and_in_place(
+    backend: AnthropicBackend, fake: FakeMessagesAPI
+) -> None:
+    """A tool loop with thinking on: the turn's thinking (signature byte for byte, even an empty text) and its
+    redacted reasoning stay before its tool_use, where the API requires them."""
+    signature = "EqQBCkYIBxgCKkDx+/=="
+    call = ToolUseBlock("toolu_1", "get_weather", '{"city":"Paris"}')
+    req = ResolvedV2(
+        model="claude",
+        messages=(
+            user("weather?"),
+            assistant(ThinkingBlock("", signature), RedactedThinkingBlock("b3BhcXVl"), call),
+            MessageV2(Role.TOOL, (ToolResultBlock("toolu_1", "sunny"),)),
+        ),
+        tools=(WEATHER,),
+    )
+    body = await upstream_body(backend, fake, req)
+    assert body["messages"][1] == {
+        "role": "assistant",
+        "content": [
+            {"type": "thinking", "thinking": "", "signature": signature},
+            {"type": "redacted_thinking", "data": "b3BhcXVl"},
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+        ],
+    }

@@ -30,6 +30,7 @@ from .fake_upstream import (
     Sse,
     message_end,
     message_start,
+    redacted_thinking_block,
     stream_reply,
     text_block,
     text_reply,
@@ -68,15 +69,34 @@ async def test_v1_generate_sends_tokens_and_leaves_out_reasoning(
 
 
 async def test_thinking_deltas_become_thinking_events(backend: AnthropicBackend, fake: FakeMessagesAPI) -> None:
+    """Reasoning text as it comes, then the block's signature as its own piece (it ends the block)."""
     fake.reply(
         stream_reply(
-            message_start(), thinking_block(0, ["Let me ", "think."]), text_block(1, ["42"]), message_end()
+            message_start(),
+            thinking_block(0, ["Let me ", "think."], signature="RXVzaWduZWQ="),
+            text_block(1, ["42"]),
+            message_end(),
         )
     )
     events = await collect(backend, REQ)
-    assert events[:3] == [Thinking("Let me "), Thinking("think."), Text("42")]
+    assert events[:4] == [
+        Thinking("Let me "),
+        Thinking("think."),
+        Thinking("", signature="RXVzaWduZWQ="),
+        Text("42"),
+    ]
     assert isinstance(events[-1], Done)
-    assert len(events) == 4
+    assert len(events) == 5
+
+
+async def test_redacted_thinking_is_one_piece_with_its_data(
+    backend: AnthropicBackend, fake: FakeMessagesAPI
+) -> None:
+    fake.reply(
+        stream_reply(message_start(), redacted_thinking_block(0, "b3BhcXVl"), text_block(1, ["ok"]), message_end())
+    )
+    events = await collect(backend, REQ)
+    assert events == [Thinking("", redacted="b3BhcXVl"), Text("ok"), Done(StopReason.END, Usage(11, 5))]
 
 
 async def test_tool_input_deltas_are_assembled_into_one_complete_call(
@@ -161,7 +181,12 @@ async def test_unknown_events_and_blocks_are_skipped(backend: AnthropicBackend, 
                 {
                     "type": "content_block_start",
                     "index": 0,
-                    "content_block": {"type": "redacted_thinking", "data": "opaque"},
+                    "content_block": {
+                        "type": "server_tool_use",
+                        "id": "srvtoolu_1",
+                        "name": "web_search",
+                        "input": {},
+                    },
                 },
             ),
             Sse("content_block_stop", {"type": "content_block_stop", "index": 0}),

@@ -96,6 +96,48 @@ CASES: list[tuple[str, list[Event], tuple[str, ...], list[dict[str, Any]], str, 
         None,
     ),
     ("empty answer", [Done(StopReason.END, Usage(2, 0))], (), [], "end_turn", None),
+    (
+        "signed thinking: each signature ends its block",
+        [
+            Thinking("a"),
+            Thinking("b"),
+            Thinking("", signature="c2lnMQ=="),
+            Thinking("c"),
+            Thinking("", signature="c2lnMg=="),
+            Text("x"),
+            Done(StopReason.END, Usage(2, 5)),
+        ],
+        (),
+        [
+            {"type": "thinking", "thinking": "ab", "signature": "c2lnMQ=="},
+            {"type": "thinking", "thinking": "c", "signature": "c2lnMg=="},
+            {"type": "text", "text": "x"},
+        ],
+        "end_turn",
+        None,
+    ),
+    (
+        "a bare signature, redacted reasoning, reasoning around a call",
+        [
+            Thinking("", signature="c2ln"),
+            Thinking("", redacted="b3BhcXVl"),
+            Thinking(""),
+            Thinking("t"),
+            CALL,
+            Thinking("u"),
+            Done(StopReason.TOOL_USE, Usage(2, 5)),
+        ],
+        (),
+        [
+            {"type": "thinking", "thinking": "", "signature": "c2ln"},
+            {"type": "redacted_thinking", "data": "b3BhcXVl"},
+            {"type": "thinking", "thinking": "t", "signature": ""},
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+            {"type": "thinking", "thinking": "u", "signature": ""},
+        ],
+        "tool_use",
+        None,
+    ),
 ]
 
 
@@ -152,6 +194,35 @@ def test_stream_event_order() -> None:
         data["index"] for name, data in streamed([Text("a"), Thinking("t"), CALL, Text("b")]) if "index" in data
     ]
     assert indexes == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3]
+
+
+def test_signature_and_redacted_blocks_on_the_wire() -> None:
+    """A signature is the last delta of its thinking block, which closes at once; a redacted block comes whole
+    in its start event; indexes count up without gaps."""
+    events = streamed(
+        [
+            Thinking("a"),
+            Thinking("", signature="c2ln"),
+            Thinking("b"),
+            Thinking("", redacted="b3BhcXVl"),
+            Text("x"),
+        ]
+    )
+    assert [
+        (name, data.get("index"), data.get("delta") or data.get("content_block")) for name, data in events[2:]
+    ] == [
+        ("content_block_start", 0, {"type": "thinking", "thinking": "", "signature": ""}),
+        ("content_block_delta", 0, {"type": "thinking_delta", "thinking": "a"}),
+        ("content_block_delta", 0, {"type": "signature_delta", "signature": "c2ln"}),
+        ("content_block_stop", 0, None),
+        ("content_block_start", 1, {"type": "thinking", "thinking": "", "signature": ""}),
+        ("content_block_delta", 1, {"type": "thinking_delta", "thinking": "b"}),
+        ("content_block_stop", 1, None),
+        ("content_block_start", 2, {"type": "redacted_thinking", "data": "b3BhcXVl"}),
+        ("content_block_stop", 2, None),
+        ("content_block_start", 3, {"type": "text", "text": ""}),
+        ("content_block_delta", 3, {"type": "text_delta", "text": "x"}),
+    ]
 
 
 def test_message_start_and_delta_usage() -> None:

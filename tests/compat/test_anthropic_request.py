@@ -11,11 +11,15 @@ import pytest
 from adapters.types import (
     ImageBlock,
     MessageV2,
+    RedactedThinkingBlock,
     ResponseFormat,
     ResponseFormatKind,
     Role,
     SamplingParams,
     TextBlock,
+    ThinkingBlock,
+    ThinkingConfig,
+    ThinkingMode,
     ToolChoice,
     ToolChoiceMode,
     ToolResultBlock,
@@ -105,9 +109,22 @@ def test_sampling_stream_metadata_and_ignored_fields() -> None:
     )
 
 
-@pytest.mark.parametrize("thinking", [{"type": "disabled"}, {"type": "adaptive"}])
-def test_thinking_other_modes_are_accepted(thinking: dict[str, Any]) -> None:
-    assert parse_messages_request(body(thinking=thinking)).request.messages == (hi(),)
+@pytest.mark.parametrize(
+    ("thinking", "config"),
+    [
+        ({"type": "enabled", "budget_tokens": 1024}, ThinkingConfig(ThinkingMode.ENABLED, 1024)),
+        ({"type": "disabled"}, ThinkingConfig(ThinkingMode.DISABLED)),
+        ({"type": "adaptive"}, ThinkingConfig(ThinkingMode.ADAPTIVE)),
+    ],
+)
+def test_thinking_becomes_the_requests_reasoning_switch(thinking: dict[str, Any], config: ThinkingConfig) -> None:
+    parsed = parse_messages_request(body(thinking=thinking, max_tokens=2048)).request
+    assert (parsed.messages, parsed.thinking) == ((hi(),), config)
+    counted = parse_count_tokens_request(
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], "thinking": thinking}
+    )
+    assert counted.thinking == config
+    assert parse_messages_request(body()).request.thinking is None
 
 
 def test_metadata_without_user_id() -> None:
@@ -140,6 +157,7 @@ def test_tool_round_trip() -> None:
         MessageV2(
             Role.ASSISTANT,
             (
+                ThinkingBlock("I should call the tool.", "sig"),
                 TextBlock("Let me check."),
                 ToolUseBlock("toolu_1", "get_weather", json.dumps({"city": "Paris"}, separators=(",", ":"))),
             ),
@@ -151,20 +169,38 @@ def test_tool_round_trip() -> None:
     )
 
 
-def test_assistant_turn_of_only_thinking_is_dropped() -> None:
+def test_thinking_blocks_are_kept_until_a_backend_that_cannot_take_them() -> None:
+    """Reasoning blocks reach the engine request unchanged (a signature byte for byte);
+    `ResolvedV2.without_thinking_blocks` is the form for other backends, an assistant turn of only reasoning gone
+    with them. An empty signature is what trinfer's local models give their reasoning."""
     messages = [
         {"role": "user", "content": "hi"},
         {"role": "assistant", "content": [{"type": "redacted_thinking", "data": "opaque"}]},
-        {"role": "assistant", "content": "plain"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "hm", "signature": ""},
+                {"type": "text", "text": "plain"},
+            ],
+        },
         {"role": "user", "content": [{"type": "text", "text": "again"}]},
     ]
     raw = body(messages=messages)
     assert_sdk_accepts_messages_body(raw)
-    assert parse_messages_request(raw).request.messages == (
+    request = parse_messages_request(raw).request
+    assert request.messages == (
+        hi(),
+        MessageV2(Role.ASSISTANT, (RedactedThinkingBlock("opaque"),)),
+        MessageV2(Role.ASSISTANT, (ThinkingBlock("hm", ""), TextBlock("plain"))),
+        MessageV2(Role.USER, (TextBlock("again"),)),
+    )
+    assert request.without_thinking_blocks().messages == (
         hi(),
         MessageV2(Role.ASSISTANT, (TextBlock("plain"),)),
         MessageV2(Role.USER, (TextBlock("again"),)),
     )
+    plain = parse_messages_request(body()).request
+    assert plain.without_thinking_blocks() is plain
 
 
 def test_base64_image() -> None:

@@ -102,8 +102,15 @@ CASES = [
         (1, 2),
     ),
     Case(
-        "thinking then text",
-        [Thinking("let me "), Thinking("see"), Text("42"), Done(StopReason.END, Usage(2, 3))],
+        "thinking then text (a signature or redacted reasoning has no place in chat: skipped)",
+        [
+            Thinking("", redacted="b3BhcXVl"),
+            Thinking("let me "),
+            Thinking("see"),
+            Thinking("", signature="c2ln"),
+            Text("42"),
+            Done(StopReason.END, Usage(2, 3)),
+        ],
         False,
         ROLE
         + line('{"reasoning_content":"let me "}')

@@ -27,6 +27,7 @@ from compat.json_body import MAX_DEPTH, loads_text, parse_json
 )
 def test_valid_json_decodes(raw: bytes, value: object) -> None:
     assert parse_json(raw) == value
+    assert parse_json(raw, interruptible=True) == value
 
 
 @pytest.mark.parametrize(
@@ -46,6 +47,7 @@ def test_valid_json_decodes(raw: bytes, value: object) -> None:
         (b"[" * 200_000, "nested more than 64 levels"),
         (b'{"a": "\\ud800"}', "unpaired UTF-16 surrogate"),
         (b'{"\\udfff": 1}', "unpaired UTF-16 surrogate"),
+        ('{"a": "\u00e9\\ud800"}'.encode(), "unpaired UTF-16 surrogate"),
         (b"1" * 5000, "Exceeds the limit"),
         (b'{"const": 1e999}', "the number 1e999 is too large"),
         (b"[-1.5e400]", "the number -1.5e400 is too large"),
@@ -66,15 +68,17 @@ def test_valid_json_decodes(raw: bytes, value: object) -> None:
         "recursion bomb",
         "lone surrogate value",
         "lone surrogate key",
+        "lone surrogate after non-ascii",
         "huge integer",
         "exponent overflow",
         "negative exponent overflow",
         "long decimal overflow",
     ],
 )
-def test_malformed_bodies_are_invalid_json(raw: bytes, needle: str) -> None:
+@pytest.mark.parametrize("interruptible", [False, True], ids=["one C call", "interruptible"])
+def test_malformed_bodies_are_invalid_json(raw: bytes, needle: str, interruptible: bool) -> None:
     with pytest.raises(RequestValidationError) as info:
-        parse_json(raw)
+        parse_json(raw, interruptible=interruptible)
     assert (info.value.code, info.value.param, info.value.http_status) == ("invalid_json", None, 400)
     assert needle in info.value.message
 

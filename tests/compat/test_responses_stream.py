@@ -90,8 +90,16 @@ CASES = [
         item_types=["function_call"],
     ),
     Case(
-        "reasoning, text, call, text",
-        [Thinking("hm"), Thinking("m"), Text("ok"), CALL, Text("done"), Done(StopReason.TOOL_USE, USAGE)],
+        "reasoning, text, call, text (a reasoning signature has no place here: skipped)",
+        [
+            Thinking("hm"),
+            Thinking("m"),
+            Thinking("", signature="c2ln"),
+            Text("ok"),
+            CALL,
+            Text("done"),
+            Done(StopReason.TOOL_USE, USAGE),
+        ],
         [
             "response.output_item.added",
             "response.reasoning_text.delta",

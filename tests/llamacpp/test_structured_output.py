@@ -121,17 +121,48 @@ BOUNDED: dict[str, Any] = {
 }
 
 
-@pytest.mark.parametrize("seed", [4, 5])
-async def test_numeric_bounds_are_enforced_by_the_grammar(backend: LlamaCppBackend, seed: int) -> None:
-    """What pydantic's Field(ge=..., le=..., gt=..., lt=...) sends: every sampled answer stays within bounds."""
-    req = ask(
+#: Optional fields written as type lists, each with keywords for one of its types (as zod or a hand-written
+#: Anthropic ``input_schema`` writes them): enforced as the anyOf of the types, each keeping its keywords.
+OPTIONAL: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "nick": {"type": ["string", "null"], "maxLength": 6},
+        "rating": {"type": ["integer", "null"], "minimum": 3, "maximum": 7},
+        "tags": {"type": ["array", "null"], "items": {"enum": ["a", "b"]}, "maxItems": 2},
+    },
+    "required": ["nick", "rating", "tags"],
+    "additionalProperties": False,
+}
+
+
+#: Schemas whose keywords llama-cpp-python's converter would drop, which trinfer enforces itself: the prompt, the
+#: schema and the answer's token budget.
+ENFORCED: dict[str, tuple[str, dict[str, Any], int]] = {
+    # What pydantic's Field(ge=..., le=..., gt=..., lt=...) sends.
+    "numeric bounds": (
         "Rate the film Alien from 1 to 10 as JSON; the year it came out; an offset; a share.",
-        sampling=SamplingParams(temperature=1.0, max_tokens=120, seed=seed),
-        response_format=ResponseFormat(ResponseFormatKind.JSON_SCHEMA, "rating", BOUNDED, strict=True),
+        BOUNDED,
+        120,
+    ),
+    "type lists": ("Give a nickname, a rating and tags as JSON.", OPTIONAL, 80),
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "seed"), [("numeric bounds", 4), ("numeric bounds", 5), ("type lists", 6), ("type lists", 7)]
+)
+async def test_what_the_converter_drops_is_enforced_in_every_sampled_answer(
+    backend: LlamaCppBackend, case: str, seed: int
+) -> None:
+    prompt, schema, max_tokens = ENFORCED[case]
+    req = ask(
+        prompt,
+        sampling=SamplingParams(temperature=1.0, max_tokens=max_tokens, seed=seed),
+        response_format=ResponseFormat(ResponseFormatKind.JSON_SCHEMA, "answer", schema, strict=True),
     )
     content, done = await events_of(backend, req)
     assert done.stop_reason is StopReason.END, text_of(content)
-    jsonschema.validate(json.loads(text_of(content)), BOUNDED)
+    jsonschema.validate(json.loads(text_of(content)), schema)
 
 
 async def test_json_object_answers_are_a_json_object(backend: LlamaCppBackend) -> None:

@@ -20,12 +20,15 @@ from tests.anthropic.fake_upstream import (
     DEFAULT_KEY,
     FakeMessagesAPI,
     Hang,
+    Reply,
     error_event,
     error_reply,
     message_end,
     message_start,
+    redacted_thinking_block,
     stream_reply,
     text_block,
+    text_reply,
     thinking_block,
     tool_block,
 )
@@ -110,11 +113,129 @@ async def test_thinking_and_text_stream_through(fake: FakeMessagesAPI) -> None:
     ):
         kinds = [event.type async for event in stream]
         final = await stream.get_final_message()
-    assert "thinking" in kinds and "text" in kinds
+    assert "thinking" in kinds and "signature" in kinds and "text" in kinds
     assert [block.type for block in final.content] == ["thinking", "text"]
     assert final.content[0].thinking == "Let me think."  # type: ignore[union-attr]
+    assert final.content[0].signature == "c2ln"  # type: ignore[union-attr]
     assert final.content[1].text == "The answer."  # type: ignore[union-attr]
     assert (final.usage.input_tokens, final.usage.output_tokens) == (9, 6)
+
+
+#: A signature as Anthropic writes them: base64 with ``+``, ``/`` and padding, which must survive byte for byte.
+SIGNATURE = "EqQBCkYIBxgCKkD+x/Zy0Qm9V3+ab/cd==" + "A" * 200
+THINK = {"type": "enabled", "budget_tokens": 1024}
+
+
+def thinking_reply(signature: str = SIGNATURE) -> Reply:
+    return stream_reply(
+        message_start(input_tokens=9),
+        thinking_block(0, ["Two plus ", "two is four."], signature=signature),
+        redacted_thinking_block(1, "ZW5jcnlwdGVk"),
+        text_block(2, ["Four."]),
+        message_end("end_turn", 6),
+    )
+
+
+async def test_thinking_round_trip_keeps_the_signature_byte_for_byte(fake: FakeMessagesAPI) -> None:
+    """Non-streaming: the client's ``thinking`` goes upstream; the answer's thinking block carries upstream's
+    signature, its redacted block its data; sent back in the next turn, both reach upstream unchanged."""
+    fake.reply(thinking_reply(), text_reply(["Eight."]))
+    question: Any = {"role": "user", "content": "2+2?"}
+    async with daemon_for(fake) as d, async_client(d) as client:
+        first = await client.messages.create(model=MODEL, max_tokens=2048, messages=[question], thinking=THINK)
+        assert [block.type for block in first.content] == ["thinking", "redacted_thinking", "text"]
+        thinking, redacted = first.content[0], first.content[1]
+        assert thinking.type == "thinking" and redacted.type == "redacted_thinking"
+        assert (thinking.thinking, thinking.signature, redacted.data) == (
+            "Two plus two is four.",
+            SIGNATURE,
+            "ZW5jcnlwdGVk",
+        )
+        follow_up: list[Any] = [
+            question,
+            {"role": "assistant", "content": [block.model_dump() for block in first.content]},
+            {"role": "user", "content": "and doubled?"},
+        ]
+        second = await client.messages.create(model=MODEL, max_tokens=2048, messages=follow_up, thinking=THINK)
+    assert second.content[0].text == "Eight."  # type: ignore[union-attr]
+    assert [r.body["thinking"] for r in fake.requests] == [THINK, THINK]
+    assert fake.requests[1].body["messages"][1] == {
+        "role": "assistant",
+        "content": [
+            {"type": "thinking", "thinking": "Two plus two is four.", "signature": SIGNATURE},
+            {"type": "redacted_thinking", "data": "ZW5jcnlwdGVk"},
+            {"type": "text", "text": "Four."},
+        ],
+    }
+
+
+async def test_streamed_thinking_carries_thinking_and_signature_deltas(fake: FakeMessagesAPI) -> None:
+    """Streaming: thinking_delta pieces, one signature_delta ending the block, the redacted block whole, text
+    after them, at indexes 0, 1, 2 (the SDK's accumulator places every delta by its index)."""
+    fake.reply(thinking_reply())
+    async with (
+        daemon_for(fake) as d,
+        async_client(d) as client,
+        client.messages.stream(model=MODEL, max_tokens=2048, messages=HELLO, thinking=THINK) as stream,
+    ):
+        raw = [event async for event in stream if event.type.startswith("content_block")]
+        final = await stream.get_final_message()
+    deltas = [(e.index, e.delta.type) for e in raw if e.type == "content_block_delta"]
+    assert deltas == [(0, "thinking_delta"), (0, "thinking_delta"), (0, "signature_delta"), (2, "text_delta")]
+    starts = [(e.index, e.content_block.type) for e in raw if e.type == "content_block_start"]
+    assert starts == [(0, "thinking"), (1, "redacted_thinking"), (2, "text")]
+    assert [e.index for e in raw if e.type == "content_block_stop"] == [0, 1, 2]
+    assert final.content[0].signature == SIGNATURE  # type: ignore[union-attr]
+    assert final.content[1].data == "ZW5jcnlwdGVk"  # type: ignore[union-attr]
+    assert fake.requests[0].body["thinking"] == THINK
+
+
+async def test_tool_loop_with_thinking_sends_the_turns_thinking_before_its_tool_use(fake: FakeMessagesAPI) -> None:
+    """Anthropic refuses a tool loop with thinking on unless the assistant turn that called the tool starts with
+    its signed thinking: streamed, accumulated by the SDK, sent back with the tool result, it arrives intact."""
+    fake.reply(
+        stream_reply(
+            message_start(),
+            thinking_block(0, ["I need the weather."], signature=SIGNATURE),
+            tool_block(1, "toolu_up_7", "get_weather", ['{"city": ', '"Oslo"}']),
+            message_end("tool_use", 12),
+        ),
+        stream_reply(
+            message_start(),
+            thinking_block(0, ["It is cold."], signature="c2Vjb25k"),
+            text_block(1, ["Wrap up warm."]),
+            message_end("end_turn", 7),
+        ),
+    )
+    ask: Any = {"role": "user", "content": "Oslo weather?"}
+    async with daemon_for(fake) as d, async_client(d) as client:
+        async with client.messages.stream(
+            model=MODEL, max_tokens=4096, messages=[ask], tools=[WEATHER], thinking=THINK
+        ) as stream:
+            first = await stream.get_final_message()
+        assert first.stop_reason == "tool_use"
+        call = first.content[1]
+        assert call.type == "tool_use"
+        loop: list[Any] = [
+            ask,
+            {"role": "assistant", "content": [block.model_dump() for block in first.content]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "-5 C"}]},
+        ]
+        second = await client.messages.create(
+            model=MODEL, max_tokens=4096, messages=loop, tools=[WEATHER], thinking=THINK
+        )
+    assert fake.requests[1].body["messages"][1:] == [
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "I need the weather.", "signature": SIGNATURE},
+                {"type": "tool_use", "id": "toolu_up_7", "name": "get_weather", "input": {"city": "Oslo"}},
+            ],
+        },
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_up_7", "content": "-5 C"}]},
+    ]
+    assert [block.type for block in second.content] == ["thinking", "text"]
+    assert second.content[0].signature == "c2Vjb25k"  # type: ignore[union-attr]
 
 
 async def test_forced_tool_use_and_tool_result_round_trip(fake: FakeMessagesAPI) -> None:

@@ -60,6 +60,45 @@ async def test_invalid_request_is_bad_request_naming_the_field() -> None:
     assert not_json.status_code == 400 and not_json.json()["error"]["type"] == "invalid_request_error"
 
 
+async def test_malformed_tool_schema_is_bad_request_naming_its_place(caplog: pytest.LogCaptureFixture) -> None:
+    """A tool's ``input_schema`` (and a structured-output schema) is checked for shape before any backend walks
+    it: 400 ``invalid_request_error`` whose message names the schema path, and nothing logged as an error."""
+    city = {"type": "object", "properties": {"city": {"type": "text"}}}
+    output = {"output_format": {"type": "json_schema", "schema": {"type": "object", "required": 1}}}
+    with trio.fail_after(30):
+        async with running_daemon(mock_config()) as d, async_client(d) as client:
+            with pytest.raises(anthropic.BadRequestError) as tool:
+                await client.messages.create(
+                    model=MOCK_MODEL, max_tokens=10, messages=HELLO, tools=[{"name": "f", "input_schema": city}]
+                )
+            with pytest.raises(anthropic.BadRequestError) as counted:
+                await client.messages.count_tokens(
+                    model=MOCK_MODEL, messages=HELLO, tools=[{"name": "f", "input_schema": city}]
+                )
+            with pytest.raises(anthropic.BadRequestError) as structured:
+                await client.messages.create(
+                    model=MOCK_MODEL,
+                    max_tokens=10,
+                    messages=HELLO,
+                    extra_body=output,
+                )
+            good = await client.messages.create(
+                model=MOCK_MODEL,
+                max_tokens=10,
+                messages=HELLO,
+                tools=[{"name": "f", "input_schema": {**city, "properties": {"city": {"type": "string"}}}}],
+            )
+    for caught in (tool, counted):
+        assert assert_anthropic_error(caught.value, 400, "invalid_request_error").startswith(
+            "Invalid value for 'tools[0].input_schema.properties.city.type': expected one of array, boolean"
+        )
+    assert assert_anthropic_error(structured.value, 400, "invalid_request_error").startswith(
+        "Invalid value for 'output_format.schema.required': expected an array of property names"
+    )
+    assert good.stop_reason in ("end_turn", "tool_use")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 async def test_wrong_key_is_authentication_error() -> None:
     with trio.fail_after(30):
         async with running_daemon(keyed_config(mock_config())) as d, async_client(d, api_key="sk-wrong") as client:

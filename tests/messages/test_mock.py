@@ -135,6 +135,45 @@ async def test_tool_result_round_trip() -> None:
     assert second.stop_reason == "end_turn"
 
 
+async def test_thinking_is_accepted_and_ignored_by_a_backend_that_does_not_think() -> None:
+    """``thinking`` and reasoning blocks sent back (here from a Claude answer: signed, redacted) are accepted by
+    generation and by count_tokens, streaming or not, and the mock answers without reasoning. (That the blocks
+    never reach such a backend is tests/adapters/test_dispatch.py's.)"""
+    reasoning: list[Any] = [
+        {"type": "thinking", "thinking": "ponder ponder", "signature": "c2ln"},
+        {"type": "redacted_thinking", "data": "b3BhcXVl"},
+    ]
+    with_reasoning: list[Any] = [
+        *HELLO,
+        {"role": "assistant", "content": [*reasoning, {"type": "text", "text": "hi there"}]},
+        {"role": "assistant", "content": reasoning},
+        {"role": "user", "content": "say this back"},
+    ]
+    without: list[Any] = [
+        *HELLO,
+        {"role": "assistant", "content": "hi there"},
+        {"role": "user", "content": "say this back"},
+    ]
+    thinking: Any = {"type": "enabled", "budget_tokens": 1024}
+    with trio.fail_after(30):
+        async with running_daemon(mock_config()) as d, async_client(d) as client:
+            message = await client.messages.create(
+                model=MOCK_MODEL, max_tokens=2048, messages=with_reasoning, thinking=thinking
+            )
+            async with client.messages.stream(
+                model=MOCK_MODEL, max_tokens=2048, messages=with_reasoning, thinking={"type": "adaptive"}
+            ) as stream:
+                streamed = await stream.get_final_message()
+            counted = await client.messages.count_tokens(
+                model=MOCK_MODEL, messages=with_reasoning, thinking=thinking
+            )
+            plain = await client.messages.count_tokens(model=MOCK_MODEL, messages=without)
+    for answer in (message, streamed):
+        assert [block.type for block in answer.content] == ["text"]
+        assert answer.content[0].text == "say this back"  # type: ignore[union-attr]
+    assert counted.input_tokens == plain.input_tokens
+
+
 async def test_count_tokens_is_the_mock_word_count() -> None:
     with trio.fail_after(30):
         async with running_daemon(mock_config()) as d, async_client(d) as client:

@@ -3,19 +3,24 @@
 Real preflights (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``, as a browser sends them,
 without a key) and real cross-origin requests against a daemon on real sockets. Threats covered: a preflight
 must not need the key (the browser never sends one) yet must not open the API (the key is still required for
-the request itself); an origin not listed gets no CORS headers; ``"*"`` is refused without keys.
+the request itself); an origin not listed gets no CORS headers, and its requests - a "simple" one that no
+preflight guards, a WebSocket upgrade - are refused before any backend sees them, while the server's own
+origin and clients that send no ``Origin`` are served; ``"*"`` is refused without keys.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
 import pytest
 import trio
+from trio_websocket import ConnectionRejected
 
 from proxy.config import ConfigError, config_from_mapping
 from tests.daemon_harness import TEST_KEY, keyed_config, mock_config, running_daemon
+from tests.ws.wsclient import open_ws, ws_url
 
 APP = "http://app.example:5173"
 OTHER = "https://evil.example"
@@ -88,12 +93,11 @@ async def test_an_origin_not_listed_gets_403_on_preflight_and_no_cors_headers() 
         async with running_daemon(cors_config([APP])) as d, d.http() as http:
             preflight = await http.options("/v1/chat/completions", headers=preflight_headers(OTHER))
             request = await http.post("/v1/chat/completions", json=CHAT, headers={"Origin": OTHER})
-    assert preflight.status_code == 403
-    error = preflight.json()["error"]
-    assert error["code"] == "origin_not_allowed"
-    assert "server.cors_allow_origins" in error["message"] and OTHER in error["message"]
-    assert request.status_code == 200  # not a browser (no CORS enforcement here): served, but unreadable to a page
     for answer in (preflight, request):
+        assert answer.status_code == 403
+        error = answer.json()["error"]
+        assert error["code"] == "origin_not_allowed"
+        assert "server.cors_allow_origins" in error["message"] and OTHER in error["message"]
         assert not [h for h in answer.headers if h.startswith("access-control-")]
 
 
@@ -106,7 +110,8 @@ async def test_without_cors_config_a_preflight_is_403_not_401_and_plain_options_
     assert preflight.status_code == 403
     assert "it is empty" in preflight.json()["error"]["message"]
     assert plain.status_code == 405
-    assert request.status_code == 200
+    assert request.status_code == 403
+    assert "it is empty" in request.json()["error"]["message"]
     assert "access-control-allow-origin" not in request.headers
 
 
@@ -120,6 +125,54 @@ async def test_any_origin_with_keys_answers_star() -> None:
     assert "Origin" not in preflight.headers.get_list("vary")
     assert refused.status_code == 401
     assert refused.headers["access-control-allow-origin"] == "*"
+
+
+#: A chat completion as a page can send it without a preflight: ``fetch`` with a string body (``text/plain``).
+SIMPLE_BODY = b'{"model": "mock-echo", "messages": [{"role": "user", "content": "hi"}]}'
+
+
+async def test_a_simple_post_from_an_origin_not_listed_is_refused_before_any_backend_sees_it() -> None:
+    with trio.fail_after(30):
+        async with running_daemon(mock_config(server={"cors_allow_origins": [APP]})) as d, d.http() as http:
+            own = d.inference_url.removeprefix("http://")
+            answers = {}
+            for origin in (OTHER, "null", f"http://{own}.evil.example", f"https://{own}", f"http://{own}", None):
+                headers = {"Content-Type": "text/plain;charset=UTF-8"}
+                if origin is not None:
+                    headers["Origin"] = origin
+                answers[origin] = await http.post("/v1/chat/completions", content=SIMPLE_BODY, headers=headers)
+            anthropic = await http.post(
+                "/v1/messages",
+                content=SIMPLE_BODY.replace(b'"messages"', b'"max_tokens": 5, "messages"'),
+                headers={"Content-Type": "text/plain", "Origin": OTHER},
+            )
+            status = d.backend_status()
+    refused = [OTHER, "null", f"http://{own}.evil.example"]
+    for origin in refused:
+        assert answers[origin].status_code == 403, origin
+        assert answers[origin].json()["error"]["code"] == "origin_not_allowed"
+    assert anthropic.status_code == 403
+    assert anthropic.json()["error"]["type"] == "permission_error"
+    # The server's own origin (the scheme aside: a TLS proxy in front) and non-browser clients are served.
+    for origin in (f"https://{own}", f"http://{own}", None):
+        assert answers[origin].status_code == 200, origin
+        assert answers[origin].json()["choices"][0]["message"]["content"] == "hi"
+    assert status["started"] == 3
+
+
+async def test_a_websocket_upgrade_from_an_origin_not_listed_is_refused() -> None:
+    with trio.fail_after(30):
+        async with running_daemon(mock_config(server={"cors_allow_origins": [APP]})) as d:
+            with pytest.raises(ConnectionRejected) as caught:
+                async with open_ws(ws_url(d), extra_headers=[(b"Origin", OTHER.encode())]):
+                    raise AssertionError("the upgrade was accepted")
+            async with open_ws(ws_url(d), extra_headers=[(b"Origin", APP.encode())]) as allowed:
+                assert allowed.subprotocol is None
+            status = d.backend_status()
+    assert caught.value.status_code == 403
+    assert caught.value.body is not None
+    assert json.loads(caught.value.body)["error"]["code"] == "origin_not_allowed"
+    assert status["started"] == 0
 
 
 def test_any_origin_without_keys_is_refused_at_startup() -> None:
