@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from .backend import Backend
-from .errors import InvalidRequest
+from .errors import InvalidRequest, raw_prompt_refused
 from .stream import Producer
 from .types import EmbedResolved, EmbedResult, ResolvedV2
 
@@ -33,12 +33,7 @@ def producer_for(backend: Backend, req: ResolvedV2) -> Producer:
     capabilities = backend.capabilities()
     req = request_for(backend, req)
     if req.prompt is not None and not (capabilities.v2 and capabilities.raw_prompt):
-        raise InvalidRequest(
-            f"The model '{req.model}' answers conversations only; it does not complete raw text "
-            "(use /v1/chat/completions or /v1/responses)",
-            param="model",
-            code="unsupported_parameter",
-        )
+        raise raw_prompt_refused(req.model)
     if req.sampling.n > 1 and not capabilities.choices:
         raise InvalidRequest(
             f"The model '{req.model}' generates one choice per request ('n' must be 1).",

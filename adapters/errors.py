@@ -68,6 +68,17 @@ class InvalidRequest(GenerateError, EmbedError):
     default_code = "invalid_value"
 
 
+def raw_prompt_refused(model: str) -> InvalidRequest:
+    """The 400 for a raw-text prompt (legacy completions) sent to a model that answers conversations only:
+    refused on ``model``, never wrapped in a chat silently."""
+    return InvalidRequest(
+        f"The model '{model}' answers conversations only; it does not complete raw text "
+        "(use /v1/chat/completions or /v1/responses)",
+        param="model",
+        code="unsupported_parameter",
+    )
+
+
 class Unavailable(GenerateError, EmbedError):
     """The backend (or its upstream) failed or cannot be reached. Status 502 unless narrowed (503, 504)."""
 

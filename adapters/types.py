@@ -214,6 +214,15 @@ class ResolvedV2:
     #: The client's reasoning switch; None leaves it to the backend's configuration.
     thinking: ThinkingConfig | None = None
 
+    @classmethod
+    def from_v1(cls, req: Resolved) -> ResolvedV2:
+        """A plain-text v1 request as v2 (one `TextBlock` per message), for backends that run v2 only."""
+        return cls(
+            model=req.model,
+            messages=tuple(MessageV2(m.role, (TextBlock(m.content),)) for m in req.messages),
+            sampling=req.sampling,
+        )
+
     def without_thinking_blocks(self) -> ResolvedV2:
         """This request with every `ThinkingBlock` and `RedactedThinkingBlock` removed (an assistant turn left
         empty by that is removed too): the form for a backend that cannot take reasoning back."""

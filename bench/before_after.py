@@ -1,10 +1,12 @@
-"""P1 and P2 for two trinfer source trees side by side with the floor: did a change cost (or win) anything?
+"""P1, P2 or P8 for two trinfer source trees side by side with the floor: did a change cost (or win) anything?
 
 ``python -m bench.before_after --before /tmp/before --after /tmp/after [--rounds N] [--duration S]``, where each
 tree is a checkout of the commit to measure (``git worktree add --detach /tmp/before <commit>``). Every round
 runs the quart-trio floor, then "before", then "after" (P1: ``wrk`` at c=1 and c=16 after a warm-up; P2: the
 same 20,000-token streams as `bench.p2_streaming`), so a noisy minute on a shared machine hits all three in
-the same round. What is reported are the medians over rounds of each round's ratio to that round's floor:
+the same round. ``--which P8`` runs P8's gateway measurements for both trees in front of one shared mock
+upstream, the upstream alone as the floor, in turn each round. What is reported are the medians over
+rounds of each round's ratio to that round's floor:
 on a loaded host the absolute numbers move a lot between minutes, the paired ratios much less.
 """
 
@@ -21,7 +23,7 @@ from contextlib import AbstractContextManager, contextmanager
 from functools import partial
 from pathlib import Path
 
-from . import targets
+from . import p8_gateway, targets, wrk
 from .p1_overhead import CONCURRENCY, measure
 from .p2_streaming import TOKENS, measure_streams
 from .report import median, paired_ratio, per_round, table
@@ -96,6 +98,50 @@ def _p2(trees: dict[str, Path], workdir: Path, rounds: int) -> str:
     )
 
 
+def _p8(trees: dict[str, Path], workdir: Path, rounds: int, duration_s: float) -> str:
+    """P8's gateway runs (JSON and SSE, c=1 and c=16) for both trees in front of one shared upstream, with the
+    upstream alone as the floor, in turn each round; CPU per request is the gateway's (the upstream's for
+    the floor)."""
+    results: dict[tuple[str, str, int], list[wrk.WrkResult]] = defaultdict(list)
+    cpu: dict[tuple[str, str, int], list[float]] = defaultdict(list)
+    with p8_gateway.upstream(workdir) as up:
+        contenders: dict[str, Callable[[Path], AbstractContextManager[Server]]] = {
+            p8_gateway.FLOOR: lambda _workdir: p8_gateway.already_running(up)
+        }
+        contenders |= {
+            name: p8_gateway.trinfer_gateway(up.port, root=root, name=f"gateway-{name}")
+            for name, root in trees.items()
+        }
+        for round_index in range(rounds):
+            for name, start in contenders.items():
+                with start(workdir) as server:
+                    p8_gateway.measure(name, server, round_index, workdir, duration_s, results, cpu)
+    rows = []
+    for mode in p8_gateway.MODES:
+        for c in p8_gateway.CONCURRENCY:
+            for name in contenders:
+                runs = results[name, mode, c]
+                rps = [r.requests_per_s for r in runs]
+                rows.append(
+                    [
+                        name,
+                        mode,
+                        c,
+                        median(rps),
+                        median([r.p50_ms for r in runs]),
+                        median(cpu[name, mode, c]),
+                        paired_ratio(rps, [r.requests_per_s for r in results["before", mode, c]]),
+                        paired_ratio(cpu[name, mode, c], cpu["before", mode, c]),
+                    ]
+                )
+    return table(
+        f"P8 before/after (gateway in front of one mock upstream; {rounds} interleaved rounds, {duration_s:g} s"
+        " per wrk run)",
+        ["target", "mode", "c", "requests/s", "p50 ms", "CPU ms/request", "requests/s / before", "CPU / before"],
+        rows,
+    )
+
+
 def _load() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
@@ -104,7 +150,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="P1 and P2 for two trinfer trees, interleaved with the floor")
     parser.add_argument("--before", type=Path, required=True, help="checkout of the earlier commit")
     parser.add_argument("--after", type=Path, required=True, help="checkout of the later commit")
-    parser.add_argument("--which", choices=("P1", "P2", "both"), default="both")
+    parser.add_argument("--which", choices=("P1", "P2", "P8", "both"), default="both")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run in P1 (default 5)")
     args = parser.parse_args()
@@ -121,6 +167,10 @@ def main() -> None:
         before = _load()
         p1 = _p1(trees, workdir, args.rounds, args.duration)
         print(p1 + f"\nP1 ran from {before} to {_load()}\n", flush=True)
+    if args.which == "P8":
+        before = _load()
+        p8 = _p8(trees, workdir, args.rounds, args.duration)
+        print(p8 + f"\nP8 ran from {before} to {_load()}\n", flush=True)
     if args.which in ("P2", "both"):
         before = _load()
         print(_p2(trees, workdir, args.rounds) + f"\nP2 ran from {before} to {_load()}\n", flush=True)

@@ -52,7 +52,11 @@ def upstream(workdir: Path) -> Iterator[Server]:
         yield server
 
 
-def trinfer_gateway(upstream_port: int) -> Callable[[Path], AbstractContextManager[Server]]:
+def trinfer_gateway(
+    upstream_port: int, *, root: Path = targets.ROOT, name: str = "trinfer-openai"
+) -> Callable[[Path], AbstractContextManager[Server]]:
+    """trinfer with one ``openai`` backend in front of the upstream, run from the source tree ``root``."""
+
     @contextmanager
     def start(workdir: Path) -> Iterator[Server]:
         backend = {
@@ -63,7 +67,7 @@ def trinfer_gateway(upstream_port: int) -> Callable[[Path], AbstractContextManag
             "queue": 64,
             "base_urls": [f"http://127.0.0.1:{upstream_port}/v1"],
         }
-        with targets.trinfer(workdir, backend, name="trinfer-openai") as t:
+        with targets.trinfer(workdir, backend, name=name, root=root) as t:
             yield t.server
 
     return start
@@ -82,7 +86,7 @@ def run(workdir: Path, *, rounds: int, duration_s: float) -> str:
     cpu: dict[tuple[str, str, int], list[float]] = defaultdict(list)
     with upstream(workdir) as up:
         contenders: dict[str, Callable[[Path], AbstractContextManager[Server]]] = {
-            FLOOR: lambda _workdir: _already_running(up),
+            FLOOR: lambda _workdir: already_running(up),
             OURS: trinfer_gateway(up.port),
         }
         if targets.litellm_available():
@@ -90,20 +94,7 @@ def run(workdir: Path, *, rounds: int, duration_s: float) -> str:
         for round_index in range(rounds):
             for name, start in contenders.items():
                 with start(workdir) as server:
-                    # Warm-up, long enough for LiteLLM's first requests (seconds each on a busy machine).
-                    wrk.run(server.port, connections=16, duration_s=max(5.0, duration_s), workdir=workdir)
-                    for mode, body in MODES.items():
-                        for c in CONCURRENCY:
-                            before = server.cpu_seconds()
-                            result = wrk.run(
-                                server.port, connections=c, duration_s=duration_s, workdir=workdir, body=body
-                            )
-                            used_ms = 1000 * (server.cpu_seconds() - before)
-                            cpu[name, mode, c].append(used_ms / max(1, result.requests))
-                            print(f"  round {round_index + 1} {name} {mode} c={c}: {result}", flush=True)
-                            if result.errors:
-                                raise RuntimeError(f"{name} {mode} c={c}: {result.errors} failed requests")
-                            results[name, mode, c].append(result)
+                    measure(name, server, round_index, workdir, duration_s, results, cpu)
     rows = [
         [
             name,
@@ -173,6 +164,30 @@ def run(workdir: Path, *, rounds: int, duration_s: float) -> str:
     )
 
 
+def measure(
+    name: str,
+    server: Server,
+    round_index: int,
+    workdir: Path,
+    duration_s: float,
+    results: dict[tuple[str, str, int], list[wrk.WrkResult]],
+    cpu: dict[tuple[str, str, int], list[float]],
+) -> None:
+    """One target's runs in one round, after a warm-up: wrk's result and CPU ms per request, per mode and c."""
+    # Warm-up, long enough for LiteLLM's first requests (seconds each on a busy machine).
+    wrk.run(server.port, connections=16, duration_s=max(5.0, duration_s), workdir=workdir)
+    for mode, body in MODES.items():
+        for c in CONCURRENCY:
+            before = server.cpu_seconds()
+            result = wrk.run(server.port, connections=c, duration_s=duration_s, workdir=workdir, body=body)
+            used_ms = 1000 * (server.cpu_seconds() - before)
+            cpu[name, mode, c].append(used_ms / max(1, result.requests))
+            print(f"  round {round_index + 1} {name} {mode} c={c}: {result}", flush=True)
+            if result.errors:
+                raise RuntimeError(f"{name} {mode} c={c}: {result.errors} failed requests")
+            results[name, mode, c].append(result)
+
+
 @contextmanager
-def _already_running(server: Server) -> Iterator[Server]:
+def already_running(server: Server) -> Iterator[Server]:
     yield server

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .servers import CLIENT_CORE
 
-BENCHMARKS = ("P1", "P1m", "P2", "P3", "P5", "P6", "P7", "P8")
+BENCHMARKS = ("P1", "P1m", "P2", "P3", "P5", "P6", "P7", "P8", "P9")
 
 
 def main() -> None:
@@ -74,6 +74,10 @@ def run_one(name: str, workdir: Path, rounds: int, duration: float) -> str:
         from . import p7_concurrency
 
         return p7_concurrency.run(workdir, rounds=rounds)
+    if name == "P9":
+        from . import p9_models_swap
+
+        return p9_models_swap.run(workdir, rounds=rounds)
     if name == "P8":
         from . import p8_gateway
 

@@ -49,11 +49,15 @@ ASGIApp = Callable[..., Awaitable[None]]
 log = get_logger("http")
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    """The request's headers by lowercased name, read once per request; a repeated name keeps its first value
+    (`header_refusal`, which sees the raw list, refuses the repeats that matter)."""
+    return {bytes(key).lower(): bytes(value) for key, value in reversed(scope.get("headers", ()))}
+
+
+def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:
+    value = headers.get(name)
+    return value.decode("latin-1") if value is not None else None
 
 
 def _is_cancellation(exc: BaseException) -> bool:
@@ -95,7 +99,7 @@ class RequestMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            refusal = header_refusal(scope["headers"]) or self._origin_refusal(scope)
+            refusal = header_refusal(scope["headers"]) or self._origin_refusal(_headers(scope))
             if refusal is None:
                 await self.app(scope, receive, send)
             else:
@@ -123,15 +127,17 @@ class RequestMiddleware:
             raise
         finally:
             duration = trio.current_time() - started
-            self._log_line(info, duration)
+            route = self._route_of(info.method, info.path)
+            self._log_line(info, route, duration)
             if self._metrics is not None:
                 status = str(info.status) if info.status is not None else CLIENT_CLOSED
-                self._metrics.observe_request(self._route_of(info.method, info.path), info.model, status, duration)
+                self._metrics.observe_request(route, info.model, status, duration)
 
     async def _serve(self, info: RequestInfo, scope: Scope, receive: Receive, send: Send) -> None:
         response_started = False
         response_complete = False
-        origin = _header(scope, b"origin")
+        headers = _headers(scope)
+        origin = _header(headers, b"origin")
         cors_headers = self._cors.response_headers(origin)
 
         async def tagged_send(message: Message) -> None:
@@ -148,12 +154,12 @@ class RequestMiddleware:
         async with trio.open_nursery() as nursery:
             info.nursery = nursery
             try:
-                requested_method = _header(scope, b"access-control-request-method")
-                well_formed = header_refusal(scope["headers"]) is None  # a malformed preflight is refused below
-                if origin is not None and well_formed and is_preflight(scope["method"], requested_method):
-                    await self._preflight(tagged_send, scope, origin, info)
-                    return
-                refusal = self._early_refusal(scope)
+                malformed = header_refusal(scope["headers"])
+                requested_method = _header(headers, b"access-control-request-method")
+                if origin is not None and malformed is None and is_preflight(scope["method"], requested_method):
+                    await self._preflight(tagged_send, headers, origin, info)
+                    return  # (a malformed preflight is refused below, like any request)
+                refusal = malformed or self._early_refusal(scope["path"], headers)
                 if refusal is not None:
                     if isinstance(refusal, ShuttingDown) and self._metrics is not None:
                         self._metrics.observe_rejection(NO_BACKEND, Rejection.SHUTTING_DOWN)
@@ -170,43 +176,40 @@ class RequestMiddleware:
         if not response_complete and info.ended_by is None:
             info.ended_by = "client disconnected"
 
-    def _early_refusal(self, scope: Scope) -> Exception | None:
-        path = scope["path"]
-        malformed = header_refusal(scope["headers"])
-        if malformed is not None:
-            return malformed
-        cross_origin = self._origin_refusal(scope)
+    def _early_refusal(self, path: str, headers: dict[bytes, bytes]) -> Exception | None:
+        """The refusal of a well-formed request (`header_refusal` has passed it), or None to serve it."""
+        cross_origin = self._origin_refusal(headers)
         if cross_origin is not None:
             return cross_origin
         if self._draining() and path != "/health":
             return ShuttingDown("The server is shutting down; retry against another instance")
         if path not in PUBLIC_PATHS:
             try:
-                x_api_key = _header(scope, b"x-api-key") if self._takes_x_api_key(path) else None
-                self._keys.check_header(_header(scope, b"authorization"), x_api_key=x_api_key)
+                x_api_key = _header(headers, b"x-api-key") if self._takes_x_api_key(path) else None
+                self._keys.check_header(_header(headers, b"authorization"), x_api_key=x_api_key)
             except Exception as exc:
                 return exc
-        length = _header(scope, b"content-length")
+        length = _header(headers, b"content-length")
         if length is not None and length.strip().isdigit() and int(length) > self._max_body:
             return too_large(self._max_body)
         return None
 
-    def _origin_refusal(self, scope: Scope) -> Exception | None:
+    def _origin_refusal(self, headers: dict[bytes, bytes]) -> Exception | None:
         """403 for a browser request from an origin neither allowed nor the server's own (`proxy.cors`)."""
-        return self._cors.refusal(_header(scope, b"origin"), _header(scope, b"host"))
+        return self._cors.refusal(_header(headers, b"origin"), _header(headers, b"host"))
 
     def _takes_x_api_key(self, path: str) -> bool:
         return any(path == prefix or path.startswith(prefix + "/") for prefix in self._x_api_key_prefixes)
 
-    async def _preflight(self, send: Send, scope: Scope, origin: str, info: RequestInfo) -> None:
+    async def _preflight(self, send: Send, headers: dict[bytes, bytes], origin: str, info: RequestInfo) -> None:
         """204 with the CORS headers for an allowed origin (``send`` adds the ones every response gets), 403 with
         an error body otherwise; no key needed."""
         try:
-            headers = self._cors.preflight(origin, _header(scope, b"access-control-request-headers"))
+            allowed = self._cors.preflight(origin, _header(headers, b"access-control-request-headers"))
         except Exception as exc:
             await self._send_error(send, exc, info, close=False)
             return
-        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.start", "status": 204, "headers": allowed})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _send_error(self, send: Send, exc: BaseException, info: RequestInfo, *, close: bool) -> None:
@@ -228,14 +231,14 @@ class RequestMiddleware:
         await send({"type": "websocket.http.response.body", "body": error.body, "more_body": False})
         log.info("WS %s %s refused id=%s", path, error.status, request_id)
 
-    def _log_line(self, info: RequestInfo, duration_s: float) -> None:
+    def _log_line(self, info: RequestInfo, route: str, duration_s: float) -> None:
         status = info.status if info.status is not None else "-"
         level = log_level_for(info.status, info.path) if info.status is not None else logging.INFO
         usage = info.usage
         fields = {
             "request_id": info.request_id,
             "method": loggable(info.method),
-            "route": self._route_of(info.method, info.path),
+            "route": route,
             "path": loggable(info.path),
             "model": loggable(info.model) if info.model is not None else None,
             "status": info.status,

@@ -122,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
         "for anthropic and mock; env: TRINFER_MODEL_ID)",
     )
     serve.add_argument(
+        "--models-dir",
+        metavar="PATH",
+        help="serve every .gguf in this folder as a llamacpp model named after its file stem, loaded on demand "
+        "(env: TRINFER_MODELS_DIR; options from the config's [llamacpp_defaults])",
+    )
+    serve.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), help="log level (default info)"
     )
     serve.add_argument(
@@ -145,6 +151,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         model_id=args.model_id,
         log_level=args.log_level,
         log_format=args.log_format,
+        models_dir=args.models_dir,
     )
     try:
         config = load_config(flags, os.environ if env is None else env)

@@ -23,8 +23,13 @@ from adapters.backend import BackendConfigError
 from adapters.registry import KINDS, backend_class
 
 from .config_keys import unknown_key_message
+from .models_dir import PER_FILE_KEYS, TABLE_KEYS, ModelsFolder, NotAFolder, scan_models_dir
 
 DEFAULT_MOCK_MODEL = "mock-echo"
+
+#: The backend kinds whose models can be loaded on demand and unloaded (the mock stands in for tests).
+MANAGED_KINDS = ("llamacpp", "mock")
+LOAD_MODES = ("boot", "on_demand")
 
 #: How to get a working server when the embedded default cannot be used.
 DEFAULT_HOWTO = (
@@ -61,6 +66,10 @@ class ServerConfig:
     cors_allow_origins: tuple[str, ...] = ()
     #: Record Prometheus series (``GET /metrics`` on the admin listener); false serves them empty.
     metrics: bool = True
+    #: A folder whose every ``.gguf`` is served as a llamacpp model named after its stem (`proxy.models_dir`).
+    models_dir: str | None = None
+    #: How many managed models may be loaded at once (0: no bound); see `proxy.model_manager`.
+    max_loaded_models: int = 0
 
     def is_loopback(self) -> bool:
         """True when ``host`` only accepts connections from this machine."""
@@ -78,6 +87,16 @@ class BackendConfig:
     active: int = 4
     queue: int = 10
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: ``boot`` (loaded before the daemon is ready) or ``on_demand`` (by the first request that needs it).
+    load: str = "boot"
+    #: Unload the model this long after its last request ended; 0: never.
+    keep_alive_s: float = 0.0
+
+    def is_managed(self, max_loaded_models: int) -> bool:
+        """Loaded and unloaded by `proxy.model_manager` rather than kept loaded from boot to stop."""
+        if self.kind not in MANAGED_KINDS:
+            return False
+        return self.load == "on_demand" or self.keep_alive_s > 0 or max_loaded_models > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +105,8 @@ class Config:
 
     server: ServerConfig = field(default_factory=ServerConfig)
     backends: tuple[BackendConfig, ...] = ()
+    #: The models folder's scan (its backends are in ``backends`` too), when ``server.models_dir`` is set.
+    models_folder: ModelsFolder | None = None
 
     @property
     def api_keys(self) -> tuple[str, ...]:
@@ -118,6 +139,12 @@ def _seconds(where: str, value: object) -> float:
         raise ConfigError(f"{where} must be a number of seconds, got {value!r}")
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{where} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _keep_alive(where: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{where} must be a number of seconds >= 0 (0 = never unload), got {value!r}")
     return float(value)
 
 
@@ -182,6 +209,8 @@ _SERVER_CHECKS: dict[str, Callable[[str, object], object]] = {
     "ws_max_requests_per_socket": lambda w, v: _int(w, v, minimum=1),
     "cors_allow_origins": _origins,
     "metrics": lambda w, v: _bool(w, v),
+    "models_dir": _str,
+    "max_loaded_models": lambda w, v: _int(w, v, minimum=0),
 }
 assert set(_SERVER_CHECKS) == {f.name for f in fields(ServerConfig)}
 
@@ -269,6 +298,8 @@ def _server_from_mapping(table: object) -> ServerConfig:
 
 
 _BACKEND_KEYS = ("name", "kind", "models", "priority", "active", "queue")
+#: Table keys of the kinds in `MANAGED_KINDS` only.
+_MANAGED_KEYS = ("load", "keep_alive_s")
 
 
 def _kind_option_keys(kind: str) -> frozenset[str] | None:
@@ -281,7 +312,10 @@ def _kind_option_keys(kind: str) -> frozenset[str] | None:
 
 
 def _backend_from_mapping(index: int, table: object) -> BackendConfig:
-    where = f"backends[{index}]"
+    return _backend_at(f"backends[{index}]", table)
+
+
+def _backend_at(where: str, table: object) -> BackendConfig:
     if not isinstance(table, Mapping):
         raise ConfigError(f"{where} must be a table")
     kind = table.get("kind")
@@ -289,7 +323,7 @@ def _backend_from_mapping(index: int, table: object) -> BackendConfig:
         raise ConfigError(f"{where}.kind must be one of {', '.join(KINDS)}, got {kind!r}")
     option_keys = _kind_option_keys(kind)
     if option_keys is not None:
-        known = {*_BACKEND_KEYS, *option_keys}
+        known = {*_BACKEND_KEYS, *option_keys, *(_MANAGED_KEYS if kind in MANAGED_KINDS else ())}
         for key in table:
             if key not in known:
                 raise ConfigError(unknown_key_message(where, key, known))
@@ -305,7 +339,9 @@ def _backend_from_mapping(index: int, table: object) -> BackendConfig:
         priority=_int(f"{where}.priority", table.get("priority", 0), minimum=-(2**31)),
         active=_int(f"{where}.active", table.get("active", default_active), minimum=1),
         queue=_int(f"{where}.queue", table.get("queue", 10), minimum=0),
-        options=MappingProxyType({k: v for k, v in table.items() if k not in _BACKEND_KEYS}),
+        options=MappingProxyType({k: v for k, v in table.items() if k not in (*_BACKEND_KEYS, *_MANAGED_KEYS)}),
+        load=_choice(f"{where}.load", table.get("load", "boot"), LOAD_MODES),
+        keep_alive_s=_keep_alive(f"{where}.keep_alive_s", table.get("keep_alive_s", 0)),
     )
 
 
@@ -318,19 +354,82 @@ def _llamacpp_parallel(table: Mapping[str, Any]) -> int:
 
 def config_from_mapping(data: Mapping[str, Any]) -> Config:
     """Validate a parsed TOML document (``{"server": {...}, "backends": [{...}, ...]}``) into a `Config`."""
-    unknown = sorted(set(data) - {"server", "backends"})
+    unknown = sorted(set(data) - set(_TOP_LEVEL))
     if unknown:
-        raise ConfigError(unknown_key_message("", unknown[0], ("server", "backends")))
+        raise ConfigError(unknown_key_message("", unknown[0], _TOP_LEVEL))
     server = _server_from_mapping(data.get("server", {}))
     raw_backends = data.get("backends", [])
-    if not isinstance(raw_backends, list) or not raw_backends:
-        raise ConfigError("at least one [[backends]] table is required")
+    if not isinstance(raw_backends, list) or not (raw_backends or server.models_dir):
+        raise ConfigError("at least one [[backends]] table (or a server.models_dir) is required")
     backends = tuple(_backend_from_mapping(i, t) for i, t in enumerate(raw_backends))
+    folder = _models_folder(server, data.get("llamacpp_defaults", {}), backends)
+    if folder is not None:
+        backends += tuple(_backend_at(f"models_dir file {t['name']}.gguf", t) for t in folder.tables)
+        if not backends:
+            raise ConfigError(
+                f"server.models_dir {server.models_dir!r} holds no servable .gguf file and no [[backends]] "
+                "table is configured: nothing to serve"
+            )
     names = [b.name for b in backends]
     for name in names:
         if names.count(name) > 1:
             raise ConfigError(f"backend name {name!r} is used twice; names must be unique")
-    return Config(server=server, backends=backends)
+    _check_bound(server, backends)
+    return Config(server=server, backends=backends, models_folder=folder)
+
+
+_TOP_LEVEL = ("server", "backends", "llamacpp_defaults")
+
+
+def _models_folder(
+    server: ServerConfig, defaults: object, explicit: tuple[BackendConfig, ...]
+) -> ModelsFolder | None:
+    """The models folder's backends (`proxy.models_dir`), or None without ``server.models_dir``."""
+    table = _llamacpp_defaults(defaults)
+    if server.models_dir is None:
+        return None
+    taken = {name for b in explicit for name in (b.name, *b.models)}
+    served = [p for b in explicit if b.kind == "llamacpp" and isinstance(p := b.options.get("model_path"), str)]
+    try:
+        return scan_models_dir(server.models_dir, table, taken, served)
+    except NotAFolder as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _llamacpp_defaults(table: object) -> Mapping[str, Any]:
+    """``[llamacpp_defaults]``: llamacpp options plus the table keys a folder's backends take; never the keys
+    a folder sets per file. The llamacpp options are checked here, the table keys with each folder backend."""
+    if not isinstance(table, Mapping):
+        raise ConfigError("[llamacpp_defaults] must be a table")
+    option_keys = _kind_option_keys("llamacpp")
+    known = {*(option_keys or ()), *TABLE_KEYS} - set(PER_FILE_KEYS)
+    for key in table:
+        if key in PER_FILE_KEYS:
+            raise ConfigError(
+                f"llamacpp_defaults.{key} cannot be set here: a models folder sets it per file "
+                "(model_path is the file, embedding comes from its GGUF metadata)"
+            )
+        if option_keys is not None and key not in known:
+            raise ConfigError(unknown_key_message("llamacpp_defaults", key, known))
+    options = {k: v for k, v in table.items() if k not in TABLE_KEYS}
+    if not options:
+        return MappingProxyType(dict(table))
+    try:
+        backend_class("llamacpp").from_options({**options, "model_path": "models_dir"})
+    except BackendConfigError as exc:
+        raise ConfigError(f"llamacpp_defaults: {' '.join(str(exc).split())}") from None
+    return MappingProxyType(dict(table))
+
+
+def _check_bound(server: ServerConfig, backends: tuple[BackendConfig, ...]) -> None:
+    """More ``boot`` models than ``max_loaded_models`` could never all be loaded before the daemon is ready."""
+    bound = server.max_loaded_models
+    boot = [b.name for b in backends if b.is_managed(bound) and b.load == "boot"]
+    if bound and len(boot) > bound:
+        raise ConfigError(
+            f"server.max_loaded_models = {bound} but {len(boot)} models load at boot ({', '.join(boot)}): "
+            'raise the bound or set load = "on_demand" on some of them'
+        )
 
 
 # --- sources: file, environment, flags ----------------------------------------------------------------
@@ -349,6 +448,7 @@ class Flags:
     model_id: str | None = None
     log_level: str | None = None
     log_format: str | None = None
+    models_dir: str | None = None
 
 
 #: ``TRINFER_<NAME>`` environment variables for the [server] keys, with how to parse them.
@@ -368,6 +468,8 @@ _ENV_SERVER: dict[str, Callable[[str], object]] = {
     "ws_max_requests_per_socket": int,
     "cors_allow_origins": lambda s: [o.strip() for o in s.split(",") if o.strip()],
     "metrics": boolean,
+    "models_dir": str,
+    "max_loaded_models": int,
 }
 
 ENV_VARIABLES: tuple[str, ...] = (
@@ -383,6 +485,8 @@ def _env_server(env: Mapping[str, str]) -> dict[str, object]:
     values: dict[str, object] = {}
     for key, parse in _ENV_SERVER.items():
         var = f"TRINFER_{key.upper()}"
+        if key == "models_dir" and not env.get(var):
+            continue  # empty = unset, as `adapters.llamacpp.prepare_embeddings` has always read it
         if var in env:
             try:
                 values[key] = parse(env[var])
@@ -426,14 +530,18 @@ def backend_table_for(kind: str, model: str | None, model_id: str | None = None)
     raise ConfigError(f"--backend must be one of {', '.join(KINDS)}, got {kind!r}")
 
 
-def embedded_default_backends() -> list[dict[str, Any]]:
-    """The embedded default backends (a small local llama.cpp model), or a `ConfigError` saying how to get one."""
+def embedded_default_backends(models_dir: str | None = None) -> list[dict[str, Any]]:
+    """The embedded default backends (a small local llama.cpp model), or a `ConfigError` saying how to get one.
+
+    The prepared embedder is looked for in ``models_dir`` (the daemon's models folder) when one is set: the
+    folder scan then skips that file, which this table already serves under its usual id.
+    """
     try:
         defaults = importlib.import_module("adapters.llamacpp.defaults")
     except ImportError:
         raise ConfigError(DEFAULT_HOWTO) from None
     try:
-        tables: list[dict[str, Any]] = defaults.default_backends()
+        tables: list[dict[str, Any]] = defaults.default_backends(models_dir)
     except BackendConfigError as exc:
         raise ConfigError(" ".join(str(exc).split())) from None
     return tables
@@ -445,7 +553,9 @@ def load_config(flags: Flags, env: Mapping[str, str]) -> Config:
     data: dict[str, Any] = _read_toml(path) if path else {}
     server = data.get("server", {})
     if isinstance(server, Mapping):  # anything else is reported by config_from_mapping
-        given = {k: getattr(flags, k) for k in ("host", "port", "admin_port", "log_level", "log_format")}
+        given = {
+            k: getattr(flags, k) for k in ("host", "port", "admin_port", "log_level", "log_format", "models_dir")
+        }
         server = {**server, **_env_server(env), **{k: v for k, v in given.items() if v is not None}}
     data = {**data, "server": server}
 
@@ -459,5 +569,20 @@ def load_config(flags: Flags, env: Mapping[str, str]) -> Config:
     if backend is not None:
         data["backends"] = [backend_table_for(backend, model, model_id)]
     elif "backends" not in data:
-        data["backends"] = embedded_default_backends()
+        data["backends"] = _embedded_default_beside(server)
     return config_from_mapping(data)
+
+
+def _embedded_default_beside(server: object) -> list[dict[str, Any]]:
+    """The embedded default; with a models folder, loaded on demand, and none when it is not installed (the
+    folder is served)."""
+    folder = server.get("models_dir") if isinstance(server, Mapping) else None
+    has_folder = isinstance(folder, str) and bool(folder)
+    try:
+        tables = embedded_default_backends(folder if has_folder else None)
+    except ConfigError:
+        if has_folder:
+            return []
+        raise
+    # Beside a models folder the embedded default loads on demand too: nothing is loaded before it is asked for.
+    return [{"load": "on_demand", **t} for t in tables] if has_folder else tables

@@ -27,19 +27,20 @@ from typing import Any
 
 import trio
 
-from adapters.backend import BackendConfigError
+from adapters.backend import Backend, BackendConfigError
 from adapters.registry import backend_class
 
 from .admission import Admission
 from .apps import build_admin_app, build_inference_app
 from .auth import ApiKeys
 from .breaker import CircuitBreaker
-from .config import Config, ConfigError
+from .config import BackendConfig, Config, ConfigError
 from .inflight import Inflight
 from .lifecycle import DaemonState, Lifecycle
 from .listener import serve_listener
 from .logs import get_logger
 from .metrics import Metrics
+from .model_manager import ManagedModel, ManagedSettings, ModelPool
 from .routing import BackendHandle, Router
 from .services import Services
 
@@ -86,9 +87,11 @@ class Daemon:
         self.config = config
         server = config.server
         handles = []
+        #: The models loaded on demand and unloaded when idle, under ``max_loaded_models``.
+        self.models = ModelPool(server.max_loaded_models)
         for index, table in enumerate(config.backends):
             try:
-                backend = backend_class(table.kind).from_options(table.options)
+                backend = self._build_backend(table)
             except BackendConfigError as exc:
                 raise ConfigError(f"backends[{index}] ({table.name}): {' '.join(str(exc).split())}") from None
             admission = Admission(active=table.active, queue=table.queue, queue_timeout_s=server.queue_timeout_s)
@@ -105,6 +108,7 @@ class Daemon:
             metrics=Metrics(router, enabled=server.metrics),
             started_at=int(time.time()),
         )
+        self.models.events = self.services.metrics
         self.router = self.services.router
         self.inflight = self.services.inflight
         self.admin_url: str | None = None
@@ -117,6 +121,22 @@ class Daemon:
         self._root_scope: trio.CancelScope | None = None
         self.inference_app = build_inference_app(self.services)
         self.admin_app = build_admin_app(self.services, self.status)
+
+    def _build_backend(self, table: BackendConfig) -> Backend:
+        """The table's backend; wrapped in a `ManagedModel` when it loads on demand or may be unloaded."""
+        cls = backend_class(table.kind)
+        backend = cls.from_options(table.options)
+        server = self.config.server
+        if not table.is_managed(server.max_loaded_models):
+            return backend
+        settings = ManagedSettings(
+            name=table.name,
+            load=table.load,
+            keep_alive_s=table.keep_alive_s,
+            wait_timeout_s=server.queue_timeout_s,
+            unload_timeout_s=server.stop_timeout_s,
+        )
+        return ManagedModel(settings, lambda: cls.from_options(table.options), self.models)
 
     @property
     def state(self) -> DaemonState:
@@ -133,6 +153,11 @@ class Daemon:
             "listeners": {"admin": self.admin_url, "inference": self.inference_url},
             "inflight": len(self.inflight),
             "backends": [h.status() for h in self.router.handles],
+            "models": {
+                "max_loaded_models": self.config.server.max_loaded_models,
+                "loaded": self.models.loaded(),
+                "folder": self.config.models_folder.status() if self.config.models_folder is not None else None,
+            },
         }
 
     # --- stopping ------------------------------------------------------------------------------------
@@ -173,6 +198,7 @@ class Daemon:
         """
         server = self.config.server
         failure: str | None = None
+        self._log_models_folder()
         try:
             with trio.CancelScope() as root:
                 self._root_scope = root
@@ -195,6 +221,16 @@ class Daemon:
         if failure is not None:
             raise StartupError(failure)
         log.info("stopped")
+
+    def _log_models_folder(self) -> None:
+        folder = self.config.models_folder
+        if folder is None:
+            return
+        log.info("models folder %s: serving %d model(s)", folder.path, len(folder.tables))
+        for note in folder.shadowed:
+            log.info("models folder: %s", note)
+        for problem in folder.problems:
+            log.warning("models folder: %s is not served: %s", problem.file, problem.error)
 
     async def _bind(self, nursery: trio.Nursery, app: Any, port: int, shutdown: trio.Event) -> str:
         host = self.config.server.host

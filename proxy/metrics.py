@@ -7,8 +7,10 @@ Where each series comes from, so every dialect and the WebSocket route count the
   its first content event reaching the proxy's consumer), inter-token latency, token counts from `Done`, the
   cancellation phase when the client leaves, and the rejections (queue full, queue timeout, stop deadline
   while queued).
-- Gauges (queue depth, active generations, readiness, breaker) are read from the backends' own state at scrape
-  time by `_BackendCollector`, so they can never drift from what ``/admin/status`` shows.
+- The model manager (`proxy.model_manager`) reports each load (its duration, whether it worked) and unload (why).
+- Gauges (queue depth, active generations, readiness, breaker, which managed models are loaded) are read from
+  the backends' own state at scrape time by `_BackendCollector`, so they can never drift from what
+  ``/admin/status`` shows.
 
 Labels are bounded: ``route`` is the route's template (``/v1/models/{id}``, ``other`` for unknown paths),
 ``model`` is a configured model id or ``unknown`` (``none`` when the request named none), ``backend`` a
@@ -27,6 +29,7 @@ from prometheus_client.registry import Collector
 
 from adapters.types import Usage
 
+from .model_manager import ManagedModel
 from .routing import Router
 
 #: What ``GET /metrics`` answers with.
@@ -36,6 +39,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 #: Seconds. First token: a mock answers in ms, a local model after its prompt evaluation (up to tens of s).
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 20.0, 60.0)
+#: Seconds. A model load: a small GGUF from the page cache (0.1 s) to a big one from a cold disk (minutes).
+LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 #: Seconds between tokens: 1 ms (a fast GPU or the mock) to 1 s (a big model on a busy CPU).
 ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0)
 
@@ -106,6 +111,18 @@ class Metrics:
             "trinfer_cancelled", "Generations whose client left, by the phase it left in.", ("backend", "phase"),
             registry=registry,
         )  # fmt: skip
+        self.model_loads = Counter(
+            "trinfer_model_loads", "Model loads by the model manager, by outcome (ok, failed).",
+            ("backend", "outcome"), registry=registry,
+        )  # fmt: skip
+        self.model_unloads = Counter(
+            "trinfer_model_unloads", "Model unloads by the model manager, by reason (keep_alive, evicted).",
+            ("backend", "reason"), registry=registry,
+        )  # fmt: skip
+        self.model_load_duration = Histogram(
+            "trinfer_model_load_duration_seconds", "Time one model load took (ok or failed).",
+            ("backend",), buckets=LOAD_BUCKETS, registry=registry,
+        )  # fmt: skip
         registry.register(_BackendCollector(router))
 
     def model_label(self, model: str | None) -> str:
@@ -137,6 +154,15 @@ class Metrics:
         cached = getattr(usage, "cached_tokens", 0)
         if cached:
             self.cached_prompt_tokens.labels(label).inc(cached)
+
+    def observe_model_load(self, backend: str, seconds: float, *, ok: bool) -> None:
+        if self.enabled:
+            self.model_loads.labels(backend, "ok" if ok else "failed").inc()
+            self.model_load_duration.labels(backend).observe(seconds)
+
+    def observe_model_unload(self, backend: str, reason: str) -> None:
+        if self.enabled:
+            self.model_unloads.labels(backend, reason).inc()
 
     def exposition(self) -> bytes:
         """The text format of every series (the body of ``GET /metrics``)."""
@@ -200,10 +226,23 @@ class _BackendCollector(Collector):
         breaker = GaugeMetricFamily(
             "trinfer_breaker_open", "1 while the backend's circuit breaker is open.", labels=["backend"]
         )
+        loaded = GaugeMetricFamily(
+            "trinfer_model_loaded", "1 while a managed model is loaded (loading and unloading count).",
+            labels=["backend"],
+        )  # fmt: skip
+        total = GaugeMetricFamily(
+            "trinfer_models_loaded", "Managed models loaded now (what max_loaded_models bounds)."
+        )
+        count = 0
         for handle in self._router.handles:
+            if isinstance(handle.backend, ManagedModel):
+                holding = handle.backend.state.value in ("loading", "ready", "unloading")
+                loaded.add_metric([handle.name], 1.0 if holding else 0.0)
+                count += holding
             stats = handle.admission.statistics()
             depth.add_metric([handle.name], stats.queued)
             active.add_metric([handle.name], stats.active)
             ready.add_metric([handle.name], 1.0 if handle.backend.ready() else 0.0)
             breaker.add_metric([handle.name], 1.0 if handle.breaker.snapshot()["state"] == "open" else 0.0)
-        yield from (depth, active, ready, breaker)
+        total.add_metric([], count)
+        yield from (depth, active, ready, breaker, loaded, total)

@@ -21,16 +21,14 @@ import trio
 from anthropic.types import RawMessageStreamEvent
 
 from ..backend import Backend
-from ..errors import InvalidRequest, NotReady, TrinferError, Unavailable
+from ..errors import NotReady, TrinferError, Unavailable, raw_prompt_refused
 from ..types import (
     BackendCapabilities,
     Done,
     Event,
-    MessageV2,
     Resolved,
     ResolvedV2,
     Text,
-    TextBlock,
     Token,
 )
 from .config import OPTION_KEYS, AnthropicOptions, parse_options, read_api_key
@@ -107,22 +105,11 @@ class AnthropicBackend(Backend):
 
     async def generate(self, req: Resolved, send: trio.MemorySendChannel[Event]) -> None:
         """v1: the same upstream stream, answer text sent as `Token`s (reasoning is not part of v1)."""
-        v2 = ResolvedV2(
-            model=req.model,
-            messages=tuple(MessageV2(m.role, (TextBlock(m.content),)) for m in req.messages),
-            sampling=req.sampling,
-        )
-        await self._stream(v2, send, v1=True)
+        await self._stream(ResolvedV2.from_v1(req), send, v1=True)
 
     async def generate_v2(self, req: ResolvedV2, send: trio.MemorySendChannel[Event]) -> None:
         if req.prompt is not None:
-            # Claude models take only conversations: a raw prompt is refused, never wrapped in a chat silently.
-            raise InvalidRequest(
-                f"The model '{req.model}' answers conversations only; it does not complete raw text "
-                "(use /v1/chat/completions or /v1/responses)",
-                param="model",
-                code="unsupported_parameter",
-            )
+            raise raw_prompt_refused(req.model)  # Claude models take conversations only
         await self._stream(req, send, v1=False)
 
     async def count_tokens(self, req: ResolvedV2) -> int:

@@ -80,6 +80,8 @@ class LlamaCppBackend(Backend):
         self._state = "configured"
         self._embed_lock = trio.Lock()
         self._embed_dimensions: int | None = None
+        #: llama.cpp's progress of the running load, 0.0 to 1.0 (written by the loading thread).
+        self._load_progress = 0.0
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Self:
@@ -131,7 +133,7 @@ class LlamaCppBackend(Backend):
                 n_threads_batch=options.n_threads_batch,
             )
             install_native_log()  # llama.cpp's own log goes through logging, as for the embedding models
-            model = Model(path, shape)
+            model = Model(path, shape, self._on_load_progress)
         except Exception as exc:
             raise translate(exc, Phase.LOAD) from exc
         try:
@@ -140,6 +142,9 @@ class LlamaCppBackend(Backend):
             model.close()
             raise
         return model, template
+
+    def _on_load_progress(self, fraction: float) -> None:
+        self._load_progress = fraction
 
     def ready(self) -> bool:
         return self._state == "ready"
@@ -155,6 +160,7 @@ class LlamaCppBackend(Backend):
         engine = self._engine
         status: dict[str, Any] = {
             "state": self._state,
+            "load_progress": 1.0 if self._state == "ready" else self._load_progress,
             "model_path": str(self.options.model_path),
             "chat_template": self._template.source if self._template is not None else None,
             "embedding": self.options.embedding,

@@ -61,9 +61,9 @@ def find_chat_model() -> Path | None:
     return None
 
 
-def find_embedding_model() -> Path | None:
+def find_embedding_model(models_dir: str | None = None) -> Path | None:
     """The prepared all-MiniLM-L6-v2 GGUF, or ``None`` until ``prepare_embeddings`` has been run."""
-    path = embedding_model_path()
+    path = embedding_model_path(models_dir)
     return path if path.is_file() else None
 
 
@@ -74,7 +74,7 @@ def _llama_cpp_installed() -> bool:
         return False
 
 
-def default_backends() -> list[dict[str, Any]]:
+def default_backends(models_dir: str | None = None) -> list[dict[str, Any]]:
     """The ``[[backends]]`` tables of the embedded default, or a `BackendConfigError` saying what to install.
 
     The chat model decodes up to 4 requests together (the llamacpp ``parallel`` default, which admission
@@ -101,7 +101,7 @@ def default_backends() -> list[dict[str, Any]]:
             "queue": 10,
         }
     ]
-    embed_model = find_embedding_model()
+    embed_model = find_embedding_model(models_dir)
     if embed_model is not None:
         backends.append(
             {

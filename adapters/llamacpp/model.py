@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,11 +40,20 @@ class ContextShape:
 class Model:
     """A loaded model plus one context (see the module docstring). ``close`` frees both; idempotent."""
 
-    def __init__(self, path: Path, shape: ContextShape) -> None:
+    def __init__(self, path: Path, shape: ContextShape, progress: Callable[[float], None] | None = None) -> None:
+        """Load ``path`` (blocking); ``progress`` hears llama.cpp's load progress, 0.0 to 1.0, as it goes."""
         lib = _llama()
         self.lib = lib
         lib.llama_backend_init()
         params = lib.llama_model_default_params()
+        if progress is not None:
+
+            def report(fraction: float, _user_data: ctypes.c_void_p) -> bool:
+                progress(float(fraction))
+                return True  # go on loading
+
+            callback = lib.llama_progress_callback(report)  # referenced until the load returns
+            params.progress_callback = callback
         model = lib.llama_model_load_from_file(str(path).encode(), params)
         if not model:
             raise RuntimeError(f"failed to load model from file: {path}")

@@ -56,9 +56,11 @@ class PrepareError(Exception):
     """The model cannot be prepared; the message says why and what to do. The CLI prints it in one line."""
 
 
-def embedding_model_path() -> Path:
-    """Where the converted embedding model lives: ``$TRINFER_MODELS_DIR`` or ``~/.cache/trinfer/models``."""
-    configured = os.environ.get("TRINFER_MODELS_DIR", "")
+def embedding_model_path(models_dir: str | None = None) -> Path:
+    """Where the converted embedding model lives: in the daemon's models folder (``models_dir``, else
+    ``$TRINFER_MODELS_DIR``, the variable that also sets ``server.models_dir``) or ``~/.cache/trinfer/models``.
+    """
+    configured = models_dir or os.environ.get("TRINFER_MODELS_DIR", "")
     base = Path(configured).expanduser() if configured else Path.home() / ".cache" / "trinfer" / "models"
     return base / EMBED_FILE_NAME
 

@@ -1,13 +1,14 @@
 """`OpenAIUpstreamBackend`: any OpenAI-compatible server (vLLM, SGLang, llama-server, another trinfer, a
 hosted API) behind the engine contract, spread over several base URLs.
 
-HTTP client: httpx, one ``AsyncHTTPTransport`` (connection pool) per base URL, used through its one-method
-transport interface (see `UpstreamURL.send`). It runs under trio (httpcore picks its trio backend), keeps
-connections alive between requests, and bounds connecting (``connect_timeout_s``) and every silence between
-two bytes (``read_timeout_s``) separately - exactly the two limits the config exposes. Streaming a response
-body and closing it early are first-class (``response.aclose``), which is what cancellation needs. The
-official ``openai`` SDK is built on the same httpx, but adds retries, response models and its own error
-classes between us and the status, headers and raw bytes this adapter translates.
+HTTP client: httpx's transport layer, httpcore, one connection pool per base URL (`client.Connections`). It
+runs under trio (httpcore picks its trio backend), keeps connections alive between requests, and bounds
+connecting (``connect_timeout_s``) and every silence between two bytes (``read_timeout_s``) separately -
+exactly the two limits the config exposes. Streaming a response body and closing it early are first-class
+(``aclose``), which is what cancellation needs. httpx's own model layer on top is skipped (see `client`:
+it cost more CPU per request than the rest of the hop); the official ``openai`` SDK adds still more on top
+of httpx - retries, response models and its own error classes - between us and the status, headers and raw
+bytes this adapter translates.
 
 One generation (`_generate`) is an attempt loop: pick the healthy base URL with the fewest outstanding
 requests, stream the chat completion from it, translate its chunks and send the engine events on. A failure
@@ -27,24 +28,23 @@ import ssl
 from collections.abc import Mapping
 from typing import Any, Self
 
-import httpx
+import httpcore
 import trio
 
 from ..backend import Backend
-from ..errors import InvalidRequest, NotReady, Unavailable
+from ..errors import NotReady, Unavailable, raw_prompt_refused
 from ..types import (
     BackendCapabilities,
     Done,
     EmbedResolved,
     EmbedResult,
     Event,
-    MessageV2,
     Resolved,
     ResolvedV2,
     Text,
-    TextBlock,
     Token,
 )
+from .client import TRANSPORT_ERRORS, Connections, UpstreamResponse
 from .errors import Failure, Kind, status_failure, transport_failure
 from .options import OPTION_KEYS, UpstreamOptions, parse_options, read_api_key
 from .pool import CLOSE_TIMEOUT_S, Pool, UpstreamURL
@@ -103,16 +103,13 @@ class OpenAIUpstreamBackend(Backend):
         self._pool = Pool(urls)
         await self._pool.probe_until_healthy(self.options.health_interval_s)
 
-    def _transport(self, tls: ssl.SSLContext) -> httpx.AsyncHTTPTransport:
-        return httpx.AsyncHTTPTransport(
-            verify=tls,
-            # Proxies and certificates come from the config, not from HTTP(S)_PROXY variables around the daemon.
-            trust_env=False,
-            limits=httpx.Limits(
-                max_connections=None,  # admission (``active``) bounds concurrency; the pool must not add a queue
-                max_keepalive_connections=KEEPALIVE_CONNECTIONS,
-                keepalive_expiry=KEEPALIVE_EXPIRY_S,
-            ),
+    def _transport(self, tls: ssl.SSLContext) -> Connections:
+        # No proxies from HTTP(S)_PROXY variables around the daemon: the upstream is reached as configured.
+        return Connections(
+            ssl_context=tls,
+            max_connections=None,  # admission (``active``) bounds concurrency; the pool must not add a queue
+            max_keepalive_connections=KEEPALIVE_CONNECTIONS,
+            keepalive_expiry=KEEPALIVE_EXPIRY_S,
         )
 
     async def maintain(self) -> None:
@@ -157,23 +154,14 @@ class OpenAIUpstreamBackend(Backend):
 
     async def generate(self, req: Resolved, send: trio.MemorySendChannel[Event]) -> None:
         """v1: the same upstream stream, answer text sent as `Token`s (reasoning is not part of v1)."""
-        v2 = ResolvedV2(
-            model=req.model,
-            messages=tuple(MessageV2(m.role, (TextBlock(m.content),)) for m in req.messages),
-            sampling=req.sampling,
-        )
-        await self._generate(v2, send, v1=True)
+        await self._generate(ResolvedV2.from_v1(req), send, v1=True)
 
     async def generate_v2(self, req: ResolvedV2, send: trio.MemorySendChannel[Event]) -> None:
         await self._generate(req, send, v1=False)
 
     async def _generate(self, req: ResolvedV2, send: trio.MemorySendChannel[Event], *, v1: bool) -> None:
         if req.prompt is not None:  # DESIGN.md section 8: a backend that cannot take raw text answers 400
-            raise InvalidRequest(
-                f"model {req.model!r} takes chat requests only: raw-text prompts are not forwarded upstream",
-                param="prompt",
-                code="unsupported_parameter",
-            )
+            raise raw_prompt_refused(req.model)
         pool = self._require_pool()
         body = _encode(chat_body(req, self.options.model_for(req.model)))
         self._active += 1
@@ -208,6 +196,8 @@ class OpenAIUpstreamBackend(Backend):
         """Record ``failure`` on ``url``; return to try another URL, or raise the client's error."""
         if failure.marks_down:
             pool.mark_down(url, failure.reason)
+        elif failure.kind is Kind.KEY:
+            pool.note_refused_key(url, failure.reason)
         elif failure.kind is not Kind.REFUSED:
             pool.note_error(url, failure.reason)
         if not (failure.failover and retry_allowed and pool.has_candidate(tried)):
@@ -249,7 +239,12 @@ class OpenAIUpstreamBackend(Backend):
 
 
 class _Sent:
-    """The send side of one generation, remembering whether anything was sent (then no failover)."""
+    """The send side of one generation, remembering whether anything was sent (then no failover).
+
+    The events of one upstream read go into the channel without yielding while it has room, so the consumer
+    wakes once for all of them (it takes what is buffered as one batch) instead of once per event; the
+    upstream read that follows is the checkpoint. A full channel still waits, which is the backpressure.
+    """
 
     def __init__(self, send: trio.MemorySendChannel[Event], v1: bool) -> None:
         self._send = send
@@ -263,7 +258,10 @@ class _Sent:
                     continue  # reasoning is not part of a v1 answer
                 event = Token(event.text)
             self.any = True
-            await self._send.send(event)
+            try:
+                self._send.send_nowait(event)
+            except trio.WouldBlock:
+                await self._send.send(event)
 
 
 def _translate(translator: ChunkTranslator, data: str) -> list[Event]:
@@ -277,7 +275,7 @@ def _encode(body: dict[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-async def _open(url: UpstreamURL, path: str, body: bytes) -> httpx.Response:
+async def _open(url: UpstreamURL, path: str, body: bytes) -> UpstreamResponse:
     """POST ``body`` to ``url``; the 2xx response, its body still to be read; every failure is a `Failure`."""
     try:
         try:
@@ -286,7 +284,7 @@ async def _open(url: UpstreamURL, path: str, body: bytes) -> httpx.Response:
             # A kept-alive connection the server had closed (or was closing) as we reused it: the pool drops
             # it, and the request goes once more, on a fresh connection, before the URL is judged.
             response = await _send(url, path, body)
-    except httpx.HTTPError as exc:
+    except TRANSPORT_ERRORS as exc:
         raise transport_failure(exc) from exc
     if 200 <= response.status_code < 300:
         return response
@@ -297,18 +295,18 @@ async def _open(url: UpstreamURL, path: str, body: bytes) -> httpx.Response:
     raise status_failure(response.status_code, response.headers, error_body)
 
 
-async def _send(url: UpstreamURL, path: str, body: bytes) -> httpx.Response:
+async def _send(url: UpstreamURL, path: str, body: bytes) -> UpstreamResponse:
     return await url.send("POST", path, body, _JSON_HEADERS)
 
 
-async def _close(response: httpx.Response) -> None:
+async def _close(response: UpstreamResponse) -> None:
     """Close ``response``, shielded and bounded: a cancelled request still drops its upstream connection (a
     body that was not read to its end is never put back in the pool), so the upstream stops at once."""
     with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
         await response.aclose()
 
 
-async def _relay(response: httpx.Response, sent: _Sent) -> None:
+async def _relay(response: UpstreamResponse, sent: _Sent) -> None:
     """Translate the SSE body of ``response`` into events on ``sent``, up to and including `Done`.
 
     After ``[DONE]`` the rest of the body (normally only its chunked end) is read for at most `DRAIN_S`, so
@@ -330,7 +328,7 @@ async def _relay(response: httpx.Response, sent: _Sent) -> None:
                         drain.deadline = trio.current_time() + DRAIN_S
                         break
                     await sent.many(_translate(translator, event.data))
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             if not ended:
                 raise transport_failure(exc).cut() from exc
     if ended:
@@ -344,22 +342,22 @@ async def _relay(response: httpx.Response, sent: _Sent) -> None:
     await sent.many(translator.finish())
 
 
-async def _read_some(response: httpx.Response, limit: int) -> bytes:
+async def _read_some(response: UpstreamResponse, limit: int) -> bytes:
     data = b""
     try:
         async for piece in response.aiter_bytes():
             data += piece
             if len(data) >= limit:
                 break
-    except httpx.HTTPError:
+    except TRANSPORT_ERRORS:
         pass  # the status alone decides; the body was only for its message
     return data[:limit]
 
 
-async def _read_json(response: httpx.Response) -> Any:
+async def _read_json(response: UpstreamResponse) -> Any:
     try:
         data = await response.aread()
-    except httpx.HTTPError as exc:
+    except TRANSPORT_ERRORS as exc:
         raise transport_failure(exc) from exc
     try:
         return json.loads(data)
@@ -392,5 +390,5 @@ def _embed_result(payload: Any, count: int) -> EmbedResult:
 #: The TLS context given to clients whose base URL is plain http: never used, and cheap to make (no trust store).
 _PLAIN_HTTP = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 #: What a reused connection the server closed looks like before any answer arrived.
-_STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
-_JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+_STALE_CONNECTION = (httpcore.RemoteProtocolError, httpcore.ReadError, httpcore.WriteError)
+_JSON_HEADERS = ((b"Content-Type", b"application/json"), (b"Accept", b"application/json, text/event-stream"))

@@ -1,4 +1,4 @@
-"""The one boundary where ``httpx`` exceptions and upstream HTTP statuses become engine errors.
+"""The one boundary where httpcore exceptions and upstream HTTP statuses become engine errors.
 
 Theory of operation: a failure talking to one base URL is first classified as a `Failure` - what went wrong
 and whether another base URL may be tried instead - and only when no other URL will be tried does it become
@@ -14,11 +14,13 @@ off after a 2xx but before its first event moves on too, without marking the URL
 read timeout is not a reason: a slow upstream is busy, not dead, and sending the same long prompt elsewhere
 would double the load.
 
-What the client sees: an upstream 4xx keeps its status and OpenAI error object (`UpstreamRejected`), except
-401 and 403, which refuse the *operator's* key, so the client gets 502 (its own key was fine) and the
-operator a clear line in the log and status; 429 becomes 429 ``upstream_rate_limited`` with the upstream's
-``Retry-After``; 5xx, resets and read timeouts are 502 ``upstream_error``; a URL that cannot be reached at
-all is 503 ``backend_unavailable``. Messages name "the upstream server", never its address or the key.
+What the client sees: an upstream 4xx keeps its status and OpenAI error object (`UpstreamRejected`). 401
+and 403 too, but they refuse the *operator's* key, not the client's: their message is replaced by one that
+says so (hosted APIs echo part of the key they refused in it, which no client may see), and the operator
+gets a line in the log and ``last_error`` on the status page; 429 becomes 429 ``upstream_rate_limited``
+with the upstream's ``Retry-After``; 5xx, resets and read timeouts are 502 ``upstream_error``; a URL that
+cannot be reached at all is 503 ``backend_unavailable``. Messages name "the upstream server", never its
+address or the key.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import enum
 import json
 from collections.abc import Callable, Mapping
 
-import httpx
+import httpcore
 
 from ..errors import TrinferError, Unavailable, UpstreamRateLimited, UpstreamRejected
 from ..retry_after import retry_after_seconds
@@ -41,6 +43,7 @@ class Kind(enum.Enum):
     CUT = "cut"  # the answer (2xx) broke off before its first event: failover, but the probe says if it is down
     FAILED = "failed"  # read timeout, protocol error, in-band error: 502, no failover
     REFUSED = "refused"  # the upstream's own answer to the client (4xx, 429): passed on, no failover
+    KEY = "key refused"  # 401/403: passed on like REFUSED, and noted on the URL for the operator
 
 
 class Failure(Exception):
@@ -104,23 +107,23 @@ def _failed(reason: str) -> Callable[[Exception], Failure]:
     return classify
 
 
-#: (httpx exception class, classifier), most specific first.
+#: (httpcore exception class, classifier), most specific first; the last rows take every class in
+#: `client.TRANSPORT_ERRORS`.
 TRANSPORT_TABLE: tuple[tuple[type[Exception], Callable[[Exception], Failure]], ...] = (
-    (httpx.ConnectTimeout, _unreachable("connect timeout")),
-    (httpx.ConnectError, _unreachable("connection refused or failed")),
-    (httpx.ReadTimeout, _failed("no bytes within read_timeout_s")),
-    (httpx.WriteTimeout, _failed("the request could not be sent within read_timeout_s")),
-    (httpx.PoolTimeout, _failed("no connection free in the pool")),
-    (httpx.RemoteProtocolError, _broken("the server closed the connection")),
-    (httpx.ReadError, _broken("connection reset")),
-    (httpx.WriteError, _broken("connection reset while sending")),
-    (httpx.CloseError, _broken("connection reset")),
-    (httpx.HTTPError, _failed("HTTP error")),
+    (httpcore.ConnectTimeout, _unreachable("connect timeout")),
+    (httpcore.ConnectError, _unreachable("connection refused or failed")),
+    (httpcore.ReadTimeout, _failed("no bytes within read_timeout_s")),
+    (httpcore.WriteTimeout, _failed("the request could not be sent within read_timeout_s")),
+    (httpcore.PoolTimeout, _failed("no connection free in the pool")),
+    (httpcore.RemoteProtocolError, _broken("the server closed the connection")),
+    (httpcore.ReadError, _broken("connection reset")),
+    (httpcore.WriteError, _broken("connection reset while sending")),
+    (Exception, _failed("HTTP error")),
 )
 
 
-def transport_failure(exc: httpx.HTTPError) -> Failure:
-    """The `Failure` for an ``httpx`` exception (the table's last row takes every one)."""
+def transport_failure(exc: Exception) -> Failure:
+    """The `Failure` for an httpcore exception (one of `client.TRANSPORT_ERRORS`)."""
     classify = next(classify for cls, classify in TRANSPORT_TABLE if isinstance(exc, cls))
     return classify(exc)
 
@@ -139,12 +142,11 @@ def status_failure(status: int, headers: Mapping[str, str], body: bytes) -> Fail
             ),
         )
     if status in (401, 403):
+        message = "the upstream server refused the API key configured for this backend; the operator must fix it"
         return Failure(
-            Kind.FAILED,
+            Kind.KEY,
             f"HTTP {status}: the upstream refused the configured API key",
-            Unavailable(
-                "the upstream server refused the API key configured for this backend; the operator must fix it"
-            ),
+            UpstreamRejected(status, {**error, "message": message}),
         )
     if 400 <= status < 500:
         return Failure(Kind.REFUSED, f"HTTP {status}", UpstreamRejected(status, error))

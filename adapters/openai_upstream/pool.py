@@ -1,12 +1,14 @@
 """The base URLs of one ``openai`` backend: health, outstanding requests, least-outstanding choice, probes.
 
-Theory of operation. Each base URL has its own ``httpx.AsyncHTTPTransport`` (its own keep-alive connection
+Theory of operation. Each base URL has its own `client.Connections` (an httpcore keep-alive connection
 pool) and a small mutable state: healthy or down (since when, and why), and how many requests it has outstanding.
 
     event                                   state change
     boot                                    every URL starts down ("not probed yet")
-    probe ``GET {base}/models`` -> 2xx       healthy (logged when it was down)
-    probe fails (any status, any error)      down (logged when it was healthy)
+    probe ``GET {base}/models`` -> 2xx and   healthy (logged when it was down)
+        a model list
+    probe fails (any status, any error,      down (logged when it was healthy)
+        a body that is no model list)
     a request finds it unfit (`Failure`)     down; the request may move on (see `errors`)
 
 `pick` chooses, among the healthy URLs a request has not tried yet, the one with the fewest outstanding
@@ -18,6 +20,7 @@ as the backend serves (`keep_probing`, run by the daemon through ``Backend.maint
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,9 +29,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+import httpcore
 import trio
 
+from .client import TRANSPORT_ERRORS, Connections, Endpoint, UpstreamResponse
 from .errors import transport_failure
 
 log = logging.getLogger("trinfer.backend.openai")
@@ -36,6 +40,8 @@ log = logging.getLogger("trinfer.backend.openai")
 NOT_PROBED = "not probed yet"
 #: Bound on closing a response (shielded: a cancelled probe or request still releases its connection).
 CLOSE_TIMEOUT_S = 5.0
+#: The most of a probe's answer (``GET {base}/models``) that is read: a long model list fits, a runaway body not.
+MAX_PROBE_BODY = 8 * 1024 * 1024
 
 
 @dataclass(eq=False)
@@ -43,35 +49,36 @@ class UpstreamURL:
     """One base URL, its connection pool (``transport``) and its state. ``headers`` carry the key."""
 
     base: str
-    transport: httpx.AsyncHTTPTransport
+    transport: Connections
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
-    #: httpx's per-request timeout extension: connect, read, write, pool (seconds).
+    #: httpcore's per-request timeout extension: connect, read, write, pool (seconds).
     timeout: Mapping[str, float] = field(default_factory=dict)
     healthy: bool = False
     down_since: float | None = field(default_factory=time.time)
     outstanding: int = 0
     last_error: str | None = NOT_PROBED
     requests: int = 0
+    #: The last unexpected exception a probe raised (its ``last_error``), so that it is logged once.
+    probe_crash: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._endpoint = Endpoint(self.base, self.headers)
+        self._extensions = {"timeout": dict(self.timeout)}
 
     async def send(
-        self, method: str, path: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
-    ) -> httpx.Response:
+        self, method: str, path: str, body: bytes | None = None, headers: Sequence[tuple[bytes, bytes]] = ()
+    ) -> UpstreamResponse:
         """One request on this URL's pool; the response's body is still to be read, and must be closed.
 
-        Straight to the transport (httpx's one-method interface): a client's URL merging, cookie jar, auth
-        and redirect machinery would cost more CPU per request than everything else the gateway does for
-        it, and none of it applies to a fixed upstream.
+        Raises one of `TRANSPORT_ERRORS` when the request fails before the answer's headers.
         """
-        request = httpx.Request(
-            method,
-            self.base + path,
-            content=body,
-            headers={**self.headers, **headers} if headers else self.headers,
-            extensions={"timeout": dict(self.timeout)},
+        head = [*self._endpoint.headers, *headers]
+        if body is not None:
+            head.append((b"Content-Length", b"%d" % len(body)))
+        request = httpcore.Request(
+            method, self._endpoint.url(path), headers=head, content=body, extensions=self._extensions
         )
-        response = await self.transport.handle_async_request(request)
-        response.request = request
-        return response
+        return UpstreamResponse(await self.transport.handle_async_request(request))
 
     def status(self) -> dict[str, Any]:
         """This URL's entry in /admin/status (no key: the headers are never shown)."""
@@ -146,26 +153,32 @@ class Pool:
         """Record a failure that does not make ``url`` unfit (a read timeout, an in-band error)."""
         url.last_error = reason
 
+    def note_refused_key(self, url: UpstreamURL, reason: str) -> None:
+        """Record that ``url`` refused the configured key (401/403): logged when it starts, not per request."""
+        if url.last_error != reason:
+            log.warning("upstream %s: %s", url.base, reason)
+        url.last_error = reason
+
     async def probe(self, url: UpstreamURL) -> bool:
-        """``GET {base}/models``: mark ``url`` healthy on a 2xx, down otherwise; True when it passed.
+        """``GET {base}/models``: mark ``url`` healthy when it answers 2xx with a model list, down otherwise;
+        True when it passed.
 
         Bounded like any request to the URL: ``connect_timeout_s`` to connect, ``read_timeout_s`` of silence.
         A server that is busy generating may answer its probe late (llama-cpp-python serialises even
-        ``/models`` behind its model lock): slow is not down.
+        ``/models`` behind its model lock): slow is not down. A probe never raises (but `trio.Cancelled`):
+        whatever it runs into, the probing goes on. Something no probe should meet (a bug here or in a
+        library, such as the parser's ``RecursionError`` on absurdly nested JSON) is logged once, with its
+        traceback, while it keeps happening, and keeps the URL down: nobody can vouch for it.
         """
-        reason: str | None = None
         try:
-            response = await url.send("GET", "/models")
-            try:
-                await response.aread()
-            finally:
-                with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
-                    await response.aclose()
-        except httpx.HTTPError as exc:
-            reason = f"probe failed: {transport_failure(exc).reason}"
+            reason = await _probe_once(url)
+        except Exception as exc:
+            reason = f"probe failed: unexpected {type(exc).__name__}"
+            if url.probe_crash != reason:
+                log.error("upstream %s: its health probe raised %s", url.base, type(exc).__name__, exc_info=True)
+            url.probe_crash = reason
         else:
-            if not 200 <= response.status_code < 300:
-                reason = f"probe failed: HTTP {response.status_code}"
+            url.probe_crash = None
         if reason is None:
             self.mark_up(url)
             return True
@@ -202,3 +215,41 @@ class Pool:
 
     def status(self) -> list[dict[str, Any]]:
         return [url.status() for url in self.urls]
+
+
+async def _probe_once(url: UpstreamURL) -> str | None:
+    """One ``GET {base}/models``: None when it passed, else why not (for ``last_error``)."""
+    try:
+        response = await url.send("GET", "/models")
+        try:
+            if not 200 <= response.status_code < 300:
+                return f"probe failed: HTTP {response.status_code}"
+            body = await _read_up_to(response, MAX_PROBE_BODY)
+        finally:
+            with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+                await response.aclose()
+    except TRANSPORT_ERRORS as exc:
+        return f"probe failed: {transport_failure(exc).reason}"
+    return None if _is_model_list(body) else "probe failed: the answer is not an OpenAI model list"
+
+
+async def _read_up_to(response: UpstreamResponse, limit: int) -> bytes:
+    """At most ``limit`` bytes of the body (more is cut off, and then cannot parse as a model list)."""
+    data = bytearray()
+    async for piece in response.aiter_bytes():
+        data += piece
+        if len(data) > limit:
+            break
+    return bytes(data)
+
+
+def _is_model_list(body: bytes) -> bool:
+    """True for an OpenAI model list, ``{"object": "list", "data": [...]}`` (only ``data`` is required).
+
+    A web server that answers 200 to anything (a misrouted URL, a login page) is not an upstream.
+    """
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and isinstance(parsed.get("data"), list)

@@ -1,12 +1,15 @@
-"""Upstream trinfer processes shared by the tests of one session (each takes a second or two to start)."""
+"""Upstream trinfer processes shared by the tests of one session (each takes a second or two to start), and
+scripted upstreams for one test."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+import trio
 
 from .processes import UpstreamServer
+from .scripted import ScriptedUpstream
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +27,19 @@ def slow_upstream() -> Iterator[UpstreamServer]:
     server = UpstreamServer(token_delay_ms=500)
     yield server
     server.close()
+
+
+@pytest.fixture
+async def upstream_a(nursery: trio.Nursery) -> ScriptedUpstream:
+    """A scripted upstream in the test's own nursery (the autojump clock drives its timeouts)."""
+    server = ScriptedUpstream()
+    await nursery.start(server.serve)
+    return server
+
+
+@pytest.fixture
+async def upstream_b(nursery: trio.Nursery) -> ScriptedUpstream:
+    """A second scripted upstream, for failover."""
+    server = ScriptedUpstream()
+    await nursery.start(server.serve)
+    return server

@@ -2,10 +2,14 @@
 
 Theory of operation: a tiny HTTP/1.1 server (trio + h11, keep-alive) run in the test's own nursery, so the
 autojump clock drives every timeout. ``GET /v1/models`` answers the health probe with ``probe_status``
-(200 by default: set it to 503 to fail probes). ``POST`` requests get the next scripted `Reply`: a JSON body
-with a status, or a ``text/event-stream`` made of chunks (`sse`), where `DROP` closes the socket mid-body and
-`HANG` stops writing until the client goes away; ``before_headers`` answers nothing (`DROP`: close at once;
-`HANG`: wait for the client to leave). With no reply queued, a POST gets a complete one-word answer.
+(200 by default: set it to 503 to fail probes) and a model list, or ``probe_body`` (raw bytes) when set;
+``probe_hang`` makes it answer nothing until the client goes away; ``close_after_answer`` drops each
+connection once a POST was answered, as a server closing idle keep-alive connections early does.
+
+``POST`` requests get the next scripted `Reply`: a JSON body with a status, or a ``text/event-stream`` made
+of chunks (`sse`), where `DROP` closes the socket mid-body and `HANG` stops writing until the client goes
+away; ``before_headers`` answers nothing (`DROP`: close at once; `HANG`: wait for the client to leave).
+With no reply queued, a POST gets a complete one-word answer.
 
 Every POST is recorded (path, lowercased headers, decoded JSON body) so translation tests assert on what the
 upstream actually received; ``disconnects`` counts connections the client closed while a reply was pending.
@@ -15,12 +19,17 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import h11
 import trio
+
+from tests.daemon_harness import RunningDaemon, running_daemon
+
+from .processes import gateway_config
 
 DROP = "drop"
 HANG = "hang"
@@ -94,6 +103,11 @@ def error(status: int, message: str, **fields: Any) -> Reply:
 @dataclass
 class ScriptedUpstream:
     probe_status: int = 200
+    probe_body: bytes | None = None
+    probe_hang: bool = False
+    #: Close each connection right after a complete POST answer (keep-alive announced, then dropped idle).
+    close_after_answer: bool = False
+    connections: int = 0
     requests: list[Recorded] = field(default_factory=list)
     probes: int = 0
     disconnects: int = 0
@@ -125,6 +139,7 @@ class ScriptedUpstream:
             task_status.started()
 
     async def _handle(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
         conn = h11.Connection(h11.SERVER)
         try:
             while True:
@@ -134,15 +149,15 @@ class ScriptedUpstream:
                 method, path, recorded = request
                 if method == "GET" and path.endswith("/models"):
                     self.probes += 1
-                    await self._json(
-                        conn, stream, Reply(status=self.probe_status, body={"object": "list", "data": []})
-                    )
+                    await self._probe(conn, stream)
                 else:
                     self.requests.append(recorded)
                     self._received.set()
                     await self._answer(
                         conn, stream, self._replies.popleft() if self._replies else text_answer("ok")
                     )
+                    if self.close_after_answer:
+                        return
                 if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                     return
                 conn.start_next_cycle()
@@ -172,6 +187,17 @@ class ScriptedUpstream:
                 return head.method.decode(), path, Recorded(path, headers, json.loads(body) if body else None)
             else:
                 return None
+
+    async def _probe(self, conn: h11.Connection, stream: trio.SocketStream) -> None:
+        if self.probe_hang:
+            await self._wait_for_close(stream)
+        if self.probe_body is None:
+            await self._json(conn, stream, Reply(status=self.probe_status, body={"object": "list", "data": []}))
+            return
+        headers = [("content-type", "application/json"), ("content-length", str(len(self.probe_body)))]
+        await self._send(conn, stream, h11.Response(status_code=self.probe_status, headers=headers))
+        await self._send(conn, stream, h11.Data(data=self.probe_body))
+        await self._send(conn, stream, h11.EndOfMessage())
 
     async def _json(self, conn: h11.Connection, stream: trio.SocketStream, reply: Reply) -> None:
         payload = json.dumps(reply.body if reply.body is not None else {}).encode()
@@ -213,3 +239,17 @@ class ScriptedUpstream:
         self.disconnects += 1
         self._disconnected.set()
         raise _Closed
+
+
+@asynccontextmanager
+async def gateway(*upstreams: ScriptedUpstream, **options: Any) -> AsyncIterator[RunningDaemon]:
+    """trinfer with one ``openai`` backend whose base URLs are ``upstreams`` (probes every 5 s by default)."""
+    config = gateway_config([u.base_url for u in upstreams], **{"health_interval_s": 5, **options})
+    async with running_daemon(config) as d:
+        yield d
+
+
+def url_status(d: RunningDaemon, index: int) -> dict[str, Any]:
+    """The ``index``-th base URL's entry in the ``fleet`` backend's status."""
+    entry: dict[str, Any] = d.backend_status("fleet")["base_urls"][index]
+    return entry

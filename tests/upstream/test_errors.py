@@ -4,46 +4,30 @@ autojump clock drives the read timeout and the probes)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import openai
 import pytest
 import trio
 
-from tests.daemon_harness import RunningDaemon, running_daemon, wait_until
+from tests.daemon_harness import RunningDaemon, wait_until
 
-from .processes import GATEWAY_MODEL, UPSTREAM_MODEL, gateway_config
-from .scripted import DROP, HANG, Reply, ScriptedUpstream, chunk, error, sse, text_answer, usage_chunk
+from .processes import GATEWAY_MODEL, UPSTREAM_MODEL
+from .scripted import (
+    DROP,
+    HANG,
+    Reply,
+    ScriptedUpstream,
+    chunk,
+    error,
+    gateway,
+    sse,
+    text_answer,
+    url_status,
+    usage_chunk,
+)
 
 MESSAGES = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture
-async def upstream_a(nursery: trio.Nursery) -> ScriptedUpstream:
-    server = ScriptedUpstream()
-    await nursery.start(server.serve)
-    return server
-
-
-@pytest.fixture
-async def upstream_b(nursery: trio.Nursery) -> ScriptedUpstream:
-    server = ScriptedUpstream()
-    await nursery.start(server.serve)
-    return server
-
-
-@asynccontextmanager
-async def gateway(*upstreams: ScriptedUpstream, **options: Any) -> AsyncIterator[RunningDaemon]:
-    config = gateway_config([u.base_url for u in upstreams], **{"health_interval_s": 5, **options})
-    async with running_daemon(config) as d:
-        yield d
-
-
-def url_status(d: RunningDaemon, index: int) -> dict[str, Any]:
-    entry: dict[str, Any] = d.backend_status("fleet")["base_urls"][index]
-    return entry
 
 
 def breaker_state(d: RunningDaemon) -> str:
@@ -149,6 +133,25 @@ async def test_a_connection_closed_before_the_answer_is_tried_once_more_on_a_fre
             assert url_status(d, 0)["healthy"] is True
 
 
+async def test_an_upstream_that_closes_idle_connections_at_once_costs_no_request_anything(
+    autojump_clock: trio.abc.Clock, upstream_a: ScriptedUpstream
+) -> None:
+    """The pool sees the server's close on an idle connection before reusing it, and opens a new one."""
+    upstream_a.close_after_answer = True
+    with trio.fail_after(30):
+        async with gateway(upstream_a) as d, d.client() as client:
+            before = upstream_a.connections
+            for expected in ("first", "second", "third"):
+                upstream_a.reply(text_answer(expected))
+                reply = await client.chat.completions.create(model=GATEWAY_MODEL, messages=MESSAGES)
+                assert reply.choices[0].message.content == expected
+                await trio.sleep(0.01)  # the server's close arrives while the connection is idle
+            assert len(upstream_a.requests) == 3
+            assert upstream_a.connections - before == 2  # the first went out on the boot probe's connection
+            assert url_status(d, 0)["healthy"] is True
+            assert url_status(d, 0)["last_error"] is None
+
+
 async def test_a_failure_after_the_first_byte_is_an_in_band_error_and_is_never_retried(
     autojump_clock: trio.abc.Clock, upstream_a: ScriptedUpstream, upstream_b: ScriptedUpstream
 ) -> None:
@@ -181,16 +184,32 @@ async def test_an_upstream_that_goes_silent_is_a_502_after_read_timeout_s_withou
             assert "read_timeout_s" in url_status(d, 0)["last_error"]
 
 
-async def test_a_refused_upstream_key_is_502_never_the_clients_401(
-    autojump_clock: trio.abc.Clock, upstream_a: ScriptedUpstream
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_refused_upstream_key_keeps_its_status_but_never_shows_the_key_and_tells_the_operator(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture, upstream_a: ScriptedUpstream, status: int
 ) -> None:
-    upstream_a.reply(error(401, "Incorrect API key provided"))
+    refusal = error(status, "Incorrect API key provided: sk-abc***wxyz", type="invalid_request_error")
+    upstream_a.reply(*[refusal] * 3)
     with trio.fail_after(30):
-        async with gateway(upstream_a) as d, d.client() as client:
-            with pytest.raises(openai.APIStatusError) as caught:
-                await client.chat.completions.create(model=GATEWAY_MODEL, messages=MESSAGES)
-            assert caught.value.status_code == 502
-            assert "API key configured for this backend" in caught.value.message
+        async with gateway(upstream_a, api_key="sk-abcdefghijklmnopqrstuvwxyz") as d, d.client() as client:
+            for _ in range(3):
+                with pytest.raises(openai.APIStatusError) as caught:
+                    await client.chat.completions.create(model=GATEWAY_MODEL, messages=MESSAGES)
+                assert caught.value.status_code == status
+                assert caught.value.body == {
+                    "message": "the upstream server refused the API key configured for this backend; "
+                    "the operator must fix it",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": None,
+                }
+            assert len(upstream_a.requests) == 3
+            assert breaker_state(d) == "closed"  # not a dead upstream
+            assert url_status(d, 0)["healthy"] is True
+            assert url_status(d, 0)["last_error"] == f"HTTP {status}: the upstream refused the configured API key"
+            lines = [r.getMessage() for r in caplog.records if "refused the configured API key" in r.getMessage()]
+            assert len(lines) == 1  # when it starts, not once per request
+            assert not any("sk-abc" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_dead_upstream_opens_the_breaker_and_all_down_is_503_backend_unavailable(

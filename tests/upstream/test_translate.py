@@ -12,6 +12,7 @@ import trio
 from adapters.backend import BackendConfigError
 from adapters.errors import InvalidRequest, Unavailable
 from adapters.openai_upstream import OpenAIUpstreamBackend
+from adapters.openai_upstream.client import Endpoint
 from adapters.openai_upstream.errors import error_object, status_failure
 from adapters.openai_upstream.options import parse_options, read_api_key
 from adapters.openai_upstream.translate_stream import ChunkTranslator, SseDecoder, SseEvent
@@ -147,7 +148,9 @@ def test_status_mapping() -> None:
     assert status_failure(400, {}, b"").error.http_status == 400
     limited = status_failure(429, {"retry-after-ms": "1500"}, b"").error
     assert (limited.http_status, limited.code, limited.retry_after) == (429, "upstream_rate_limited", 1.5)
-    assert status_failure(403, {}, b"").error.http_status == 502
+    refused = status_failure(403, {}, b'{"error": {"message": "bad key sk-1***", "code": "invalid_api_key"}}')
+    assert (refused.error.http_status, refused.failover, refused.marks_down) == (403, False, False)
+    assert "sk-1" not in refused.error.message
     assert status_failure(504, {}, b"").failover
     odd = status_failure(302, {}, b"")
     assert (odd.error.http_status, odd.failover) == (502, False)
@@ -205,5 +208,26 @@ async def test_a_raw_text_prompt_is_refused_with_400_before_any_upstream_is_aske
     send, _receive = trio.open_memory_channel[Event](1)
     with pytest.raises(InvalidRequest) as caught:
         await backend.generate_v2(ResolvedV2(model="m", messages=(), prompt="Once upon"), send)
-    assert (caught.value.http_status, caught.value.code) == (400, "unsupported_parameter")
+    assert (caught.value.http_status, caught.value.code, caught.value.param) == (
+        400,
+        "unsupported_parameter",
+        "model",
+    )
     assert not backend.capabilities().raw_prompt
+
+
+@pytest.mark.parametrize(
+    ("base", "host"),
+    [
+        ("http://127.0.0.1:8000/v1", b"127.0.0.1:8000"),
+        ("http://[::1]:8000/v1", b"[::1]:8000"),
+        ("https://api.example.com/v1", b"api.example.com"),
+        ("http://fleet.internal:80/v1", b"fleet.internal"),
+    ],
+)
+def test_an_endpoint_prepares_its_host_header_and_targets_once(base: str, host: bytes) -> None:
+    endpoint = Endpoint(base, {"Authorization": "Bearer sk-1"})
+    assert endpoint.headers == [(b"Host", host), (b"Authorization", b"Bearer sk-1")]
+    target = endpoint.url("/models")
+    assert target.target == b"/v1/models"
+    assert endpoint.url("/models") is target
