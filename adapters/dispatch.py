@@ -42,7 +42,7 @@ def producer_for(backend: Backend, req: ResolvedV2) -> Producer:
         )
     if req.sampling.top_logprobs is not None and not capabilities.logprobs:
         raise InvalidRequest(
-            f"The model '{req.model}' does not report log probabilities ('logprobs' must be false).",
+            f"The model '{req.model}' does not report log probabilities: leave 'logprobs' unset.",
             param="logprobs",
             code="unsupported_parameter",
         )

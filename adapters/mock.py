@@ -26,8 +26,15 @@ empty text is no token.
 Structured answers: a forced tool call carries, and a ``json_schema`` answer is, the simplest value valid for the
 schema (`adapters.schema_example`); a schema with no such value is a 400 naming it, never a crash.
 
+Choices and log probabilities (capabilities ``choices`` and ``logprobs``, so clients can exercise them without a
+model): ``n > 1`` sends the same answer as every choice, its content events interleaved choice by choice (each
+tagged with its ``choice``), and one `Done` listing every choice's end. With ``top_logprobs`` set, each text
+event carries one record for its token (`mock_logprob`): the token itself is the most likely, with a log
+probability that depends only on its length, followed by made-up alternatives ``<alt1>``, ``<alt2>``... each
+one nat less likely, ``top_logprobs`` entries in all.
+
 Usage is honest: ``prompt_tokens`` counts the whitespace-delimited words of every message's text,
-``completion_tokens`` counts the content events actually sent (one for a tool call).
+``completion_tokens`` counts the content events actually sent (one for a tool call), across all choices.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import json
 import math
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import accumulate, islice
 from typing import Any, Self, TypeVar
 
@@ -49,6 +56,7 @@ from .options import OptionReader
 from .schema_example import NoExample, example, example_arguments
 from .types import (
     BackendCapabilities,
+    ChoiceEnd,
     Done,
     EmbedResolved,
     EmbedResult,
@@ -61,9 +69,11 @@ from .types import (
     StopReason,
     Text,
     Token,
+    TokenLogprob,
     ToolChoiceMode,
     ToolSpec,
     ToolUse,
+    TopLogprob,
     Usage,
     embed_width,
 )
@@ -127,6 +137,30 @@ async def off_loop_if_large(size: int, prepare: Callable[[], T]) -> T:
     if size < PREPARE_IN_THREAD_CHARS:
         return prepare()
     return await trio.to_thread.run_sync(prepare)
+
+
+def mock_logprob(token: str, top: int) -> TokenLogprob:
+    """The mock's log-probability record for a sent ``token`` with ``top`` alternatives (module docstring)."""
+    logprob = -len(token) / 16
+    raw = token.encode()
+    alternatives = [TopLogprob(token, logprob, raw)]
+    alternatives += [TopLogprob(f"<alt{i}>", logprob - i, f"<alt{i}>".encode()) for i in range(1, top)]
+    return TokenLogprob(token, logprob, tuple(alternatives[:top]), raw)
+
+
+def as_choices(events: Sequence[Text | ToolUse], sampling: SamplingParams) -> list[Event]:
+    """``events`` (one choice's answer) as every choice of ``sampling.n``, interleaved choice by choice, text
+    events carrying their log-probability record when ``sampling.top_logprobs`` asks for it."""
+    top = sampling.top_logprobs
+    choices: list[Event] = []
+    for event in events:
+        for choice in range(sampling.n):
+            if isinstance(event, ToolUse):
+                choices.append(replace(event, id=f"{event.id}_{choice}" if choice else event.id, choice=choice))
+            else:
+                logprobs = None if top is None else (mock_logprob(event.text, top),)
+                choices.append(Text(event.text, choice, logprobs))
+    return choices
 
 
 def count_words(texts: Iterable[str]) -> int:
@@ -253,8 +287,9 @@ class MockBackend(Backend):
     def capabilities(self) -> BackendCapabilities:
         dim = self.options.embed_dim
         return BackendCapabilities(
-            v2=True, tools=True, json_schema=True, raw_prompt=True, embed=dim > 0, embed_dimensions=dim or None
-        )
+            v2=True, tools=True, json_schema=True, raw_prompt=True, choices=True, logprobs=True,
+            embed=dim > 0, embed_dimensions=dim or None,
+        )  # fmt: skip
 
     def status(self) -> dict[str, Any]:
         """Generation counters: started, completed, cancelled (got trio.Cancelled), failed, active (running)."""
@@ -290,7 +325,7 @@ class MockBackend(Backend):
                 param = f"tools[{req.tools.index(tool)}].function.parameters"
                 arguments = _json(example_arguments, tool.parameters, param)
                 call = ToolUse(id=f"call_mock_{self._started}", name=tool.name, arguments=arguments)
-                return prompt_tokens, [call], Limited([], StopReason.TOOL_USE)
+                return prompt_tokens, as_choices([call], req.sampling), Limited([], StopReason.TOOL_USE)
             last_user = (
                 texts[0]
                 if req.prompt is not None
@@ -303,13 +338,13 @@ class MockBackend(Backend):
             elif fmt.kind is ResponseFormatKind.JSON_SCHEMA:
                 tokens = echo_tokens(_json(example, fmt.schema or {}, "response_format.json_schema.schema"))
             limited = apply_limits(tokens, req.sampling)
-            return prompt_tokens, [Text(t) for t in limited.tokens], limited
+            return prompt_tokens, as_choices([Text(t) for t in limited.tokens], req.sampling), limited
 
         async def answer() -> None:
             raw = req.prompt
             size = len(raw) if raw is not None else prompt_size(req.messages, lambda m: m.text())
             prompt_tokens, events, limited = await off_loop_if_large(size, prepare)
-            await self._emit(send, events, limited, prompt_tokens)
+            await self._emit(send, events, limited, prompt_tokens, req.sampling.n)
 
         await self._run(answer)
 
@@ -375,9 +410,15 @@ class MockBackend(Backend):
             self._active -= 1
 
     async def _emit(
-        self, send: trio.MemorySendChannel[Event], events: Sequence[Event], limited: Limited, prompt_tokens: int
+        self,
+        send: trio.MemorySendChannel[Event],
+        events: Sequence[Event],
+        limited: Limited,
+        prompt_tokens: int,
+        n: int = 1,
     ) -> None:
-        """Send ``events`` (one per token delay), then `Done` - or fail part way when configured to."""
+        """Send ``events`` (one per token delay), then `Done` (listing the ``n`` choices' ends when ``n > 1``) -
+        or fail part way when configured to."""
         fail_at = min(self.options.fail_after_tokens, len(events)) if self.options.fail == "mid-stream" else None
         for event in events[:fail_at]:
             await trio.sleep(self.options.token_delay_s)
@@ -385,7 +426,8 @@ class MockBackend(Backend):
         if fail_at is not None:
             raise Unavailable(f"mock backend configured to fail mid-stream, after {fail_at} tokens")
         usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=len(events))
-        await send.send(Done(limited.reason, usage, limited.stop_sequence))
+        ends = tuple(ChoiceEnd(i, limited.reason) for i in range(n)) if n > 1 else ()
+        await send.send(Done(limited.reason, usage, limited.stop_sequence, ends))
 
 
 def _json(make: Callable[[Any], Any], schema: Any, param: str) -> str:

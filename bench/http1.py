@@ -150,45 +150,73 @@ class Connection:
         ``parse=False`` only counts events (for throughput); ``stop_after=n`` returns after n content events
         without reading further (the caller then closes the connection to disconnect).
         """
+        result, head = self._open_stream(path, body)
+        if result.status != 200:
+            return result
+        parts: list[str] = []
+        for event, arrived in self._sse_events(head):
+            if not event.startswith(b"data: "):
+                continue  # comments (keep-alive) and other fields
+            data = event[6:]
+            result.events += 1
+            if data == b"[DONE]":
+                result.done = True
+                continue
+            if not parse:
+                if b'"content":"' in data and b'"content":""' not in data:
+                    result.token_times.append(arrived)
+                continue
+            chunk = json.loads(data)
+            if "error" in chunk:
+                result.error = chunk["error"]
+                continue
+            if chunk.get("usage"):
+                result.usage = chunk["usage"]
+            for choice in chunk.get("choices", []):
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    parts.append(text)
+                    result.token_times.append(arrived)
+            if stop_after and len(result.token_times) >= stop_after:
+                result.text = "".join(parts)
+                return result
+        result.text = "".join(parts)
+        return result
+
+    def stream_typed(self, path: str, body: Mapping[str, Any], *, delta: str, final: str) -> StreamResult:
+        """POST a streaming request of a typed-event dialect (Responses) and count its events without parsing
+        them: an event whose ``type`` is ``delta`` is a token, one whose ``type`` is ``final`` ends the stream
+        (``done``)."""
+        delta_mark = f'"type":"{delta}"'.encode()
+        final_mark = f'"type":"{final}"'.encode()
+        result, head = self._open_stream(path, body)
+        if result.status != 200:
+            return result
+        for event, arrived in self._sse_events(head):
+            result.events += 1
+            if delta_mark in event:
+                result.token_times.append(arrived)
+            elif final_mark in event:
+                result.done = True
+        return result
+
+    def _open_stream(self, path: str, body: Mapping[str, Any]) -> tuple[StreamResult, dict[str, str]]:
+        """POST a streaming request and read the response head; a non-200 answer's body is the result's error."""
         sent_at = self.send_request("POST", path, dict(body))
         status, head = self.read_head()
         result = StreamResult(status, sent_at)
         if status != 200:
             result.error = b"".join(piece for piece, _ in self.body_pieces(head)).decode("utf-8", "replace")
-            return result
+        return result, head
+
+    def _sse_events(self, head: Mapping[str, str]) -> Iterator[tuple[bytes, float]]:
+        """The body's SSE events (without their blank line), each with the arrival time of its last piece."""
         pending = b""
-        parts: list[str] = []
         for piece, arrived in self.body_pieces(head):
             pending += piece
             *events, pending = EVENT_END.split(pending)
             for event in events:
-                if not event.startswith(b"data: "):
-                    continue  # comments (keep-alive) and other fields
-                data = event[6:]
-                result.events += 1
-                if data == b"[DONE]":
-                    result.done = True
-                    continue
-                if not parse:
-                    if b'"content":"' in data and b'"content":""' not in data:
-                        result.token_times.append(arrived)
-                    continue
-                chunk = json.loads(data)
-                if "error" in chunk:
-                    result.error = chunk["error"]
-                    continue
-                if chunk.get("usage"):
-                    result.usage = chunk["usage"]
-                for choice in chunk.get("choices", []):
-                    text = (choice.get("delta") or {}).get("content")
-                    if text:
-                        parts.append(text)
-                        result.token_times.append(arrived)
-                if stop_after and len(result.token_times) >= stop_after:
-                    result.text = "".join(parts)
-                    return result
-        result.text = "".join(parts)
-        return result
+                yield event, arrived
 
 
 def get_json(host: str, port: int, path: str) -> tuple[int, Any]:

@@ -2,8 +2,12 @@
 
 Targets: trinfer (mock backend, echo), the quart-trio floor (`bench.floor_app`), and LiteLLM's proxy with its
 ``mock_response``. Each round starts every target in turn (A B C A B C ...), warms it up, and runs ``wrk``
-at c=1 then c=16; the server runs on core 0, wrk on core 1. Medians over the rounds are reported with the
-ratios the goals are stated in.
+at c=1 then c=16; the server runs on core 0, wrk on core 1. The trinfer process of each round also answers
+the same question through the Responses API (``POST /v1/responses``, `wrk.RESPONSES_BODY`), right before or
+after its chat runs (the order alternates by round), so the two dialects are compared in the same minute on
+the same process. The Anthropic Messages route (`bench.messages_route`) is a contender of its own: a trinfer
+process started right after chat's. Medians over the rounds are reported with the ratios the goals are stated
+in.
 """
 
 from __future__ import annotations
@@ -18,10 +22,6 @@ from .report import median, paired_difference, paired_ratio, table
 from .servers import Server
 
 CONCURRENCY = (1, 16)
-#: Contenders that send another route's request (path, body) instead of chat's.
-REQUESTS: dict[str, tuple[str, dict[str, object]]] = {
-    "trinfer Messages": (messages_route.PATH, messages_route.P1_BODY),
-}
 
 
 @contextmanager
@@ -30,15 +30,30 @@ def _trinfer(workdir: Path) -> Iterator[Server]:
         yield t.server
 
 
+CHAT = (wrk.CHAT_PATH, wrk.CHAT_BODY)
+RESPONSES = (wrk.RESPONSES_PATH, wrk.RESPONSES_BODY)
+OURS, OURS_RESPONSES, OURS_MESSAGES = "trinfer", "trinfer Responses", "trinfer Messages"
+#: Contenders that send another route's request (path, body) instead of chat's, from a process of their own.
+REQUESTS: dict[str, tuple[str, dict[str, object]]] = {
+    OURS_MESSAGES: (messages_route.PATH, messages_route.P1_BODY),
+}
+
+
 def measure(
-    name: str, server: Server, round_index: int, workdir: Path, duration_s: float
+    name: str,
+    server: Server,
+    round_index: int,
+    workdir: Path,
+    duration_s: float,
+    route: tuple[str, dict[str, object]] = CHAT,
 ) -> dict[int, wrk.WrkResult]:
-    """One round on a running target: a 2 s warm-up, then one ``wrk`` run per concurrency (none may fail)."""
-    path, body = REQUESTS.get(name, ("/v1/chat/completions", wrk.CHAT_BODY))
-    wrk.run(server.port, connections=16, duration_s=2, workdir=workdir, body=body, path=path)
+    """One round on a running target: a 2 s warm-up, then one ``wrk`` run per concurrency (none may fail),
+    each POSTing ``route``'s body to its path."""
+    path, body = route
+    wrk.run(server.port, connections=16, duration_s=2, workdir=workdir, path=path, body=body)
     results = {}
     for c in CONCURRENCY:
-        result = wrk.run(server.port, connections=c, duration_s=duration_s, workdir=workdir, body=body, path=path)
+        result = wrk.run(server.port, connections=c, duration_s=duration_s, workdir=workdir, path=path, body=body)
         print(f"  round {round_index + 1} {name} c={c}: {result}", flush=True)
         if result.errors:
             raise RuntimeError(f"{name} c={c}: {result.errors} failed requests")
@@ -49,19 +64,24 @@ def measure(
 def run(workdir: Path, *, rounds: int, duration_s: float) -> str:
     contenders: dict[str, Callable[[Path], AbstractContextManager[Server]]] = {
         "quart-trio floor": targets.floor,
-        "trinfer": _trinfer,
-        "trinfer Messages": _trinfer,
+        OURS: _trinfer,
+        OURS_MESSAGES: _trinfer,
     }
     if targets.litellm_available():
         contenders["LiteLLM proxy"] = targets.litellm
     results: dict[tuple[str, int], list[wrk.WrkResult]] = defaultdict(list)
     for round_index in range(rounds):
         for name, start in contenders.items():
+            routes = [(name, REQUESTS.get(name, CHAT))]
+            if name == OURS:
+                routes.append((OURS_RESPONSES, RESPONSES))
+                routes = routes if round_index % 2 == 0 else routes[::-1]
             with start(workdir) as server:
-                for c, result in measure(name, server, round_index, workdir, duration_s).items():
-                    results[name, c].append(result)
+                for row, route in routes:
+                    for c, result in measure(row, server, round_index, workdir, duration_s, route).items():
+                        results[row, c].append(result)
     rows = []
-    for name in contenders:
+    for name in [*contenders, OURS_RESPONSES]:
         for c in CONCURRENCY:
             runs = results[name, c]
             rows.append(
@@ -83,23 +103,31 @@ def run(workdir: Path, *, rounds: int, duration_s: float) -> str:
     def rounds_of(name: str, c: int, attr: str) -> list[float]:
         return [getattr(r, attr) for r in results[name, c]]
 
-    floor, ours = "quart-trio floor", "trinfer"
+    floor, ours = "quart-trio floor", OURS
     rps = "requests_per_s"
     summary = [
+        *(
+            [
+                f"trinfer Responses / chat requests/s, c={c}",
+                paired_ratio(rounds_of(OURS_RESPONSES, c, rps), rounds_of(ours, c, rps)),
+                ">= 0.85",
+            ]
+            for c in CONCURRENCY
+        ),
+        *(
+            [
+                f"Messages / chat completions requests/s, c={c}",
+                paired_ratio(rounds_of(OURS_MESSAGES, c, rps), rounds_of(ours, c, rps)),
+                ">= 0.85",
+            ]
+            for c in CONCURRENCY
+        ),
         [
             "trinfer / floor requests/s, c=16",
             paired_ratio(rounds_of(ours, 16, rps), rounds_of(floor, 16, rps)),
             ">= 0.6",
         ],
         ["trinfer / floor requests/s, c=1", paired_ratio(rounds_of(ours, 1, rps), rounds_of(floor, 1, rps)), ""],
-        *[
-            [
-                f"Messages / chat completions requests/s, c={c}",
-                paired_ratio(rounds_of("trinfer Messages", c, rps), rounds_of(ours, c, rps)),
-                ">= 0.85",
-            ]
-            for c in CONCURRENCY
-        ],
         [
             "added p50 over the floor, c=1 (ms)",
             paired_difference(rounds_of(ours, 1, "p50_ms"), rounds_of(floor, 1, "p50_ms")),

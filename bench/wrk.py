@@ -15,7 +15,12 @@ from pathlib import Path
 
 from .servers import CLIENT_CORE, HOST, pinned
 
+CHAT_PATH = "/v1/chat/completions"
 CHAT_BODY = {"model": "mock-echo", "messages": [{"role": "user", "content": "Hello, how are you today?"}]}
+RESPONSES_PATH = "/v1/responses"
+#: The chat body's question as a Responses ``input`` item list: the same message, one key renamed, so the two
+#: rows compare the dialects and not the sizes of what they carry.
+RESPONSES_BODY = {"model": "mock-echo", "input": [{"role": "user", "content": "Hello, how are you today?"}]}
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
@@ -56,9 +61,9 @@ def run(
     duration_s: float,
     workdir: Path,
     body: dict[str, object] | None = None,
-    path: str = "/v1/chat/completions",
+    path: str = CHAT_PATH,
 ) -> WrkResult:
-    """One wrk run POSTing ``body`` (default `CHAT_BODY`) to ``path`` (default chat completions)."""
+    """One wrk run POSTing ``body`` (default `CHAT_BODY`) to ``path`` (default ``/v1/chat/completions``)."""
     argv = [
         "wrk",
         "-t1",

@@ -11,9 +11,7 @@ numbers, although Python's ``bool`` is a subclass of ``int``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-
-from .errors import RequestValidationError, UnsupportedParameter
+from .errors import RequestValidationError
 
 JSONDict = dict[str, object]
 
@@ -160,21 +158,3 @@ def opt_choice(obj: JSONDict, key: str, choices: tuple[str, ...], prefix: str = 
         expected = ", ".join(repr(c) for c in choices)
         raise invalid_value(field_path(prefix, key), f"expected one of {expected}, but got {value[:64]!r}.")
     return value
-
-
-_KIND_READERS: dict[str, Callable[[JSONDict, str], object]] = {
-    "string": opt_str,
-    "boolean": opt_bool,
-    "object": opt_object,
-}
-
-
-def check_field_sets(body: JSONDict, unsupported: Mapping[str, str], ignored: Mapping[str, str]) -> None:
-    """The two rules every dialect applies to its top-level fields: a field of ``unsupported`` (name -> the
-    message saying why) set to anything but ``null`` raises `UnsupportedParameter`; a field of ``ignored``
-    (name -> ``"string"``, ``"boolean"`` or ``"object"``) is type-checked, then left for the caller to drop."""
-    for name, message in unsupported.items():
-        if body.get(name) is not None:
-            raise UnsupportedParameter(message, param=name)
-    for name, kind in ignored.items():
-        _KIND_READERS[kind](body, name)

@@ -1,5 +1,6 @@
 """Legacy text completions (`POST /v1/completions`): the prompt is raw text, continued as it is, with no chat
-template; a list of prompts gets one choice per prompt, in order.
+template; a list of prompts gets one choice per prompt, in order (`n` choices per prompt with `n`), and
+`logprobs: k` adds each token's log probability with its k likeliest alternatives.
 
 Start a server first, e.g. `trinfer serve --backend mock`, then:
 
@@ -23,6 +24,11 @@ def main() -> None:
     completion = client.completions.create(model=model, prompt=prompts, max_tokens=24, temperature=0)
     for choice in completion.choices:
         print(f"[{choice.index}] {prompts[choice.index]!r} -> {choice.text!r} ({choice.finish_reason})")
+    sampled = client.completions.create(model=model, prompt=prompts[0], max_tokens=6, n=2, logprobs=1)
+    for choice in sampled.choices:
+        lp = choice.logprobs
+        pairs = list(zip(lp.tokens or [], lp.token_logprobs or [], strict=True)) if lp else []
+        print(f"sample {choice.index}: " + " ".join(f"{token!r}={logprob:.2f}" for token, logprob in pairs))
     print("streamed:", end=" ")
     stream = client.completions.create(model=model, prompt=prompts[0], max_tokens=24, temperature=0, stream=True)
     with stream:

@@ -37,7 +37,6 @@ from .._fields import (
     as_list,
     as_object,
     as_str,
-    check_field_sets,
     field_path,
     invalid_value,
     item_path,
@@ -48,7 +47,7 @@ from .._fields import (
     opt_str,
     required,
 )
-from ..errors import RequestValidationError
+from ..fates import FieldFates
 from ..schema import check_schema
 from .content import parse_messages, parse_system
 from .tools import parse_tool_choice, parse_tools
@@ -92,6 +91,8 @@ IGNORED_FIELDS: dict[str, str] = {
     "diagnostics": "object",
 }
 
+FATES = FieldFates(MAPPED_FIELDS, UNSUPPORTED_FIELDS, IGNORED_FIELDS)
+
 #: Anthropic's smallest thinking budget.
 MIN_THINKING_BUDGET = 1024
 
@@ -109,7 +110,7 @@ class MessagesRequest:
 
 def parse_messages_request(body: object) -> MessagesRequest:
     """Validate a decoded ``/v1/messages`` body. Raises only `RequestValidationError` (and subclasses)."""
-    obj = _object(body)
+    obj = FATES.check(body)
     max_tokens = as_int(required(obj, "max_tokens"), "max_tokens", low=1)
     request = _resolve(obj, max_tokens)
     metadata = opt_object(obj, "metadata")
@@ -123,18 +124,11 @@ def parse_messages_request(body: object) -> MessagesRequest:
 
 def parse_count_tokens_request(body: object) -> ResolvedV2:
     """Validate a decoded ``/v1/messages/count_tokens`` body: the prompt fields of a Messages request."""
-    return _resolve(_object(body), None)
-
-
-def _object(body: object) -> JSONDict:
-    if not isinstance(body, dict):
-        raise RequestValidationError("The request body must be a JSON object.", code="invalid_type")
-    return body
+    return _resolve(FATES.check(body), None)
 
 
 def _resolve(body: JSONDict, max_tokens: int | None) -> ResolvedV2:
     model = as_str(required(body, "model"), "model", non_empty=True)
-    check_field_sets(body, UNSUPPORTED_FIELDS, IGNORED_FIELDS)
     messages = parse_system(body.get("system")) + parse_messages(required(body, "messages"))
     tools = () if body.get("tools") is None else parse_tools(body["tools"])
     choice = parse_tool_choice(body.get("tool_choice"), tools)

@@ -24,7 +24,6 @@ from adapters.types import ResolvedV2
 from .._fields import (
     as_list,
     as_str,
-    check_field_sets,
     invalid_value,
     item_path,
     opt_bool,
@@ -32,7 +31,8 @@ from .._fields import (
     opt_str,
     required,
 )
-from ..errors import RequestValidationError, UnsupportedParameter
+from ..errors import UnsupportedParameter
+from ..fates import FieldFates
 from .messages import parse_messages
 from .sampling import parse_sampling
 from .tools import parse_response_format, parse_tool_choice, parse_tools
@@ -89,6 +89,8 @@ IGNORED_FIELDS: dict[str, str] = {
     "safety_identifier": "string",
 }
 
+FATES = FieldFates(MAPPED_FIELDS, UNSUPPORTED_FIELDS, IGNORED_FIELDS)
+
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
@@ -105,10 +107,8 @@ class ChatRequest:
 
 def parse_chat_request(body: object) -> ChatRequest:
     """Validate a decoded chat body. Raises only `RequestValidationError` (including `UnsupportedParameter`)."""
-    if not isinstance(body, dict):
-        raise RequestValidationError("The request body must be a JSON object.", code="invalid_type")
+    body = FATES.check(body)
     model = as_str(required(body, "model"), "model", non_empty=True)
-    check_field_sets(body, UNSUPPORTED_FIELDS, IGNORED_FIELDS)
     _check_modalities(body.get("modalities"))
     messages = parse_messages(required(body, "messages"))
     tools = () if body.get("tools") is None else parse_tools(body["tools"])

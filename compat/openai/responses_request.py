@@ -13,7 +13,10 @@ docs/api-compat.md:
 - `IGNORED_FIELDS` are type-checked and dropped (caching, billing, reasoning-effort and policy hints).
 
 Unknown top-level keys are ignored without a check (the SDKs send ``extra_body`` as top-level keys), except the
-common extensions ``top_k`` and ``min_p``, which are mapped as in chat.
+common extensions ``top_k`` and ``min_p``, which are mapped as in chat, and the chat fields ``n`` and
+``logprobs``, which a client moving from chat may still send: a response has one output and reports log
+probabilities only through ``top_logprobs`` and ``include``, so ``n > 1`` and ``logprobs: true`` are refused
+rather than silently answered with one output and none.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from .._fields import (
     required,
 )
 from ..errors import UnsupportedParameter
-from .fates import FieldFates
+from ..fates import FieldFates
 from .responses_input import parse_input
 from .tools import format_kind, json_schema_format, parse_tool_choice, parse_tools
 
@@ -62,6 +65,8 @@ MAPPED_FIELDS: frozenset[str] = frozenset(
         "top_p",
         "top_k",
         "min_p",
+        "n",
+        "logprobs",
         "max_output_tokens",
         "tools",
         "tool_choice",
@@ -184,6 +189,16 @@ def _check_unsupported_values(body: JSONDict) -> None:
         raise UnsupportedParameter(
             "truncation 'auto' is not supported: this server never drops input; over-long input is refused.",
             param="truncation",
+        )
+    if (opt_int(body, "n", low=1) or 1) > 1:
+        raise UnsupportedParameter(
+            "A response has one output: 'n' (a chat completions parameter) must be 1.", param="n"
+        )
+    if opt_bool(body, "logprobs"):
+        raise UnsupportedParameter(
+            "'logprobs' is a chat completions parameter; the Responses API asks with 'top_logprobs' and "
+            "'include', which this server does not support.",
+            param="logprobs",
         )
     if opt_int(body, "top_logprobs", low=0, high=20):
         raise UnsupportedParameter(

@@ -14,7 +14,7 @@ What is checked: the event stream's shape (content events, then exactly one `Don
 ``max_tokens`` 1..3; stop sequences (deterministic backends); that cancelling the consumer, or leaving the
 stream early, stops the producer before the consumer's block exits and leaves the backend usable; that
 concurrent generations do not interfere; and that capabilities match behaviour (v2, tools, json_schema, embed,
-raw_prompt).
+raw_prompt, choices, logprobs).
 Every check runs under a ``trio.fail_after(profile.timeout_s)`` guard, so a backend that hangs fails instead.
 """
 
@@ -445,6 +445,38 @@ async def check_raw_prompt_matches_capability(backend: Backend, profile: Conform
         assert done.usage.completion_tokens == len(content)
     if profile.expected_reply is not None:
         assert text_of(content) == profile.expected_reply(profile.prompts[0])
+
+
+@_check
+async def check_choices_and_logprobs_match_capability(backend: Backend, profile: ConformanceProfile) -> None:
+    """With the ``choices`` capability, ``n = 2`` gives content events of choices 0 and 1 only and one `Done`
+    listing both ends in index order; with ``logprobs``, every text event carries records whose tokens join to
+    the text of its choice, each with at most ``top_logprobs`` alternatives. (A backend without them is refused
+    before it runs, by `adapters.dispatch`, so there is nothing to check then.)"""
+    caps = backend.capabilities()
+    if not caps.v2 or not (caps.choices or caps.logprobs):
+        return
+    sampling = dataclasses.replace(
+        profile.sampling, n=2 if caps.choices else 1, top_logprobs=2 if caps.logprobs else None
+    )
+    req = dataclasses.replace(request_v2(profile), sampling=sampling)
+    content, done = split_done(await run_to_end(lambda send: backend.generate_v2(req, send)))
+    texts: dict[int, list[str]] = {}
+    tokens: dict[int, list[str]] = {}
+    for event in content:
+        if isinstance(event, Thinking):
+            continue
+        assert isinstance(event, Text), event
+        texts.setdefault(event.choice, []).append(event.text)
+        if caps.logprobs:
+            assert event.logprobs is not None, f"a text event without log probabilities: {event}"
+            assert all(len(record.top) <= 2 for record in event.logprobs), event.logprobs
+            tokens.setdefault(event.choice, []).extend(record.token for record in event.logprobs)
+    assert set(texts) <= set(range(sampling.n)), f"content of choices {sorted(texts)} for n = {sampling.n}"
+    if caps.choices:
+        assert [end.index for end in done.choices] == [0, 1], f"Done.choices is {done.choices}"
+    if caps.logprobs:
+        assert {i: "".join(t) for i, t in tokens.items()} == {i: "".join(t) for i, t in texts.items()}
 
 
 @_check

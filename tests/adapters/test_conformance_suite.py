@@ -32,6 +32,7 @@ from adapters import (
 )
 from adapters.backend import Backend
 from adapters.mock import MockBackend, count_words
+from adapters.types import ChoiceEnd, Text, TokenLogprob
 
 from . import conformance as suite
 from .test_mock_conformance import PROMPTS
@@ -111,6 +112,15 @@ class RawPromptWithoutCapability(MockBackend):
         return dataclasses.replace(super().capabilities(), raw_prompt=False)
 
 
+class MislabelsChoices(MockBackend):
+    """Says it generates choices and log probabilities, yet tags everything choice 0 and its tokens do not
+    spell its text."""
+
+    async def generate_v2(self, req: ResolvedV2, send: trio.MemorySendChannel[Event]) -> None:
+        await send.send(Text("hello", 0, (TokenLogprob("help", -0.5),)))
+        await send.send(Done(StopReason.END, Usage(1, 1), choices=(ChoiceEnd(0, StopReason.END),)))
+
+
 class BadToolArguments(MockBackend):
     async def generate_v2(self, req: ResolvedV2, send: trio.MemorySendChannel[Event]) -> None:
         await send.send(ToolUse(id="call_1", name=req.tools[0].name, arguments='{"city": 3}'))
@@ -153,6 +163,7 @@ def with_factory(cls: type[MockBackend], options: Mapping[str, Any]) -> suite.Co
         (ToolsWithoutCapability, suite.check_v2_tool_choice, pytest.fail.Exception, "DID NOT RAISE"),
         (BadToolArguments, suite.check_v2_tool_choice, jsonschema.ValidationError, None),
         (RawPromptWithoutCapability, suite.check_raw_prompt_matches_capability, pytest.fail.Exception, "DID NOT"),
+        (MislabelsChoices, suite.check_choices_and_logprobs_match_capability, AssertionError, "Done.choices"),
         (Hangs, suite.check_v1_stream, trio.TooSlowError, None),
     ],
     ids=lambda value: value.__name__ if isinstance(value, type) else None,

@@ -9,7 +9,7 @@ from typing import get_type_hints
 
 from anthropic.types import message_count_tokens_params, message_create_params
 
-from compat.anthropic.request import IGNORED_FIELDS, MAPPED_FIELDS, UNSUPPORTED_FIELDS
+from compat.anthropic.request import FATES
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "api-compat.md"
 ROW = re.compile(r"^\| `([a-z_]+)` \| (mapped|unsupported|ignored) \|", re.MULTILINE)
@@ -27,15 +27,10 @@ def messages_rows() -> dict[str, str]:
 def test_every_sdk_messages_field_is_handled_by_the_parser() -> None:
     sdk = set(get_type_hints(message_create_params.MessageCreateParamsStreaming))
     sdk |= set(get_type_hints(message_count_tokens_params.MessageCountTokensParams))
-    handled = MAPPED_FIELDS | set(UNSUPPORTED_FIELDS) | set(IGNORED_FIELDS)
+    handled = FATES.handled
     assert sdk - handled == set()
     assert handled - sdk == NOT_IN_SDK
 
 
 def test_every_messages_field_has_a_doc_row_with_the_state_the_code_applies() -> None:
-    expected = {
-        **dict.fromkeys(MAPPED_FIELDS, "mapped"),
-        **dict.fromkeys(UNSUPPORTED_FIELDS, "unsupported"),
-        **dict.fromkeys(IGNORED_FIELDS, "ignored"),
-    }
-    assert messages_rows() == expected
+    assert messages_rows() == FATES.rows()

@@ -8,10 +8,22 @@ from typing import Any, get_type_hints
 import pytest
 from openai.types import Completion, completion_create_params
 
-from adapters.types import Done, StopReason, Text, Thinking, Token, ToolUse, Usage
+from adapters.types import (
+    ChoiceEnd,
+    Done,
+    StopReason,
+    Text,
+    Thinking,
+    Token,
+    TokenLogprob,
+    ToolUse,
+    TopLogprob,
+    Usage,
+)
 from compat.errors import RequestValidationError, UnsupportedParameter
 from compat.openai.completions import (
     DEFAULT_MAX_TOKENS,
+    FATES,
     IGNORED_FIELDS,
     MAPPED_FIELDS,
     UNSUPPORTED_FIELDS,
@@ -71,6 +83,16 @@ def test_every_mapped_setting() -> None:
     assert (parsed.stream, parsed.include_usage, parsed.echo, parsed.user) == (True, True, True, "u")
 
 
+def test_n_best_of_and_logprobs_reach_the_engine_request() -> None:
+    raw = body(prompt=["a", "b"], n=3, best_of=3, logprobs=2)
+    assert_sdk_accepts_completions_body(raw)
+    parsed = parse_completion_request({**raw, "top_logprobs": 9})  # a chat field: not this dialect's
+    assert [(r.sampling.n, r.sampling.top_logprobs) for r in parsed.requests] == [(3, 2), (3, 2)]
+    assert (parsed.n, parsed.logprobs) == (3, True)
+    plain = parse_completion_request(body())
+    assert (plain.n, plain.logprobs, plain.requests[0].sampling.top_logprobs) == (1, False, None)
+
+
 def test_include_usage_needs_stream() -> None:
     assert not parse_completion_request(body(stream_options={"include_usage": True})).include_usage
 
@@ -81,11 +103,13 @@ ERRORS: list[tuple[str, dict[str, Any], type[RVE], str, str]] = [
     ("prompt item not a string", {"prompt": ["a", None]}, RVE, "prompt[1]", "invalid_type"),
     ("token ids", {"prompt": [1, 2]}, UNS, "prompt", "unsupported_parameter"),
     ("token id lists", {"prompt": [[1, 2]]}, UNS, "prompt", "unsupported_parameter"),
-    ("n > 1", {"n": 2}, UNS, "n", "unsupported_parameter"),
     ("n < 1", {"n": 0}, RVE, "n", "invalid_value"),
-    ("best_of > 1", {"best_of": 3}, UNS, "best_of", "unsupported_parameter"),
-    ("logprobs", {"logprobs": 0}, UNS, "logprobs", "unsupported_parameter"),
-    ("logprobs too many", {"logprobs": 9}, RVE, "logprobs", "invalid_value"),
+    ("n > 128", {"n": 129}, RVE, "n", "invalid_value"),
+    ("best_of > n", {"best_of": 3, "n": 2}, UNS, "best_of", "unsupported_parameter"),
+    ("best_of < n", {"best_of": 1, "n": 2}, RVE, "best_of", "invalid_value"),
+    ("logprobs too many", {"logprobs": 6}, RVE, "logprobs", "invalid_value"),
+    ("logprobs a boolean", {"logprobs": True}, RVE, "logprobs", "invalid_type"),
+    ("echo with logprobs", {"echo": True, "logprobs": 0}, UNS, "echo", "unsupported_parameter"),
     ("suffix", {"suffix": "end"}, UNS, "suffix", "unsupported_parameter"),
     ("max_tokens zero", {"max_tokens": 0}, RVE, "max_tokens", "invalid_value"),
     ("echo not a bool", {"echo": 1}, RVE, "echo", "invalid_type"),
@@ -118,7 +142,8 @@ def test_body_must_be_an_object(raw: object) -> None:
 
 def test_every_sdk_field_has_a_fate() -> None:
     sdk = set(get_type_hints(completion_create_params.CompletionCreateParamsStreaming))
-    handled = MAPPED_FIELDS | set(UNSUPPORTED_FIELDS) | set(IGNORED_FIELDS)
+    handled = FATES.handled
+    assert handled == MAPPED_FIELDS | set(UNSUPPORTED_FIELDS) | set(IGNORED_FIELDS)
     assert sdk - handled == set()
     assert handled - sdk == {"top_k", "min_p"}
 
@@ -177,6 +202,69 @@ def test_echo_puts_the_prompt_first_even_without_text() -> None:
     result = enc.result()
     assert [c["text"] for c in result["choices"]] == ["Hi there", "Yo"]
     assert "usage" in result
+
+
+def record(token: str, logprob: float, *alternatives: tuple[str, float]) -> TokenLogprob:
+    return TokenLogprob(token, logprob, tuple(TopLogprob(t, lp) for t, lp in alternatives))
+
+
+def test_n_choices_per_prompt_are_indexed_prompt_by_prompt_with_legacy_logprobs() -> None:
+    """Two prompts, two choices each: prompt i's choice j is index 2i + j; each text chunk carries the legacy
+    lists of its tokens, offsets counted in the choice's whole text; the result joins them per choice."""
+    enc = encoder(parse_completion_request(body(prompt=["a", "b"], n=2, logprobs=1, stream=True)))
+    one = (record(" x", -0.5, (" x", -0.5)),)
+    two = (record(" y", -1.0, (" z", -0.25)), record("!", -2.0, ("!", -2.0)))
+    chunks = [
+        *enc.encode(Text(" x", 0, one)),
+        *enc.encode(Text(" x", 1, one)),
+        *enc.encode(Text(" y!", 0, two)),
+        *enc.encode(Done(StopReason.MAX_TOKENS, Usage(1, 4), choices=(ChoiceEnd(0, StopReason.MAX_TOKENS),
+                                                                         ChoiceEnd(1, StopReason.END)))),
+        *enc.encode(Text("q", 1, None)),  # a backend that sent no records: empty lists, never a crash
+        *enc.encode(Done(StopReason.END, Usage(1, 1), choices=(ChoiceEnd(0, StopReason.END),
+                                                                ChoiceEnd(1, StopReason.STOP_SEQUENCE)))),
+    ]  # fmt: skip
+    seen = [(c["choices"][0]["index"], c["choices"][0]["text"], c["choices"][0]["finish_reason"]) for c in chunks]
+    assert seen == [
+        (0, " x", None),
+        (1, " x", None),
+        (0, " y!", None),
+        (0, "", "length"),
+        (1, "", "stop"),
+        (3, "q", None),
+        (2, "", "stop"),
+        (3, "", "stop"),
+    ]
+    assert chunks[2]["choices"][0]["logprobs"] == {
+        "tokens": [" y", "!"],
+        "token_logprobs": [-1.0, -2.0],
+        "top_logprobs": [{" z": -0.25}, {"!": -2.0}],
+        "text_offset": [2, 4],
+    }
+    assert chunks[5]["choices"][0]["logprobs"] == {
+        "tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []
+    }  # fmt: skip
+    for chunk in chunks:
+        Completion.model_validate({**chunk, "choices": [{**c, "finish_reason": "stop"} for c in chunk["choices"]]})
+    result = Completion.model_validate(enc.result())
+    assert [(c.index, c.text, c.finish_reason) for c in result.choices] == [
+        (0, " x y!", "length"),
+        (1, " x", "stop"),
+        (2, "", "stop"),
+        (3, "q", "stop"),
+    ]
+    first = result.choices[0].logprobs
+    assert first is not None and first.tokens == [" x", " y", "!"] and first.text_offset == [0, 2, 4]
+    assert "".join(first.tokens) == result.choices[0].text
+    assert result.choices[2].logprobs is not None and result.choices[2].logprobs.tokens == []
+    assert result.usage is not None and result.usage.completion_tokens == 5
+
+
+def test_echo_comes_first_in_every_choice() -> None:
+    enc = encoder(parse_completion_request(body(prompt="Hi", n=2, echo=True)))
+    enc.encode(Text(" you", 1))
+    enc.encode(Done(StopReason.END, Usage(), choices=(ChoiceEnd(0, StopReason.END), ChoiceEnd(1, StopReason.END))))
+    assert [c["text"] for c in enc.result()["choices"]] == ["Hi", "Hi you"]
 
 
 def test_result_before_the_end_raises() -> None:

@@ -11,8 +11,7 @@ import pytest
 from openai.types import embedding_create_params
 from openai.types.chat import completion_create_params
 
-from compat.openai import completions, responses_request
-from compat.openai.chat_request import IGNORED_FIELDS, MAPPED_FIELDS, UNSUPPORTED_FIELDS
+from compat.openai import chat_request, completions, responses_request
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "api-compat.md"
 ROW = re.compile(r"^\| `([a-z_]+)` \| (mapped|unsupported|ignored) \|", re.MULTILINE)
@@ -30,18 +29,13 @@ def sdk_chat_fields() -> set[str]:
 
 
 def test_every_sdk_chat_field_is_handled_by_the_parser() -> None:
-    handled = MAPPED_FIELDS | set(UNSUPPORTED_FIELDS) | set(IGNORED_FIELDS)
+    handled = chat_request.FATES.handled
     assert sdk_chat_fields() - handled == set()
     assert handled - sdk_chat_fields() == EXTENSIONS
 
 
 def test_every_chat_field_has_a_doc_row_with_the_state_the_code_applies() -> None:
-    expected = {
-        **dict.fromkeys(MAPPED_FIELDS, "mapped"),
-        **dict.fromkeys(UNSUPPORTED_FIELDS, "unsupported"),
-        **dict.fromkeys(IGNORED_FIELDS, "ignored"),
-    }
-    assert chat_rows() == expected
+    assert chat_rows() == chat_request.FATES.rows()
 
 
 @pytest.mark.parametrize("name", sorted(get_type_hints(embedding_create_params.EmbeddingCreateParams)))
@@ -56,21 +50,9 @@ def section_rows(start: str, end: str) -> dict[str, str]:
     return dict(ROW.findall(text[text.index(start) : text.index(end)]))
 
 
-def fates(mapped: frozenset[str], unsupported: dict[str, str], ignored: dict[str, str]) -> dict[str, str]:
-    return {
-        **dict.fromkeys(mapped, "mapped"),
-        **dict.fromkeys(unsupported, "unsupported"),
-        **dict.fromkeys(ignored, "ignored"),
-    }
-
-
 def test_every_responses_field_has_a_doc_row_with_the_state_the_code_applies() -> None:
-    expected = fates(
-        responses_request.MAPPED_FIELDS, responses_request.UNSUPPORTED_FIELDS, responses_request.IGNORED_FIELDS
-    )
-    assert section_rows("## `POST /v1/responses`", "### Input items") == expected
+    assert section_rows("## `POST /v1/responses`", "### Input items") == responses_request.FATES.rows()
 
 
 def test_every_completions_field_has_a_doc_row_with_the_state_the_code_applies() -> None:
-    expected = fates(completions.MAPPED_FIELDS, completions.UNSUPPORTED_FIELDS, completions.IGNORED_FIELDS)
-    assert section_rows("## `POST /v1/completions`", "## `POST /v1/embeddings`") == expected
+    assert section_rows("## `POST /v1/completions`", "## `POST /v1/embeddings`") == completions.FATES.rows()

@@ -160,7 +160,7 @@ def test_every_mapped_setting_reaches_the_engine_and_the_echo() -> None:
         text={"format": {"type": "json_schema", "name": "out", "schema": {"type": "object"}, "strict": True}},
     )
     assert_sdk_accepts_responses_body(raw)
-    parsed = parse_responses_request({**raw, "top_k": 5, "min_p": 0.1})
+    parsed = parse_responses_request({**raw, "top_k": 5, "min_p": 0.1, "n": 1, "logprobs": False})
     req = parsed.request
     assert parsed.stream is True and parsed.user == "u1" and parsed.model == "m"
     assert req.tools == (
@@ -436,6 +436,10 @@ ERRORS: list[tuple[str, dict[str, Any], type[RVE], str | None, str]] = [
     ("truncation auto", {"truncation": "auto"}, UNS, "truncation", "unsupported_parameter"),
     ("truncation unknown", {"truncation": "some"}, RVE, "truncation", "invalid_value"),
     ("top_logprobs", {"top_logprobs": 2}, UNS, "top_logprobs", "unsupported_parameter"),
+    ("chat n", {"n": 2}, UNS, "n", "unsupported_parameter"),
+    ("chat n not an integer", {"n": "2"}, RVE, "n", "invalid_type"),
+    ("chat logprobs", {"logprobs": True}, UNS, "logprobs", "unsupported_parameter"),
+    ("chat logprobs not a boolean", {"logprobs": 1}, RVE, "logprobs", "invalid_type"),
     ("include not a list", {"include": "x"}, RVE, "include", "invalid_type"),
     ("include not strings", {"include": [1]}, RVE, "include[0]", "invalid_type"),
     (
@@ -485,5 +489,5 @@ def test_every_sdk_field_has_a_fate() -> None:
     sdk = set(get_type_hints(response_create_params.ResponseCreateParamsStreaming))
     handled = MAPPED_FIELDS | set(UNSUPPORTED_FIELDS) | set(IGNORED_FIELDS)
     assert sdk - handled == set()
-    assert handled - sdk == {"top_k", "min_p"}
+    assert handled - sdk == {"top_k", "min_p", "n", "logprobs"}
     assert not MAPPED_FIELDS & set(UNSUPPORTED_FIELDS) and not MAPPED_FIELDS & set(IGNORED_FIELDS)

@@ -96,6 +96,44 @@ async def test_an_over_long_prompt_is_400_context_length_exceeded(chat_model_pat
     assert ok.choices[0].finish_reason in ("length", "stop")
 
 
+async def test_completions_n_choices_with_logprobs_on_the_real_model(chat_model_path: Path) -> None:
+    """n = 2 at temperature 0 gives two equal choices (forked from one prompt evaluation), indexed 0 and 1;
+    ``logprobs: 2`` gives legacy lists whose tokens join to each text, offsets into it, two alternatives per
+    token with the sampled (greedy) token the most likely; streamed, the same texts and tokens per index."""
+    settings: Any = {
+        "model": MODEL,
+        "prompt": PROMPTS[0],
+        "temperature": 0,
+        "max_tokens": 8,
+        "n": 2,
+        "logprobs": 2,
+    }
+    with trio.fail_after(300):
+        async with running_daemon(config(chat_model_path)) as d, d.client() as client:
+            whole = await client.completions.create(**settings)
+            stream = await client.completions.create(**settings, stream=True)
+            texts: dict[int, str] = {}
+            tokens: dict[int, list[str]] = {}
+            async for chunk in stream:
+                for c in chunk.choices:
+                    texts[c.index] = texts.get(c.index, "") + c.text
+                    if c.logprobs is not None:
+                        tokens.setdefault(c.index, []).extend(c.logprobs.tokens or [])
+    assert [c.index for c in whole.choices] == [0, 1]
+    first, second = whole.choices
+    assert first.text and first.text == second.text
+    for choice in whole.choices:
+        logprobs = choice.logprobs
+        assert logprobs is not None and logprobs.tokens and logprobs.token_logprobs and logprobs.top_logprobs
+        assert "".join(logprobs.tokens) == choice.text
+        assert logprobs.text_offset == [len("".join(logprobs.tokens[:i])) for i in range(len(logprobs.tokens))]
+        for lp, top in zip(logprobs.token_logprobs, logprobs.top_logprobs, strict=True):
+            assert len(top) == 2 and lp <= 0
+            assert lp == pytest.approx(max(top.values()), abs=1e-4)
+    assert texts == {c.index: c.text for c in whole.choices}
+    assert tokens == {c.index: c.logprobs.tokens for c in whole.choices if c.logprobs}
+
+
 async def test_responses_with_a_forced_tool_and_a_json_schema(chat_model_path: Path) -> None:
     with trio.fail_after(300):
         async with running_daemon(config(chat_model_path)) as d, d.client() as client:

@@ -71,9 +71,8 @@ async def test_streaming_ends_with_done_and_equals_non_streaming() -> None:
     ("fields", "param"),
     [
         ({"suffix": "the end"}, "suffix"),
-        ({"logprobs": 2}, "logprobs"),
-        ({"n": 2}, "n"),
-        ({"best_of": 2}, "best_of"),
+        ({"n": 2, "best_of": 3}, "best_of"),
+        ({"echo": True, "logprobs": 1}, "echo"),
     ],
 )
 async def test_what_no_backend_here_can_do_is_unsupported(fields: dict[str, object], param: str) -> None:
@@ -81,7 +80,71 @@ async def test_what_no_backend_here_can_do_is_unsupported(fields: dict[str, obje
         async with running_daemon(mock_config()) as d, d.client() as client:
             with pytest.raises(openai.BadRequestError) as caught:
                 await client.completions.create(model=MOCK_MODEL, prompt="x", **fields)  # type: ignore[call-overload]
+            status = (await d.admin_get("/admin/status")).json()
     assert (caught.value.code, caught.value.param) == ("unsupported_parameter", param)
+    assert status["backends"][0]["breaker"]["recent_failures"] == 0
+
+
+async def test_n_choices_with_logprobs_streamed_and_not() -> None:
+    """Two prompts, n=2, logprobs=2: four choices indexed prompt by prompt, each with legacy log probabilities
+    whose tokens join to its text and whose offsets point into it; the stream carries the same per choice."""
+    prompts = ["one two three", "four five"]
+    with trio.fail_after(10):
+        async with running_daemon(mock_config()) as d, d.client() as client:
+            whole = await client.completions.create(model=MOCK_MODEL, prompt=prompts, n=2, logprobs=2)
+            stream = await client.completions.create(
+                model=MOCK_MODEL,
+                prompt=prompts,
+                n=2,
+                logprobs=2,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            texts: dict[int, str] = {}
+            tokens: dict[int, list[str]] = {}
+            finishes: dict[int, str] = {}
+            usage = None
+            async for chunk in stream:
+                usage = chunk.usage or usage
+                for c in chunk.choices:
+                    texts[c.index] = texts.get(c.index, "") + c.text
+                    if c.logprobs is not None:
+                        tokens.setdefault(c.index, []).extend(c.logprobs.tokens or [])
+                    if c.finish_reason:
+                        finishes[c.index] = c.finish_reason
+    assert [(c.index, c.text) for c in whole.choices] == [
+        (0, "one two three"),
+        (1, "one two three"),
+        (2, "four five"),
+        (3, "four five"),
+    ]
+    for choice in whole.choices:
+        logprobs = choice.logprobs
+        assert logprobs is not None and logprobs.tokens and logprobs.top_logprobs and logprobs.text_offset
+        assert "".join(logprobs.tokens) == choice.text
+        offsets = [sum(len(t) for t in logprobs.tokens[:i]) for i in range(len(logprobs.tokens))]
+        assert logprobs.text_offset == offsets
+        assert all(len(top) == 2 for top in logprobs.top_logprobs)
+        assert logprobs.token_logprobs == [
+            top[t] for top, t in zip(logprobs.top_logprobs, logprobs.tokens, strict=True)
+        ]
+    assert texts == {c.index: c.text for c in whole.choices}
+    assert tokens == {c.index: c.logprobs.tokens for c in whole.choices if c.logprobs}
+    assert finishes == dict.fromkeys(range(4), "stop")
+    assert whole.usage is not None and usage is not None
+    assert (whole.usage.prompt_tokens, whole.usage.completion_tokens) == (5, 2 * 3 + 2 * 2)
+    assert usage.total_tokens == whole.usage.total_tokens
+
+
+async def test_n_choices_end_each_with_their_own_finish_reason_and_echo_every_one() -> None:
+    with trio.fail_after(10):
+        async with running_daemon(mock_config()) as d, d.client() as client:
+            cut = await client.completions.create(model=MOCK_MODEL, prompt="a b c d", n=3, max_tokens=2)
+            echoed = await client.completions.create(model=MOCK_MODEL, prompt="a b", n=2, best_of=2, echo=True)
+    assert [(c.index, c.text, c.finish_reason, c.logprobs) for c in cut.choices] == [
+        (i, "a b ", "length", None) for i in range(3)
+    ]
+    assert [c.text for c in echoed.choices] == ["a ba b", "a ba b"]
 
 
 async def test_mid_stream_failure_is_an_error_event_without_done() -> None:

@@ -43,6 +43,7 @@ async def run_example(proc: DaemonProcess, *argv: str, env: dict[str, str]) -> s
             "completions.py",
             [
                 "[1] 'The three laws of structured concurrency are' -> 'The three laws",
+                "sample 1: 'Once '=-0.31 'upon '=-0.31 'a '=-0.12 'time, '=-0.38 'in '=-0.19 'a '=-0.12",
                 "streamed: Once upon a time, in a quiet harbour,",
                 "[mock-echo] prompt_tokens=15",
             ],

@@ -154,20 +154,28 @@ async def test_embeddings_for_a_model_that_cannot_embed_is_400() -> None:
     assert caught.value.code == "unsupported_model"
 
 
-async def test_n_choices_and_logprobs_for_a_backend_without_them_are_400() -> None:
-    """The mock backend generates one choice without log probabilities: asking for more is refused, naming the
-    field, and nothing was generated."""
-    hi: Any = [{"role": "user", "content": "hi"}]
+async def test_chat_n_choices_and_logprobs_on_the_mock() -> None:
+    """The mock answers n > 1 and log probabilities (the same answer per choice, made-up numbers), so clients
+    can exercise them without a model: n choices, each with logprobs content whose tokens join to its text."""
+    hi: Any = [{"role": "user", "content": "hello big world"}]
     with trio.fail_after(10):
         async with running_daemon(mock_config()) as d, d.client() as client:
-            with pytest.raises(openai.BadRequestError) as choices:
-                await client.chat.completions.create(model=MOCK_MODEL, messages=hi, n=2)
-            with pytest.raises(openai.BadRequestError) as logprobs:
-                await client.chat.completions.create(model=MOCK_MODEL, messages=hi, logprobs=True)
-            still = await client.chat.completions.create(model=MOCK_MODEL, messages=hi, n=1)
-    assert (choices.value.code, choices.value.param) == ("unsupported_parameter", "n")
-    assert (logprobs.value.code, logprobs.value.param) == ("unsupported_parameter", "logprobs")
-    assert still.choices[0].message.content
+            whole = await client.chat.completions.create(
+                model=MOCK_MODEL, messages=hi, n=2, logprobs=True, top_logprobs=3
+            )
+            stream = await client.chat.completions.create(model=MOCK_MODEL, messages=hi, n=2, stream=True)
+            streamed: dict[int, str] = {}
+            async for chunk in stream:
+                for choice in chunk.choices:
+                    streamed[choice.index] = streamed.get(choice.index, "") + (choice.delta.content or "")
+    assert [c.index for c in whole.choices] == [0, 1]
+    for choice in whole.choices:
+        assert choice.message.content == "hello big world"
+        assert choice.logprobs is not None and choice.logprobs.content
+        assert "".join(t.token for t in choice.logprobs.content) == choice.message.content
+        assert all(len(t.top_logprobs) == 3 for t in choice.logprobs.content)
+    assert streamed == {0: "hello big world", 1: "hello big world"}
+    assert whole.usage is not None and whole.usage.completion_tokens == 6
 
 
 async def test_models_lists_every_configured_id_and_retrieves_each() -> None:

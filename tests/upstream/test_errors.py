@@ -504,3 +504,27 @@ async def test_a_client_that_leaves_closes_the_upstream_request(
             await wait_until(lambda: d.backend_status("fleet")["active"] == 0)
             assert d.backend_status("fleet")["cancelled"] == 1
             assert d.backend_status("fleet")["base_urls"][0]["outstanding"] == 0
+
+
+async def test_n_choices_logprobs_and_raw_prompts_are_400_for_the_upstream_backend(
+    autojump_clock: trio.abc.Clock, upstream_a: ScriptedUpstream
+) -> None:
+    """The ``openai`` backend forwards one choice without log probabilities and only conversations: asking it
+    for more is refused naming the field, before anything reaches the upstream and without counting against
+    its breaker."""
+    with trio.fail_after(30):
+        async with gateway(upstream_a) as d, d.client() as client:
+            refused = []
+            for fields in ({"n": 2}, {"logprobs": True}):
+                with pytest.raises(openai.BadRequestError) as caught:
+                    await client.chat.completions.create(model=GATEWAY_MODEL, messages=MESSAGES, **fields)
+                refused.append((caught.value.code, caught.value.param))
+            with pytest.raises(openai.BadRequestError) as caught:
+                await client.completions.create(model=GATEWAY_MODEL, prompt="Once upon")
+            refused.append((caught.value.code, caught.value.param))
+            still = await client.chat.completions.create(model=GATEWAY_MODEL, messages=MESSAGES, n=1)
+            assert breaker_state(d) == "closed"
+    assert refused == [("unsupported_parameter", "n"), ("unsupported_parameter", "logprobs"),
+                       ("unsupported_parameter", "model")]  # fmt: skip
+    assert still.choices[0].message.content
+    assert len(upstream_a.requests) == 1
