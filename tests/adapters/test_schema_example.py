@@ -119,10 +119,25 @@ async def _answer(req: ResolvedV2) -> list[object]:
 
     backend = MockBackend(MockOptions())
     await backend.boot()
-    send, receive = trio.open_memory_channel[object](100)
-    async with send, receive:
-        await backend.generate_v2(req, send)  # type: ignore[arg-type]
-        return [receive.receive_nowait() for _ in range(receive.statistics().current_buffer_used)]
+    send, receive = trio.open_memory_channel[object](0)
+    events: list[object] = []
+    refused: list[InvalidRequest] = []
+
+    async def produce() -> None:
+        async with send:
+            try:
+                await backend.generate_v2(req, send)  # type: ignore[arg-type]
+            except InvalidRequest as exc:
+                refused.append(exc)
+
+    # Received while produced: an answer longer than any fixed buffer would otherwise block its producer forever.
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery, receive:
+            nursery.start_soon(produce)
+            events += [event async for event in receive]
+    if refused:
+        raise refused[0]
+    return events
 
 
 def _request(**fields: Any) -> ResolvedV2:
