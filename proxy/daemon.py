@@ -125,10 +125,9 @@ class Daemon:
     def _build_backend(self, table: BackendConfig) -> Backend:
         """The table's backend; wrapped in a `ManagedModel` when it loads on demand or may be unloaded."""
         cls = backend_class(table.kind)
-        backend = cls.from_options(table.options)
         server = self.config.server
         if not table.is_managed(server.max_loaded_models):
-            return backend
+            return cls.from_options(table.options)
         settings = ManagedSettings(
             name=table.name,
             load=table.load,
