@@ -1,14 +1,13 @@
 """Profile trinfer under a benchmark's load with py-spy: ``python -m bench.profile P1|P2|P3|P7|P8 [--seconds N]``.
 
 Starts trinfer as P1 (mock, non-streaming, wrk c=16), P8 (``kind = "openai"`` in front of P8's mock upstream,
-non-streaming, wrk c=16), P2 (mock, 20,000-token streams) or P3 (llamacpp,
-128-token streams, one after the other; py-spy also samples the decode thread, idle time included) or P7
-(llamacpp with ``parallel = 8``, 8 clients streaming 64 tokens each over and over; every thread sampled, native
-frames included, so llama.cpp's share of the decode thread shows) would, attaches
+non-streaming, wrk c=16), P2 (mock, 20,000-token streams), P3 (llamacpp, 128-token streams, one after the
+other) or P7 (llamacpp with ``parallel = 8``, 8 clients streaming 64 tokens each over and over) would, attaches
 ``py-spy record`` (from ``$PEERS/tools``, installed by bench/setup_peers.sh) for the duration of the load, and
 prints where the samples fell: the functions with the most samples at the top of the stack (self) and the
-trinfer/framework functions present in the most stacks (inclusive). The raw collapsed stacks are kept in the
-work directory for flame graphs.
+trinfer/framework functions present in the most stacks (inclusive). For P3 and P7 every thread is sampled,
+idle time and native frames included, so llama.cpp's share of the decode thread and the event loop's share of
+the model's core show. The raw collapsed stacks are kept in the work directory for flame graphs.
 """
 
 from __future__ import annotations
@@ -63,7 +62,7 @@ def main() -> None:
     model = "smollm2" if local else targets.MOCK_MODEL
     tokens = {"P3": 128, "P7": 64}.get(args.which, 20_000)
     clients = 8 if args.which == "P7" else 1
-    extra = ["--threads", "--idle", "--native"] if args.which == "P7" else []
+    extra = ["--threads", "--idle", "--native"] if local else []
     collapsed = workdir / f"{args.which}.collapsed.txt"
     with _profiled(args.which, workdir) as server:
         spy = subprocess.Popen(
