@@ -241,7 +241,7 @@ class LlamaCppBackend(Backend):
         async def on_piece(piece: Piece) -> None:
             await send.send(Token(piece.text))
 
-        outcome = await self._run(plan, on_piece)
+        outcome = await self._run(plan, on_piece, lambda piece: _offer(send, Token(piece.text)))
         end = outcome.choices[0]
         await send.send(Done(end.stop_reason, _usage(outcome)))
 
@@ -255,10 +255,13 @@ class LlamaCppBackend(Backend):
             tools = _offered_tools(req)
             output, plan = self._plan(req, _v2_prompt(template, req, tools), tools)
 
-        async def on_piece(piece: Piece) -> None:
-            await send.send(Text(piece.text, piece.choice, piece.logprobs))
+        def text(piece: Piece) -> Text:
+            return Text(piece.text, piece.choice, piece.logprobs)
 
-        outcome = await self._run(plan, on_piece)
+        async def on_piece(piece: Piece) -> None:
+            await send.send(text(piece))
+
+        outcome = await self._run(plan, on_piece, lambda piece: _offer(send, text(piece)))
         ends: list[ChoiceEnd] = []
         for end in outcome.choices:
             reason = end.stop_reason
@@ -310,14 +313,16 @@ class LlamaCppBackend(Backend):
         answer_grammar = schema_to_gbnf(answer, limits, _answer_param(req)) if answer is not None else None
         return _Output.STREAM, Plan(prompt, req.sampling, Mode.TEXT, answer_grammar, None, default_seed=seed)
 
-    async def _run(self, plan: Plan, on_piece: Callable[[Piece], Any]) -> Outcome:
+    async def _run(
+        self, plan: Plan, on_piece: Callable[[Piece], Any], offer: Callable[[Piece], bool] | None = None
+    ) -> Outcome:
         """Prepare ``plan`` in a worker thread, then run it on the engine (see the module docstring)."""
         engine = self._require_ready()
         job = await trio.to_thread.run_sync(
             prepare, engine.model, plan, self.options.n_ctx, self.options.parallel, abandon_on_cancel=False
         )
         engine = self._require_ready()  # stop() may have begun meanwhile
-        return await relay(engine, job, on_piece)
+        return await relay(engine, job, on_piece, offer)
 
     async def count_tokens(self, req: ResolvedV2) -> int:
         """The tokens of the prompt `generate_v2` would evaluate for ``req``: the chat template applied over the
@@ -351,6 +356,16 @@ class LlamaCppBackend(Backend):
                 embed_request, self._llama, req, abandon_on_cancel=False
             )
         return EmbedResult(vectors=tuple(tuple(v) for v in vectors), prompt_tokens=tokens)
+
+
+def _offer(send: trio.MemorySendChannel[Event], event: Event) -> bool:
+    """Put ``event`` in the consumer's channel if it has room now: True if it did (`requests.relay`'s
+    ``offer``; never raises, never waits: a full or closed channel is left to the relay task)."""
+    try:
+        send.send_nowait(event)
+    except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+        return False
+    return True
 
 
 def _v2_prompt(template: ChatTemplate, req: ResolvedV2, tools: tuple[ToolSpec, ...]) -> Prompt:

@@ -7,7 +7,9 @@ is a 400 before the engine sees the job.
 
 `relay` submits the job and reads its items from an unbounded channel the decode thread fills through
 ``run_sync_soon``; text goes on through ``on_piece`` (which awaits the consumer: a slow reader makes its own
-items pile up, and at `engine.OUTPUT_BOUND` its sequences pause - nobody else waits). When the request is
+items pile up, and at `engine.OUTPUT_BOUND` its sequences pause - nobody else waits). While the consumer has
+room, a piece skips that channel: ``offer`` hands it straight to the consumer from the ``run_sync_soon``
+callback, so the relay task is not woken for it (two scheduler passes fewer per token). When the request is
 cancelled (client gone, stop deadline), the job is marked cancelled and the relay waits - shielded, for at
 most `RELEASE_TIMEOUT` - for the engine to confirm that the job's slots are free, so the admission slot is
 released only when the model is no longer working for this request.
@@ -111,12 +113,34 @@ class Outcome:
         return sum(choice.completion_tokens for choice in self.choices)
 
 
-async def relay(engine: Engine, job: Job, on_piece: Callable[[Piece], Awaitable[None]]) -> Outcome:
-    """Run ``job`` on ``engine`` and hand its pieces to ``on_piece`` (see the module docstring)."""
+async def relay(
+    engine: Engine,
+    job: Job,
+    on_piece: Callable[[Piece], Awaitable[None]],
+    offer: Callable[[Piece], bool] | None = None,
+) -> Outcome:
+    """Run ``job`` on ``engine`` and hand its pieces to ``on_piece`` (see the module docstring).
+
+    ``offer``, when given, is tried first for a piece, in the event loop's callback, as soon as the decode
+    thread delivers it: it passes the piece on without waiting and returns True, or returns False when the
+    consumer has no room (or is gone); it must never raise. It is offered a piece only while nothing waits in
+    the relay's own channel, so pieces keep their order; a refused piece and everything after it go the
+    waiting way (``on_piece`` in this task) until that channel is empty again. The bound on what a slow reader
+    buffers is unchanged: the consumer's channel, then `engine.OUTPUT_BOUND` items before its sequences pause.
+    """
     send_items, items = trio.open_memory_channel[Item](math.inf)
     token = trio.lowlevel.current_trio_token()
+    queued = 0  # items in the channel or in the relay's hands: while any, `offer` is not tried
+    direct = offer
 
-    def put(item: Item) -> None:
+    def put(item: Item) -> None:  # called in the event loop (`run_sync_soon`)
+        nonlocal queued
+        if not queued and direct is not None and isinstance(item, Piece) and direct(item):
+            job.consumed += 1
+            if job.paused:
+                engine.wake()
+            return
+        queued += 1
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             send_items.send_nowait(item)  # (suppressed: the request is gone; the engine has its cancel)
 
@@ -144,7 +168,9 @@ async def relay(engine: Engine, job: Job, on_piece: Callable[[Piece], Awaitable[
             else:
                 finished = True
                 return Outcome(tuple(ends[i] for i in sorted(ends)), item.prompt_tokens, item.cached_tokens)
+            queued -= 1
     finally:
+        direct = None  # from here on every item comes to this task (the shielded wait below drains them)
         if not finished:
             engine.cancel(job)
             with trio.CancelScope(shield=True) as scope:

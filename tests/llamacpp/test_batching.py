@@ -317,3 +317,29 @@ async def test_a_raw_prompt_is_evaluated_as_it_is(backend: LlamaCppBackend) -> N
         text, done = await complete(backend, req)
     assert done.usage.prompt_tokens < 12
     assert text.lstrip().startswith("5")
+
+
+async def test_a_reader_that_lags_gets_every_piece_in_order(backend: LlamaCppBackend) -> None:
+    """Pieces reach a consumer with room straight from the decode thread's callback, and a lagging one's pile up
+    in the relay: a reader that falls behind by a few tokens again and again (its one-event channel full, then
+    drained) still gets the same text, piece for piece in order, as one that keeps up."""
+    req = ask("Tell me a story about a lighthouse.", temperature=0.0, max_tokens=48, logit_bias=NO_EOS)
+    with trio.fail_after(120):
+        reference, _ = await complete(backend, req)
+        pieces: list[str] = []
+        async with open_event_stream(lambda send: backend.generate_v2(req, send), buffer=1) as events:
+            async for event in events:
+                if isinstance(event, Text):
+                    pieces.append(event.text)
+                    if len(pieces) % 8 == 1:  # fall 4 tokens behind, then read on at full speed
+                        lag = len(pieces) + 4
+
+                        def decoded(lag: int = lag) -> bool:
+                            slots = backend.status()["slots"]
+                            return any(s.get("tokens", 0) >= lag for s in slots) or all(
+                                s["state"] == "idle" for s in slots
+                            )
+
+                        await wait_until(decoded)
+    assert len(pieces) > 8
+    assert "".join(pieces) == reference
