@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from functools import partial
 from typing import Any
 
@@ -120,32 +121,67 @@ class Connection(TCPServer):
             self._writing.deadline = min(self._writing.deadline, deadline)
 
     async def protocol_send(self, event: Event) -> None:
-        if not isinstance(event, RawData):
+        if type(event) is not RawData and not isinstance(event, RawData):  # (`type` first: RawData is an ABC's)
             await super().protocol_send(event)
             return
-        async with self.send_lock:
-            deadline = min(trio.current_time() + self._write_timeout_s, self._stop_deadline)
-            failed = True
-            # Shielded as in hypercorn (a cancelled half-write would corrupt the stream), but bounded.
-            with trio.CancelScope(shield=True, deadline=deadline) as writing:
-                self._writing = writing
-                try:
-                    await self.stream.send_all(event.data)
-                    failed = False
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    pass
-                finally:
-                    self._writing = None
-            if not failed:
+        await self._lock_for_write()
+        try:
+            data = event.data
+            written = self._write_now(data)
+            if written == len(data):
                 return
-            if writing.cancelled_caught and not self._lost:
-                log.warning(
-                    "connection %s: a write was blocked past write_timeout_s (%g s) or the stop deadline: "
-                    "closing it",
-                    self.connection_id,
-                    self._write_timeout_s,
-                )
+            failed = True
+            if written is not None:
+                deadline = min(trio.current_time() + self._write_timeout_s, self._stop_deadline)
+                # Shielded as in hypercorn (a cancelled half-write would corrupt the stream), but bounded.
+                with trio.CancelScope(shield=True, deadline=deadline) as writing:
+                    self._writing = writing
+                    try:
+                        await self.stream.send_all(memoryview(data)[written:])
+                        failed = False
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass
+                    finally:
+                        self._writing = None
+                if not failed:
+                    return
+                if writing.cancelled_caught and not self._lost:
+                    log.warning(
+                        "connection %s: a write was blocked past write_timeout_s (%g s) or the stop deadline: "
+                        "closing it",
+                        self.connection_id,
+                        self._write_timeout_s,
+                    )
+        finally:
+            self.send_lock.release()
         await self._connection_lost()
+
+    def _write_now(self, data: bytes) -> int | None:
+        """Write what the socket takes at once, without waiting: the bytes written (0 when its send buffer is
+        full), or None when the socket is unusable (closed, reset).
+
+        A streamed token is a small write the kernel takes whole, so it costs no trip through trio's scheduler
+        and no cancel scope; only a write the socket does not take whole waits, bounded, in `protocol_send`.
+        (``os.write`` on the socket's descriptor: trio's socket has no send that never yields; the socket is
+        non-blocking, and Python ignores SIGPIPE, so a gone peer is an ``OSError``.)
+        """
+        try:
+            return os.write(self.stream.socket.fileno(), data)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            return None
+
+    async def _lock_for_write(self) -> None:
+        """Take the connection's write lock (one write at a time, in order), as ``async with`` would, but without
+        a pass through the scheduler when nobody holds it: a streamed token is one write, and the write that
+        follows yields anyway. A cancelled caller still gets `trio.Cancelled` here, before anything is written.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self.send_lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self.send_lock.acquire()
 
     async def _connection_lost(self) -> None:
         """The socket is unusable: close it and tell the app within `CLOSE_GRACE_S`, or else cut the connection."""
