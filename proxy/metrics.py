@@ -182,7 +182,7 @@ class TokenClock:
     histogram wants.
     """
 
-    __slots__ = ("_label", "_last", "_metrics", "_now", "_started")
+    __slots__ = ("_itl", "_label", "_last", "_metrics", "_now", "_started")
 
     def __init__(self, metrics: Metrics, label: str, started: float, now: Callable[[], float]) -> None:
         self._metrics = metrics
@@ -190,6 +190,8 @@ class TokenClock:
         self._started = started
         self._now = now
         self._last: float | None = None
+        #: The inter-token histogram of this model, looked up once (``labels()`` per token was a cost).
+        self._itl: Histogram | None = None
 
     def content(self, count: int) -> None:
         """``count`` content events have just been received."""
@@ -201,7 +203,9 @@ class TokenClock:
             count -= 1
         elif count:
             interval = (now - self._last) / count
-            histogram = self._metrics.itl.labels(self._label)
+            histogram = self._itl
+            if histogram is None:
+                histogram = self._itl = self._metrics.itl.labels(self._label)
             for _ in range(count):
                 histogram.observe(interval)
         self._last = now
