@@ -142,6 +142,9 @@ class RequestMiddleware:
 
         async def tagged_send(message: Message) -> None:
             nonlocal response_started, response_complete
+            if message.get("more_body", False) and message["type"] == "http.response.body":
+                await send(message)  # a streamed body piece (every token of a stream): nothing to note
+                return
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 response_complete = info.response_complete = True
             if message["type"] == "http.response.start":

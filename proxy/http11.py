@@ -125,7 +125,8 @@ class Http11Protocol(H11Protocol):
         await self.context.mark_request()
 
     async def _send_h11_event(self, event: H11SendableEvent) -> None:
-        if isinstance(event, h11.Response | h11.InformationalResponse):
+        # `type` first: h11's events derive from an ABC, whose isinstance is slow, and most are body data.
+        if type(event) is not h11.Data and isinstance(event, h11.Response | h11.InformationalResponse):
             event = with_reason(event)
         await super()._send_h11_event(event)
 

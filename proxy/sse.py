@@ -73,6 +73,11 @@ async def sse_body(generation: EventBatches, encoder: SSEEncoder, info: RequestI
     size = 0
     try:
         async for batch in generation:
+            if len(batch) == 1:  # the common case on a stream: one token per batch
+                data = encoder.encode(batch[0])
+                if data:
+                    yield data
+                continue
             for count, event in enumerate(batch, 1):
                 pending.append(encoder.encode(event))
                 size += len(pending[-1])
