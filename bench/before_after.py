@@ -34,6 +34,7 @@ from .report import median, paired_ratio, per_round, table
 from .servers import CLIENT_CORE, Server
 
 FLOOR = "quart-trio floor"
+PEER = "llama-server"
 
 
 @contextmanager
@@ -184,30 +185,45 @@ def _p5(trees: dict[str, Path], workdir: Path, rounds: int) -> str:
 
 
 def _p7(trees: dict[str, Path], workdir: Path, rounds: int) -> str:
-    """P7's measures for each tree, interleaved; ratios after/before paired by round."""
+    """P7's measures for each tree, interleaved with llama-server (when installed) as the reference; ratios
+    after/before and each tree/llama-server paired by round."""
     model = targets.chat_model_path()
     results: dict[str, list[dict[str, float]]] = defaultdict(list)
+    binary = targets.llama_server_binary()
+    contenders: dict[str, Callable[[], AbstractContextManager[Server]]] = {
+        name: partial(p7_concurrency._trinfer, workdir, model, root) for name, root in trees.items()
+    }
+    if binary is not None:
+        contenders[PEER] = partial(targets.llama_server, workdir, model, binary, parallel=8)
     for round_index in range(rounds):
-        for name, root in trees.items():
-            with p7_concurrency._trinfer(workdir, model, root) as server:
+        for name, start in contenders.items():
+            with start() as server:
                 results[name].append(p7_concurrency.measure(server.port, round_index))
         print(
-            f"  P7 round {round_index + 1}: " + "; ".join(f"{n} {v[-1]}" for n, v in results.items()), flush=True
-        )
+            f"  P7 round {round_index + 1}: "
+            + "; ".join(f"{n} " + " ".join(f"c{c}={v[-1][f'aggregate c={c}']:.1f}" for c in p7_concurrency.LEVELS)
+                        for n, v in results.items()),
+            flush=True,
+        )  # fmt: skip
     keys = list(results["before"][0])
-    rows = [
-        [
-            key,
-            median([r[key] for r in results["before"]]),
-            median([r[key] for r in results["after"]]),
-            paired_ratio([r[key] for r in results["after"]], [r[key] for r in results["before"]]),
-        ]
-        for key in keys
-    ]
+    header = ["measure", "before (median)", "after (median)", "after / before (paired)"]
+    if PEER in results:
+        header += [f"{PEER} (median)", "before / llama-server", "after / llama-server"]
+
+    def row(key: str) -> list[object]:
+        values = {name: [r[key] for r in runs] for name, runs in results.items()}
+        cells: list[object] = [key, median(values["before"]), median(values["after"])]
+        cells.append(paired_ratio(values["after"], values["before"]))
+        if PEER in values:
+            cells += [median(values[PEER])]
+            cells += [paired_ratio(values[tree], values[PEER]) for tree in ("before", "after")]
+        return cells
+
     return table(
-        f"P7 before/after (llamacpp parallel 8; {rounds} interleaved rounds; tok/s, TTFT and step in ms)",
-        ["measure", "before (median)", "after (median)", "after / before (paired)"],
-        rows,
+        f"P7 before/after (llamacpp parallel 8; {rounds} interleaved rounds, each level the median of "
+        f"{p7_concurrency.BURSTS} bursts; tok/s, TTFT and step in ms)",
+        header,
+        [row(key) for key in keys],
     )
 
 

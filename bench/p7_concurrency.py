@@ -8,9 +8,10 @@ on core 0 and the client (one thread per stream) on core 1:
       request waits instead of cutting off the running one);
   (d) llama.cpp's ``llama-server --parallel 8`` (continuous batching), when installed;
   (e) llama-cpp-python's batched example server (``examples/server/server.py`` of its sdist, 8 sequences).
-At each c, c streams start together; *aggregate* is all their tokens after each one's first, over the time
-from the earliest first token to the latest last token; *per stream* is the median of each stream's own
-(tokens - 1) / (last - first). Then a request is sent alone and again while 4 streams decode: its TTFT should
+At each c, c streams start together (`BURSTS` times per round, the median counts); *aggregate* is all their
+tokens after each one's first, over the time from the earliest first token to the latest last token; *per
+stream* is the median of each stream's own (tokens - 1) / (last - first). Then a request is sent alone and
+again while 4 streams decode: its TTFT should
 grow by at most about one decode step (chunked prefill joins the running batch). Each prompt starts with its
 own number, so no prompt is served from another's cache beyond the chat template's header. Targets alternate
 every round; ratios are paired by round.
@@ -35,6 +36,8 @@ from .servers import HOST, SERVER_CORE, Server, pinned
 
 MAX_TOKENS = 64
 LEVELS = (1, 2, 4, 8)
+#: Bursts per level and round; a level's figure in a round is their median.
+BURSTS = 3
 MODEL_ID = "smollm2"
 EOS = "2"
 
@@ -143,14 +146,19 @@ def _trinfer(workdir: Path, model: Path, root: Path = targets.ROOT) -> Iterator[
         yield t.server
 
 
-def measure(port: int, round_index: int, levels: tuple[int, ...] = LEVELS) -> dict[str, float]:
-    """One round against one server: aggregate and per-stream tok/s at each c, then the newcomer's TTFTs."""
+def measure(
+    port: int, round_index: int, levels: tuple[int, ...] = LEVELS, bursts: int = BURSTS
+) -> dict[str, float]:
+    """One round against one server: aggregate and per-stream tok/s at each c (each the median of ``bursts``
+    bursts: one burst at c=1 is a second of decoding, which a shared machine's noise moves by several per cent),
+    then the newcomer's TTFTs."""
     _burst(port, 1, 99_000 + round_index)  # warm-up
     out: dict[str, float] = {}
     for c in levels:
-        burst = _burst(port, c, 10_000 * round_index + 100 * c)
-        out[f"aggregate c={c}"], out[f"per-stream c={c}"] = burst.aggregate, burst.per_stream
-        out[f"end-to-end c={c}"] = burst.end_to_end
+        runs = [_burst(port, c, 10_000 * round_index + 100 * c + 10 * b) for b in range(bursts)]
+        out[f"aggregate c={c}"] = median([burst.aggregate for burst in runs])
+        out[f"per-stream c={c}"] = median([burst.per_stream for burst in runs])
+        out[f"end-to-end c={c}"] = median([burst.end_to_end for burst in runs])
     alone, late, step = _newcomer(port, 10_000 * round_index + 5000)
     out |= {"TTFT alone": alone, "TTFT next to 4": late, "step of the 4": step}
     return out
@@ -204,7 +212,7 @@ def run(workdir: Path, *, rounds: int) -> str:
     ]
     out = table(
         f"P7 concurrency (SmolLM2-135M Q4_1, {MAX_TOKENS} tokens per stream, temperature 0, 1 thread; medians of "
-        f"{rounds} rounds)",
+        f"{rounds} rounds of {BURSTS} bursts per level)",
         ["target", "c", "aggregate decode tok/s (all c decoding)", "per-stream decode tok/s", "end-to-end tok/s"],
         rows,
     )
