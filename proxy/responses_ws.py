@@ -24,7 +24,7 @@ from functools import partial
 from typing import Any, Unpack
 
 import trio
-from quart import Response, websocket
+from quart import Response
 
 from adapters.types import Done
 from compat.errors import ShuttingDown
@@ -40,10 +40,10 @@ from compat.openai.responses_ws import (
 
 from . import pipeline
 from .errors import ErrorRenderers
-from .inflight import RequestInfo, new_request_id
+from .inflight import RequestInfo
 from .logs import get_logger
 from .services import Services
-from .ws_connection import FrameSocket, SocketParts, accept_upgrade
+from .ws_connection import FrameSocket, SocketParts, serve_socket
 
 log = get_logger("responses_ws")
 
@@ -59,25 +59,7 @@ def busy() -> ResponseInProgress:
 
 async def responses_socket_route(services: Services, errors: ErrorRenderers) -> Response | None:
     """The quart view: refuse the upgrade with a status, or accept it and serve the socket."""
-    request_id = new_request_id()
-    refusal = await accept_upgrade(services, errors, PATH, request_id)
-    if refusal is not None:
-        return refusal
-    socket = ResponsesSocket(
-        receive=websocket.receive,
-        send=websocket.send,
-        close=websocket.close,
-        router=services.router,
-        inflight=services.inflight,
-        draining=services.lifecycle.wait_draining,
-        max_frame_bytes=services.server.max_body_bytes,
-        connection_id=request_id,
-        clock=services.clock,
-        write_timeout_s=services.server.write_timeout_s,
-        metrics=services.metrics,
-    )
-    await socket.run()
-    return None
+    return await serve_socket(services, errors, PATH, lambda parts: ResponsesSocket(**parts))
 
 
 class ResponsesSocket(FrameSocket):

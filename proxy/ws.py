@@ -27,7 +27,7 @@ from functools import partial
 from typing import Unpack
 
 import trio
-from quart import Response, websocket
+from quart import Response
 
 from adapters.errors import TrinferError
 from adapters.types import Done
@@ -45,11 +45,11 @@ from compat.openai.ws_protocol import (
 from . import pipeline
 from .body_parsing import THREAD_THRESHOLD_BYTES, parse_off_loop
 from .errors import ErrorRenderers
-from .inflight import RequestInfo, new_request_id
+from .inflight import RequestInfo
 from .log_values import loggable
 from .logs import get_logger
 from .services import Services
-from .ws_connection import FrameSocket, SocketParts, accept_upgrade
+from .ws_connection import FrameSocket, SocketParts, serve_socket
 
 log = get_logger("ws")
 
@@ -58,27 +58,10 @@ WS_PATH = "/v1/ws"
 
 async def websocket_route(services: Services, errors: ErrorRenderers) -> Response | None:
     """The quart view of ``GET /v1/ws``: refuse the upgrade with a status, or accept and serve the socket."""
-    request_id = new_request_id()
-    refusal = await accept_upgrade(services, errors, WS_PATH, request_id)
-    if refusal is not None:
-        return refusal
-    server = services.server
-    connection = WebSocketConnection(
-        receive=websocket.receive,
-        send=websocket.send,
-        close=websocket.close,
-        router=services.router,
-        inflight=services.inflight,
-        draining=services.lifecycle.wait_draining,
-        max_requests=server.ws_max_requests_per_socket,
-        max_frame_bytes=server.max_body_bytes,
-        connection_id=request_id,
-        clock=services.clock,
-        metrics=services.metrics,
-        write_timeout_s=server.write_timeout_s,
+    max_requests = services.server.ws_max_requests_per_socket
+    return await serve_socket(
+        services, errors, WS_PATH, lambda parts: WebSocketConnection(max_requests=max_requests, **parts)
     )
-    await connection.run()
-    return None
 
 
 # --- one socket -------------------------------------------------------------------------------------------

@@ -4,10 +4,10 @@ The routes (``GET /v1/ws`` in `proxy.ws`, ``GET /v1/responses`` in `proxy.respon
 what a text frame means and what they answer; the socket around that is this module's.
 
 Theory of operation:
-1. The handshake (`accept_upgrade`) is checked before the socket opens: the same API keys as HTTP, from the
-   ``Authorization`` header or the ``openai-insecure-api-key.<key>`` subprotocol (echoed back only when that
-   key is valid). A refused upgrade gets an HTTP 401 (503 while draining) with the error body of the route's
-   dialect, and no socket.
+1. A route's view is `serve_socket`. The handshake (`accept_upgrade`) is checked before the socket opens: the
+   same API keys as HTTP, from the ``Authorization`` header or the ``openai-insecure-api-key.<key>``
+   subprotocol (echoed back only when that key is valid). A refused upgrade gets an HTTP 401 (503 while
+   draining) with the error body of the route's dialect, and no socket.
 2. One `FrameSocket` per accepted socket owns a nursery. Its read loop hands each text frame to the
    protocol's `FrameSocket.on_text`, which answers it or starts a task for it (`FrameSocket.start_task`);
    a binary frame closes the socket with 1003. An exception that escapes closes it with 1011 (logged; the
@@ -104,6 +104,35 @@ async def accept_upgrade(
         refusal = errors.render(exc, request_id, path)
         return Response(refusal.body, status=refusal.status, headers=Headers(refusal.headers))
     await websocket.accept(subprotocol=subprotocol)
+    return None
+
+
+async def serve_socket(
+    services: Services, errors: ErrorRenderers, path: str, make: Callable[[SocketParts], FrameSocket]
+) -> Response | None:
+    """A WebSocket route's quart view: refuse the upgrade with a status, or accept it and serve the socket
+    ``make`` builds from the daemon's parts (the connection id is the upgrade's request id)."""
+    request_id = new_request_id()
+    refusal = await accept_upgrade(services, errors, path, request_id)
+    if refusal is not None:
+        return refusal
+    server = services.server
+    socket = make(
+        SocketParts(
+            receive=websocket.receive,
+            send=websocket.send,
+            close=websocket.close,
+            router=services.router,
+            inflight=services.inflight,
+            draining=services.lifecycle.wait_draining,
+            max_frame_bytes=server.max_body_bytes,
+            connection_id=request_id,
+            clock=services.clock,
+            metrics=services.metrics,
+            write_timeout_s=server.write_timeout_s,
+        )
+    )
+    await socket.run()
     return None
 
 
