@@ -105,11 +105,9 @@ class OpenAIUpstreamBackend(Backend):
 
     def _transport(self, tls: ssl.SSLContext) -> Connections:
         # No proxies from HTTP(S)_PROXY variables around the daemon: the upstream is reached as configured.
+        # No connection limit: admission (``active``) bounds concurrency; the pool must not add a queue.
         return Connections(
-            ssl_context=tls,
-            max_connections=None,  # admission (``active``) bounds concurrency; the pool must not add a queue
-            max_keepalive_connections=KEEPALIVE_CONNECTIONS,
-            keepalive_expiry=KEEPALIVE_EXPIRY_S,
+            ssl_context=tls, max_keepalive_connections=KEEPALIVE_CONNECTIONS, keepalive_expiry=KEEPALIVE_EXPIRY_S
         )
 
     async def maintain(self) -> None:

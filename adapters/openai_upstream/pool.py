@@ -78,7 +78,7 @@ class UpstreamURL:
         request = httpcore.Request(
             method, self._endpoint.url(path), headers=head, content=body, extensions=self._extensions
         )
-        return UpstreamResponse(await self.transport.handle_async_request(request))
+        return await self.transport.request(request)
 
     def status(self) -> dict[str, Any]:
         """This URL's entry in /admin/status (no key: the headers are never shown)."""
