@@ -172,7 +172,8 @@ class RequestMiddleware:
                 else:
                     await self._send_error(tagged_send, exc, info, close=True)
             finally:
-                nursery.cancel_scope.cancel()
+                if nursery.child_tasks:  # (cancelling costs: trio records the cancelling task's repr)
+                    nursery.cancel_scope.cancel()
         if not response_complete and info.ended_by is None:
             info.ended_by = "client disconnected"
 
