@@ -123,8 +123,6 @@ class Connection(TCPServer):
         if not isinstance(event, RawData):
             await super().protocol_send(event)
             return
-        if not event.data:
-            return  # (h11's end of a Content-Length body: nothing to write, no lock or scope to pay for)
         async with self.send_lock:
             deadline = min(trio.current_time() + self._write_timeout_s, self._stop_deadline)
             failed = True
