@@ -20,7 +20,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote
+
+from .json_pointer import UnresolvedRef, resolve_local_ref
 
 #: Deepest ``$ref``/nesting walk before a schema counts as cyclic.
 MAX_DEPTH = 64
@@ -123,19 +124,11 @@ class _Walker:
 
     def resolve(self, ref: object) -> object:
         """The schema a local ``$ref`` points at (`compat.schema` made sure it resolves; this re-checks)."""
-        target: object = self.root
-        tokens = ref[2:].split("/") if isinstance(ref, str) and ref.startswith("#/") else []
-        if ref != "#" and not tokens:
-            raise NoExample(f"the reference {str(ref)[:64]!r} is not inside the schema")
-        for token in tokens:
-            step = unquote(token).replace("~1", "/").replace("~0", "~")
-            if isinstance(target, Mapping) and step in target:
-                target = target[step]
-            elif isinstance(target, list) and step.isdigit() and int(step) < len(target):
-                target = target[int(step)]
-            else:
-                raise NoExample(f"the reference {str(ref)[:64]!r} points at nothing")
-        return target
+        try:
+            return resolve_local_ref(self.root, ref)
+        except UnresolvedRef as exc:
+            where = "points at nothing" if exc.local else "is not inside the schema"
+            raise NoExample(f"the reference {str(ref)[:64]!r} {where}") from None
 
     def value(self, schema: object, depth: int, default: str = "null") -> Any:
         if depth > MAX_DEPTH:

@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from urllib.parse import unquote
+
+from adapters.json_pointer import UnresolvedRef, resolve_local_ref
 
 from ._fields import JSONDict, field_path, invalid_type, invalid_value, item_path
 
@@ -133,20 +134,15 @@ class _Walk:
 
     def resolve(self, ref: str, path: str) -> object:
         """The value ``ref`` points at inside the document; 400 unless it is a local JSON pointer that resolves."""
-        if ref != "#" and not ref.startswith("#/"):
-            raise invalid_value(
-                path, f"only references inside the schema ('#/$defs/...') are supported, not {ref[:64]!r}."
+        try:
+            return resolve_local_ref(self.root, ref)
+        except UnresolvedRef as exc:
+            reason = (
+                f"the reference {ref[:64]!r} points at nothing in this schema."
+                if exc.local
+                else f"only references inside the schema ('#/$defs/...') are supported, not {ref[:64]!r}."
             )
-        target: object = self.root
-        for token in ref[2:].split("/") if ref != "#" else ():
-            step = unquote(token).replace("~1", "/").replace("~0", "~")
-            if isinstance(target, dict) and step in target:
-                target = target[step]
-            elif isinstance(target, list) and step.isdigit() and int(step) < len(target):
-                target = target[int(step)]
-            else:
-                raise invalid_value(path, f"the reference {ref[:64]!r} points at nothing in this schema.")
-        return target
+            raise invalid_value(path, reason) from None
 
 
 def _schema(walk: _Walk, value: object, path: str) -> None:

@@ -64,6 +64,14 @@ Check = Callable[[Backend, "ConformanceProfile"], Awaitable[None]]
 
 SYSTEM_PROMPT = "You are a test fixture."
 
+#: `ConformanceProfile.prompts` for a backend that echoes its prompt (the mock, and what answers as it): words
+#: to count exactly, one with runs of spaces, and enough of them for the concurrency check.
+ECHO_PROMPTS = (
+    "please repeat these seven words back now",
+    "a different prompt  with  odd spacing",
+    "third prompt for the concurrency check",
+)
+
 #: The tool offered by the tool-use check; its arguments must validate against this schema.
 WEATHER_TOOL = ToolSpec(
     name="get_weather",

@@ -11,20 +11,14 @@ import trio.testing
 from adapters.backend import Backend
 from adapters.mock import MockBackend, count_words
 
-from .conformance import ConformanceProfile, checks_for, status_counter
-
-PROMPTS = (
-    "please repeat these seven words back now",
-    "a different prompt  with  odd spacing",
-    "third prompt for the concurrency check",
-)
+from .conformance import ECHO_PROMPTS, ConformanceProfile, checks_for, status_counter
 
 
 def profile_for(options: Mapping[str, Any]) -> ConformanceProfile:
     """The mock is fully predictable: exact usage and prompt counts, echo text, counters in status()."""
     return ConformanceProfile(
         model="mock-echo",
-        prompts=PROMPTS,
+        prompts=ECHO_PROMPTS,
         make_unbooted=lambda: MockBackend.from_options(options),
         exact_usage=True,
         prompt_tokens=count_words,

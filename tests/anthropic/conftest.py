@@ -1,8 +1,10 @@
-"""Fixtures: a fake Messages API on a loopback port and an `AnthropicBackend` booted against it."""
+"""Fixtures: a fake Messages API on a loopback port, and an `AnthropicBackend` (or a whole daemon with one)
+against it."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -11,10 +13,13 @@ import trio
 from adapters.anthropic_backend import AnthropicBackend
 from adapters.stream import open_event_stream
 from adapters.types import Event, Resolved, ResolvedV2
+from tests.daemon_harness import RunningDaemon, running_daemon
 
 from .fake_upstream import DEFAULT_KEY, FakeMessagesAPI
 
 KEY_ENV = "TRINFER_TEST_ANTHROPIC_KEY"
+#: The model id clients ask for; the backend sends it upstream as `UPSTREAM_MODEL`.
+MODEL = "claude"
 UPSTREAM_MODEL = "claude-upstream-1"
 
 
@@ -30,12 +35,35 @@ def make_backend(fake: FakeMessagesAPI, **options: Any) -> AnthropicBackend:
         {
             "base_url": fake.base_url,
             "api_key_env": KEY_ENV,
-            "model_map": {"claude": UPSTREAM_MODEL},
+            "model_map": {MODEL: UPSTREAM_MODEL},
             "max_tokens_default": 256,
             "timeout_s": 30,
             **options,
         }
     )
+
+
+def daemon_config(fake: FakeMessagesAPI) -> dict[str, Any]:
+    """A daemon with one ``anthropic`` backend, ``claude``, serving `MODEL` from ``fake``."""
+    backend = {
+        "name": "claude",
+        "kind": "anthropic",
+        "models": [MODEL],
+        "model_map": {MODEL: UPSTREAM_MODEL},
+        "api_key_env": KEY_ENV,
+        "base_url": fake.base_url,
+        "max_tokens_default": 512,
+        "timeout_s": 30,
+    }
+    return {"server": {}, "backends": [backend]}
+
+
+@asynccontextmanager
+async def daemon_for(fake: FakeMessagesAPI) -> AsyncIterator[RunningDaemon]:
+    """trinfer running `daemon_config` (the whole block under a 30 s guard; the key must be in `KEY_ENV`)."""
+    with trio.fail_after(30):
+        async with running_daemon(daemon_config(fake)) as daemon:
+            yield daemon
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """A fake Anthropic Messages API on a loopback port, speaking the real wire format.
 
-Theory of operation: a tiny HTTP/1.1 server (trio + h11; one request per connection with ``Connection:
-close`` unless ``keep_alive``) answers ``POST /v1/messages`` with the next scripted `Reply` from its queue,
-and ``POST /v1/messages/count_tokens`` with the queued reply or else `count_prompt_words` of the body.
+Theory of operation: a tiny HTTP/1.1 server (`tests.loopback_http`; one request per connection with
+``Connection: close`` unless ``keep_alive``) answers ``POST /v1/messages`` with the next scripted `Reply` from
+its queue, and ``POST /v1/messages/count_tokens`` with the queued reply or else `count_prompt_words` of the
+body.
 A reply is either a JSON body with a status (the non-streaming API and every error response) or a
 ``text/event-stream`` made of steps:
 `Sse` events written exactly as Anthropic writes them (``event: NAME`` / ``data: JSON`` / blank line),
@@ -13,9 +14,6 @@ The server records every request it received (headers lowercased, JSON body deco
 assert on what upstream actually saw, and counts the connections the client closed while the server was
 still waiting to write (``disconnects``), so cancellation tests can prove the upstream stream was closed.
 Both ``x-api-key`` and ``Authorization: Bearer`` are accepted; any other credential gets Anthropic's 401.
-
-Why not hypercorn: an ASGI app cannot observe the client closing the socket while it is blocked mid-response
-as directly, and a hand-written server controls every byte of the stream (drops, hangs, error events).
 """
 
 from __future__ import annotations
@@ -26,8 +24,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import h11
 import trio
+
+from tests.loopback_http import Dropped, Request, ServerConnection, serve_loopback
 
 DEFAULT_KEY = "sk-ant-test-0123456789"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
@@ -52,10 +51,6 @@ class Hang:
 
 
 Step = Sse | Drop | Hang
-
-
-class _Dropped(Exception):
-    """The script ended this connection in the middle of a response."""
 
 
 @dataclass(frozen=True)
@@ -116,65 +111,43 @@ class FakeMessagesAPI:
         await self._idle_close_event.wait()
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = listeners[0].socket.getsockname()[1]
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(trio.serve_listeners, self._handle, listeners)
-            task_status.started()
+        await serve_loopback(self, self._handle, task_status=task_status)
 
     # --- connection handling ----------------------------------------------------------------------------
 
     async def _handle(self, stream: trio.SocketStream) -> None:
-        conn = h11.Connection(h11.SERVER)
+        http = ServerConnection(stream)
         try:
             while True:
-                request = await self._read_request(conn, stream)
+                request = await http.read_request()
                 if request is None:
                     if self.keep_alive and self.requests:
                         self.idle_closes += 1  # the client closed a pooled, idle connection
                         self._idle_close_event.set()
                     return
-                await self._answer(conn, stream, request)
-                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                await self._answer(http, self._record(request))
+                if not http.next_cycle():
                     return
-                conn.start_next_cycle()
         except trio.BrokenResourceError:
             self._record_disconnect()  # the client closed the connection while we were writing
-        except _Dropped:
+        except Dropped:
             pass
         finally:
             await stream.aclose()
 
-    async def _read_request(self, conn: h11.Connection, stream: trio.SocketStream) -> RecordedRequest | None:
-        head: h11.Request | None = None
-        body = bytearray()
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await stream.receive_some()
-                conn.receive_data(data)
-                if not data and head is None:
-                    return None
-                continue
-            if isinstance(event, h11.Request):
-                head = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                assert head is not None
-                headers = {k.decode().lower(): v.decode() for k, v in head.headers}
-                parsed = json.loads(body) if body else {}
-                recorded = RecordedRequest(head.method.decode(), head.target.decode(), headers, parsed)
-                self.requests.append(recorded)
-                self._request_event.set()
-                return recorded
+    def _record(self, request: Request) -> RecordedRequest:
+        body = json.loads(request.body) if request.body else {}
+        recorded = RecordedRequest(request.method, request.path, request.headers, body)
+        self.requests.append(recorded)
+        self._request_event.set()
+        return recorded
 
     def _authorized(self, request: RecordedRequest) -> bool:
         return request.headers.get("x-api-key") == self.api_key or (
             request.headers.get("authorization") == f"Bearer {self.api_key}"
         )
 
-    async def _answer(self, conn: h11.Connection, stream: trio.SocketStream, request: RecordedRequest) -> None:
+    async def _answer(self, http: ServerConnection, request: RecordedRequest) -> None:
         if request.method != "POST" or request.path not in ("/v1/messages", COUNT_TOKENS_PATH):
             reply = error_reply(404, "not_found_error", f"no route {request.method} {request.path}")
         elif not self._authorized(request):
@@ -188,8 +161,7 @@ class FakeMessagesAPI:
         else:
             reply = error_reply(500, "api_error", "fake upstream: no reply scripted for this request")
         if reply.hang_before_headers:
-            await self._wait_for_close(stream)
-            raise _Dropped
+            await self._wait_for_close(http)
         streaming = bool(reply.steps)
         headers = [
             *([] if self.keep_alive else [("connection", "close")]),
@@ -199,37 +171,24 @@ class FakeMessagesAPI:
         ]
         if not streaming:
             payload = json.dumps(reply.body if reply.body is not None else {}).encode()
-            headers.append(("content-length", str(len(payload))))
-            await self._send(conn, stream, h11.Response(status_code=reply.status, headers=headers))
-            await self._send(conn, stream, h11.Data(data=payload))
-            await self._send(conn, stream, h11.EndOfMessage())
+            await http.send_whole(reply.status, headers, payload)
             return
-        await self._send(conn, stream, h11.Response(status_code=reply.status, headers=headers))
+        await http.start_response(reply.status, headers)
         for step in reply.steps:
             if isinstance(step, Sse):
                 data = step.data if isinstance(step.data, str) else json.dumps(step.data)
-                frame = f"event: {step.event}\ndata: {data}\n\n".encode()
-                await self._send(conn, stream, h11.Data(data=frame))
+                await http.send_data(f"event: {step.event}\ndata: {data}\n\n".encode())
             elif isinstance(step, Drop):
-                raise _Dropped
+                raise Dropped
             else:
-                await self._wait_for_close(stream)
-                raise _Dropped
-        await self._send(conn, stream, h11.EndOfMessage())
+                await self._wait_for_close(http)
+        await http.end()
 
-    async def _send(self, conn: h11.Connection, stream: trio.SocketStream, event: h11.Event) -> None:
-        data = conn.send(event)
-        if data:
-            await stream.send_all(data)
-
-    async def _wait_for_close(self, stream: trio.SocketStream) -> None:
-        """Block until the peer closes its side (EOF or reset), then record the disconnect."""
-        try:
-            while await stream.receive_some():
-                pass
-        except trio.BrokenResourceError:
-            pass
+    async def _wait_for_close(self, http: ServerConnection) -> None:
+        """Block until the peer closes its side, record the disconnect, and end the connection."""
+        await http.wait_for_close()
         self._record_disconnect()
+        raise Dropped
 
     def _record_disconnect(self) -> None:
         self.disconnects += 1

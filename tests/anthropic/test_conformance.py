@@ -11,17 +11,17 @@ import trio
 
 from adapters.anthropic_backend import AnthropicBackend
 from adapters.backend import Backend
-from tests.adapters.conformance import SYSTEM_PROMPT, ConformanceProfile, checks_for, status_counter
+from tests.adapters.conformance import (
+    ECHO_PROMPTS,
+    SYSTEM_PROMPT,
+    ConformanceProfile,
+    checks_for,
+    status_counter,
+)
 
 from .conftest import KEY_ENV, make_backend
 from .echo_model import count_words, echo_reply
 from .fake_upstream import DEFAULT_KEY, FakeMessagesAPI
-
-PROMPTS = (
-    "please repeat these seven words back now",
-    "a different prompt  with  odd spacing",
-    "third prompt for the concurrency check",
-)
 
 
 def profile_for(fake: FakeMessagesAPI | None) -> ConformanceProfile:
@@ -31,7 +31,7 @@ def profile_for(fake: FakeMessagesAPI | None) -> ConformanceProfile:
 
     return ConformanceProfile(
         model="claude",
-        prompts=PROMPTS,
+        prompts=ECHO_PROMPTS,
         make_unbooted=unbooted,
         exact_usage=True,
         # What upstream reported, passed on unchanged: the echo model counts the words it was sent.

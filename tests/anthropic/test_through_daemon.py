@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import openai
@@ -13,9 +11,9 @@ import pytest
 import trio
 
 from proxy.daemon import StartupError
-from tests.daemon_harness import RunningDaemon, running_daemon
+from tests.daemon_harness import running_daemon
 
-from .conftest import KEY_ENV, UPSTREAM_MODEL
+from .conftest import KEY_ENV, MODEL, UPSTREAM_MODEL, daemon_config, daemon_for
 from .fake_upstream import (
     DEFAULT_KEY,
     FakeMessagesAPI,
@@ -32,7 +30,6 @@ from .fake_upstream import (
     tool_block,
 )
 
-MODEL = "claude"
 WEATHER = {
     "type": "function",
     "function": {
@@ -41,27 +38,6 @@ WEATHER = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     },
 }
-
-
-def anthropic_config(fake: FakeMessagesAPI) -> dict[str, Any]:
-    backend = {
-        "name": "claude",
-        "kind": "anthropic",
-        "models": [MODEL],
-        "model_map": {MODEL: UPSTREAM_MODEL},
-        "api_key_env": KEY_ENV,
-        "base_url": fake.base_url,
-        "max_tokens_default": 512,
-        "timeout_s": 30,
-    }
-    return {"server": {}, "backends": [backend]}
-
-
-@asynccontextmanager
-async def daemon_for(fake: FakeMessagesAPI) -> AsyncIterator[RunningDaemon]:
-    with trio.fail_after(20):
-        async with running_daemon(anthropic_config(fake)) as daemon:
-            yield daemon
 
 
 @pytest.fixture(autouse=True)
@@ -183,7 +159,7 @@ async def test_client_disconnect_closes_the_upstream_stream(fake: FakeMessagesAP
 async def test_missing_key_fails_the_daemon_boot(fake: FakeMessagesAPI, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(KEY_ENV)
     with trio.fail_after(20), pytest.raises(StartupError, match=KEY_ENV):
-        async with running_daemon(anthropic_config(fake)):
+        async with running_daemon(daemon_config(fake)):
             raise AssertionError("the daemon became ready without an API key")
     assert fake.requests == []
 

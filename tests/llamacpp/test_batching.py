@@ -31,6 +31,7 @@ from adapters.types import (
 
 from ..adapters.conformance import run_to_end, split_done
 from .conftest import booted
+from .polling import wait_until
 
 pytestmark = pytest.mark.llama
 
@@ -53,15 +54,6 @@ def texts_by_choice(events: list[Event]) -> dict[int, str]:
 async def complete(backend: LlamaCppBackend, req: ResolvedV2) -> tuple[str, Done]:
     content, done = split_done(await run_to_end(lambda send: backend.generate_v2(req, send)))
     return texts_by_choice(content).get(0, ""), done
-
-
-async def wait_until(condition: Callable[[], bool]) -> None:
-    """Poll state the decode thread changes (it cannot wake a trio task) until ``condition`` holds."""
-    for _ in range(20_000):
-        if condition():
-            return
-        await trio.sleep(0.002)
-    raise AssertionError("condition never held")
 
 
 async def most_while(measure: Callable[[], int], start_jobs: Callable[[trio.Nursery], None]) -> int:

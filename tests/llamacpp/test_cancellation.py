@@ -3,7 +3,7 @@ producer returns (releasing the daemon's admission slot) only after its worker t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from adapters.types import (
 
 from ..adapters.conformance import run_to_end, split_done, text_of
 from .conftest import booted
+from .polling import wait_until
 
 pytestmark = pytest.mark.llama
 
@@ -43,15 +44,6 @@ ENDLESS = SamplingParams(temperature=0.0, max_tokens=400, logit_bias=((EOS, -100
 
 def endless(text: str = "Tell me a very long story.") -> Resolved:
     return Resolved("smollm2", (Message(Role.USER, text),), ENDLESS)
-
-
-async def wait_until(condition: Callable[[], bool]) -> None:
-    """Poll ``condition`` (state changed by a worker thread, which cannot wake a trio task) until it holds."""
-    for _ in range(10_000):
-        if condition():
-            return
-        await trio.sleep(0.002)
-    raise AssertionError("condition never held")
 
 
 def decoded(backend: LlamaCppBackend) -> int:

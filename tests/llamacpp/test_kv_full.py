@@ -9,7 +9,7 @@ run out of room for real: no fake, no patched return value.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,8 @@ from adapters.llamacpp.model import ContextShape, Model
 from adapters.llamacpp.requests import Outcome, Plan, prepare, relay
 from adapters.llamacpp.template import Prompt
 from adapters.types import SamplingParams, StopReason
+
+from .polling import wait_until
 
 pytestmark = pytest.mark.llama
 
@@ -48,15 +50,6 @@ async def engine(chat_model_path: Path) -> AsyncIterator[Engine]:
 def job_for(engine: Engine, text: str) -> Job:
     plan = Plan(Prompt(text=text, stop=(), add_bos=engine.model.add_bos), GREEDY_NO_EOS, prompt_param="prompt")
     return prepare(engine.model, plan, CELLS, engine.parallel)
-
-
-async def wait_until(condition: Callable[[], bool]) -> None:
-    """Poll state the decode thread changes (it cannot wake a trio task) until ``condition`` holds."""
-    for _ in range(50_000):
-        if condition():
-            return
-        await trio.sleep(0.002)
-    raise AssertionError("condition never held")
 
 
 async def test_a_sequence_that_runs_out_of_cells_fails_alone_and_the_engine_keeps_serving(engine: Engine) -> None:
@@ -88,11 +81,11 @@ async def test_a_sequence_that_runs_out_of_cells_fails_alone_and_the_engine_keep
     with trio.fail_after(600):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run, "A", overflowing)
-            await wait_until(lambda: engine.running == 1)
+            await wait_until(lambda: engine.running == 1, polls=50_000)
             nursery.start_soon(run, "B", full)
-            await wait_until(lambda: engine.running == 2)
+            await wait_until(lambda: engine.running == 2, polls=50_000)
             nursery.start_soon(run, "C", again)
-            await wait_until(lambda: engine.waiting == 1)
+            await wait_until(lambda: engine.waiting == 1, polls=50_000)
     assert [(exc.http_status, exc.code) for exc in failures] == [(503, "backend_unavailable")]
     assert "KV cache is full" in str(failures[0])
     assert "A" not in outcomes and texts["A"]

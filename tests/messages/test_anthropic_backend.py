@@ -5,15 +5,13 @@ upstream streams (thinking, text, tool input in pieces, stop sequences, errors) 
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anthropic
 import pytest
 import trio
 
-from tests.anthropic.conftest import KEY_ENV, UPSTREAM_MODEL
+from tests.anthropic.conftest import KEY_ENV, MODEL, UPSTREAM_MODEL, daemon_for
 from tests.anthropic.echo_model import echo_reply
 from tests.anthropic.fake_upstream import (
     COUNT_TOKENS_PATH,
@@ -32,11 +30,10 @@ from tests.anthropic.fake_upstream import (
     thinking_block,
     tool_block,
 )
-from tests.daemon_harness import RunningDaemon, running_daemon, wait_until
+from tests.daemon_harness import wait_until
 
 from .sdk import async_client
 
-MODEL = "claude"
 HELLO: list[Any] = [{"role": "user", "content": "hello from the anthropic sdk"}]
 WEATHER: Any = {
     "name": "get_weather",
@@ -55,23 +52,6 @@ async def fake(nursery: trio.Nursery) -> FakeMessagesAPI:
     server = FakeMessagesAPI(responder=echo_reply)
     await nursery.start(server.serve)
     return server
-
-
-@asynccontextmanager
-async def daemon_for(fake: FakeMessagesAPI) -> AsyncIterator[RunningDaemon]:
-    backend = {
-        "name": "claude",
-        "kind": "anthropic",
-        "models": [MODEL],
-        "model_map": {MODEL: UPSTREAM_MODEL},
-        "api_key_env": KEY_ENV,
-        "base_url": fake.base_url,
-        "max_tokens_default": 512,
-        "timeout_s": 30,
-    }
-    with trio.fail_after(30):
-        async with running_daemon({"server": {}, "backends": [backend]}) as daemon:
-            yield daemon
 
 
 async def test_create_reaches_upstream_and_back(fake: FakeMessagesAPI) -> None:

@@ -1,10 +1,10 @@
 """A scripted OpenAI-compatible server on a loopback port, for the error shapes a mock trinfer never sends.
 
-Theory of operation: a tiny HTTP/1.1 server (trio + h11, keep-alive) run in the test's own nursery, so the
-autojump clock drives every timeout. ``GET /v1/models`` answers the health probe with ``probe_status``
-(200 by default: set it to 503 to fail probes) and a model list, or ``probe_body`` (raw bytes) when set;
-``probe_hang`` makes it answer nothing until the client goes away; ``close_after_answer`` drops each
-connection once a POST was answered, as a server closing idle keep-alive connections early does.
+Theory of operation: a tiny HTTP/1.1 server (`tests.loopback_http`, keep-alive) run in the test's own
+nursery, so the autojump clock drives every timeout. ``GET /v1/models`` answers the health probe with
+``probe_status`` (200 by default: set it to 503 to fail probes) and a model list, or ``probe_body`` (raw
+bytes) when set; ``probe_hang`` makes it answer nothing until the client goes away; ``close_after_answer``
+drops each connection once a POST was answered, as a server closing idle keep-alive connections early does.
 
 ``POST`` requests get the next scripted `Reply`: a JSON body with a status, or a ``text/event-stream`` made
 of chunks (`sse`), where `DROP` closes the socket mid-body and `HANG` stops writing until the client goes
@@ -24,10 +24,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import h11
 import trio
 
 from tests.daemon_harness import RunningDaemon, running_daemon
+from tests.loopback_http import Dropped, ServerConnection, serve_loopback
 
 from .processes import gateway_config
 
@@ -50,10 +50,6 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: Any
-
-
-class _Closed(Exception):
-    pass
 
 
 def chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -132,113 +128,68 @@ class ScriptedUpstream:
         await self._disconnected.wait()
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = listeners[0].socket.getsockname()[1]
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(trio.serve_listeners, self._handle, listeners)
-            task_status.started()
+        await serve_loopback(self, self._handle, task_status=task_status)
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         self.connections += 1
-        conn = h11.Connection(h11.SERVER)
+        http = ServerConnection(stream)
         try:
             while True:
-                request = await self._read(conn, stream)
+                request = await http.read_request()
                 if request is None:
                     return
-                method, path, recorded = request
-                if method == "GET" and path.endswith("/models"):
+                if request.method == "GET" and request.path.endswith("/models"):
                     self.probes += 1
-                    await self._probe(conn, stream)
+                    await self._probe(http)
                 else:
-                    self.requests.append(recorded)
+                    body = json.loads(request.body) if request.body else None
+                    self.requests.append(Recorded(request.path, request.headers, body))
                     self._received.set()
-                    await self._answer(
-                        conn, stream, self._replies.popleft() if self._replies else text_answer("ok")
-                    )
+                    await self._answer(http, self._replies.popleft() if self._replies else text_answer("ok"))
                     if self.close_after_answer:
                         return
-                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                if not http.next_cycle():
                     return
-                conn.start_next_cycle()
-        except (trio.BrokenResourceError, _Closed):
+        except (trio.BrokenResourceError, Dropped):
             pass
         finally:
             await stream.aclose()
 
-    async def _read(self, conn: h11.Connection, stream: trio.SocketStream) -> tuple[str, str, Recorded] | None:
-        head: h11.Request | None = None
-        body = bytearray()
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await stream.receive_some()
-                if not data:
-                    return None
-                conn.receive_data(data)
-            elif isinstance(event, h11.Request):
-                head = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                assert head is not None
-                headers = {k.decode().lower(): v.decode() for k, v in head.headers}
-                path = head.target.decode()
-                return head.method.decode(), path, Recorded(path, headers, json.loads(body) if body else None)
-            else:
-                return None
-
-    async def _probe(self, conn: h11.Connection, stream: trio.SocketStream) -> None:
+    async def _probe(self, http: ServerConnection) -> None:
         if self.probe_hang:
-            await self._wait_for_close(stream)
+            await self._wait_for_close(http)
         if self.probe_body is None:
-            await self._json(conn, stream, Reply(status=self.probe_status, body={"object": "list", "data": []}))
+            await self._json(http, Reply(status=self.probe_status, body={"object": "list", "data": []}))
             return
-        headers = [("content-type", "application/json"), ("content-length", str(len(self.probe_body)))]
-        await self._send(conn, stream, h11.Response(status_code=self.probe_status, headers=headers))
-        await self._send(conn, stream, h11.Data(data=self.probe_body))
-        await self._send(conn, stream, h11.EndOfMessage())
+        await http.send_whole(self.probe_status, [("content-type", "application/json")], self.probe_body)
 
-    async def _json(self, conn: h11.Connection, stream: trio.SocketStream, reply: Reply) -> None:
+    async def _json(self, http: ServerConnection, reply: Reply) -> None:
         payload = json.dumps(reply.body if reply.body is not None else {}).encode()
-        headers = [("content-type", "application/json"), ("content-length", str(len(payload))), *reply.headers]
-        await self._send(conn, stream, h11.Response(status_code=reply.status, headers=headers))
-        await self._send(conn, stream, h11.Data(data=payload))
-        await self._send(conn, stream, h11.EndOfMessage())
+        await http.send_whole(reply.status, [("content-type", "application/json"), *reply.headers], payload)
 
-    async def _answer(self, conn: h11.Connection, stream: trio.SocketStream, reply: Reply) -> None:
+    async def _answer(self, http: ServerConnection, reply: Reply) -> None:
         if reply.before_headers == HANG:
-            await self._wait_for_close(stream)
+            await self._wait_for_close(http)
         if reply.before_headers == DROP:
-            raise _Closed
+            raise Dropped
         if not reply.steps:
-            await self._json(conn, stream, reply)
+            await self._json(http, reply)
             return
-        headers = [("content-type", "text/event-stream"), *reply.headers]
-        await self._send(conn, stream, h11.Response(status_code=reply.status, headers=headers))
+        await http.start_response(reply.status, [("content-type", "text/event-stream"), *reply.headers])
         for step in reply.steps:
             if step == DROP:
-                raise _Closed
+                raise Dropped
             if step == HANG:
-                await self._wait_for_close(stream)
+                await self._wait_for_close(http)
             text = step if isinstance(step, str) else f"data: {json.dumps(step)}\n\n"
-            await self._send(conn, stream, h11.Data(data=text.encode()))
-        await self._send(conn, stream, h11.EndOfMessage())
+            await http.send_data(text.encode())
+        await http.end()
 
-    async def _send(self, conn: h11.Connection, stream: trio.SocketStream, event: h11.Event) -> None:
-        data = conn.send(event)
-        if data:
-            await stream.send_all(data)
-
-    async def _wait_for_close(self, stream: trio.SocketStream) -> None:
-        try:
-            while await stream.receive_some():
-                pass
-        except trio.BrokenResourceError:
-            pass
+    async def _wait_for_close(self, http: ServerConnection) -> None:
+        await http.wait_for_close()
         self.disconnects += 1
         self._disconnected.set()
-        raise _Closed
+        raise Dropped
 
 
 @asynccontextmanager

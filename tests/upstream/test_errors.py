@@ -328,28 +328,7 @@ async def test_the_request_the_upstream_receives(
     assert "sk-upstream-secret-42" not in status
     assert seen.body == {
         "model": UPSTREAM_MODEL,
-        "messages": [
-            {"role": "system", "content": "be brief"},
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": "what is this?"},
-                    {"type": "image_url", "image_url": {"url": image, "detail": "low"}},
-                ],
-            },
-            {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "id": "c1",
-                        "type": "function",
-                        "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'},
-                    }
-                ],
-            },
-            {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
-        ],
+        "messages": messages,  # as sent: the OpenAI shape passes through unchanged
         "temperature": 0.5,
         "top_p": 0.9,
         "top_k": 40,
@@ -360,10 +339,7 @@ async def test_the_request_the_upstream_receives(
         "frequency_penalty": 0.2,
         "stop": ["END"],
         "logit_bias": {"42": -100},
-        "tools": [
-            {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}},
-            {"type": "function", "function": {"name": "get_time", "description": "Now.", "strict": True}},
-        ],
+        "tools": tools,
         "tool_choice": {"type": "function", "function": {"name": "get_time"}},
         "parallel_tool_calls": False,
         "response_format": {

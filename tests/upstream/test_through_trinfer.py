@@ -17,16 +17,10 @@ import trio
 from adapters.backend import Backend
 from adapters.mock import count_words, embedding
 from adapters.openai_upstream import OpenAIUpstreamBackend
-from tests.adapters.conformance import ConformanceProfile, checks_for, status_counter
+from tests.adapters.conformance import ECHO_PROMPTS, ConformanceProfile, checks_for, status_counter
 from tests.daemon_harness import running_daemon
 
 from .processes import GATEWAY_MODEL, UPSTREAM_MODEL, UpstreamServer, gateway_config
-
-PROMPTS = (
-    "please repeat these seven words back now",
-    "a different prompt  with  odd spacing",
-    "third prompt for the concurrency check",
-)
 
 
 def backend_for(upstream: UpstreamServer) -> Backend:
@@ -42,7 +36,7 @@ def profile_for(upstream: UpstreamServer | None) -> ConformanceProfile:
 
     return ConformanceProfile(
         model="fleet",
-        prompts=PROMPTS,
+        prompts=ECHO_PROMPTS,
         make_unbooted=unbooted,
         exact_usage=True,
         prompt_tokens=lambda texts: count_words(list(texts)),
