@@ -1,12 +1,12 @@
-"""The HTTP client of the ``openai`` backend: one httpcore connection pool per base URL, used directly.
+"""The HTTP client of the ``openai`` backend: httpcore's connections, kept per base URL, used directly.
 
-httpcore is httpx's transport layer: the same connection pool, HTTP/1.1 keep-alive, trio backend (picked by
-sniffio) and per-request ``connect``/``read``/``write``/``pool`` timeouts that ``httpx.AsyncHTTPTransport``
-wraps. The backend talks to it without httpx's model layer on top (URL parsing, header normalisation,
+httpcore is httpx's transport layer: the same HTTP/1.1 connections over h11, keep-alive, trio network backend
+and per-request ``connect``/``read``/``write`` timeouts that ``httpx.AsyncHTTPTransport`` wraps. The backend
+talks to it without httpx's model layer on top (URL parsing, header normalisation,
 ``httpx.Request``/``Response`` objects, exception re-mapping), which on a gateway hop that does little else
 was a measurable share of the CPU each request costs (docs/benchmarks.md, P8). What httpx would add and a
-fixed upstream does not need: redirects, cookies, auth flows, proxies from the environment, content
-decoding (no ``Accept-Encoding`` is sent, so the upstream answers uncompressed).
+fixed upstream does not need: redirects, cookies, auth flows, proxies from the environment, content decoding
+(no ``Accept-Encoding`` is sent, so the upstream answers uncompressed).
 
 `Connections` keeps each base URL's keep-alive connections itself, as httpcore's own
 ``AsyncHTTPConnection`` objects (its public per-connection class: connecting, HTTP/1.1 over h11, the
