@@ -1,7 +1,7 @@
 """The base URLs of one ``openai`` backend: health, outstanding requests, least-outstanding choice, probes.
 
-Theory of operation. Each base URL has its own `client.Connections` (an httpcore keep-alive connection
-pool) and a small mutable state: healthy or down (since when, and why), and how many requests it has outstanding.
+Theory of operation. Each base URL has its own `client.Connections` (its httpcore keep-alive connections)
+and a small mutable state: healthy or down (since when, and why), and how many requests it has outstanding.
 
     event                                   state change
     boot                                    every URL starts down ("not probed yet")
@@ -78,7 +78,7 @@ class UpstreamURL:
         request = httpcore.Request(
             method, self._endpoint.url(path), headers=head, content=body, extensions=self._extensions
         )
-        return UpstreamResponse(await self.transport.handle_async_request(request))
+        return await self.transport.request(request)
 
     def status(self) -> dict[str, Any]:
         """This URL's entry in /admin/status (no key: the headers are never shown)."""
