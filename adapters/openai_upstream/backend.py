@@ -44,10 +44,10 @@ from ..types import (
     Text,
     Token,
 )
-from .client import TRANSPORT_ERRORS, Connections, UpstreamResponse
+from .client import CLOSE_TIMEOUT_S, TRANSPORT_ERRORS, Connections, UpstreamResponse
 from .errors import Failure, Kind, status_failure, transport_failure
 from .options import OPTION_KEYS, UpstreamOptions, parse_options, read_api_key
-from .pool import CLOSE_TIMEOUT_S, Pool, UpstreamURL
+from .pool import Pool, UpstreamURL
 from .translate_request import chat_body, embeddings_body
 from .translate_stream import DONE_SENTINEL, ChunkTranslator, SseDecoder
 

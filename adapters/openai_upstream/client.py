@@ -36,6 +36,8 @@ import httpcore
 import trio
 from httpcore import SOCKET_OPTION
 
+#: Bound on closing a response or connections (shielded: a cancelled probe or request still releases them).
+CLOSE_TIMEOUT_S = 5.0
 #: How often every idle connection is checked for expiry; the one about to be reused is checked every time.
 SWEEP_S = 1.0
 #: Every exception httpcore raises for a failed request (the classes `errors.TRANSPORT_TABLE` sorts).
@@ -126,8 +128,9 @@ class Connections:
 
 
 async def _close(connections: list[httpcore.AsyncHTTPConnection]) -> None:
-    """Close ``connections``' sockets, shielded (a close returns at once; a cancelled one would leak them)."""
-    with trio.CancelScope(shield=True):
+    """Close ``connections``' sockets, shielded (a cancelled close would leak them) and bounded (a close
+    returns at once; the bound is for a stuck one)."""
+    with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
         for connection in connections:
             await connection.aclose()
 

@@ -32,14 +32,12 @@ from typing import Any
 import httpcore
 import trio
 
-from .client import TRANSPORT_ERRORS, Connections, Endpoint, UpstreamResponse
+from .client import CLOSE_TIMEOUT_S, TRANSPORT_ERRORS, Connections, Endpoint, UpstreamResponse
 from .errors import transport_failure
 
 log = logging.getLogger("trinfer.backend.openai")
 
 NOT_PROBED = "not probed yet"
-#: Bound on closing a response (shielded: a cancelled probe or request still releases its connection).
-CLOSE_TIMEOUT_S = 5.0
 #: The most of a probe's answer (``GET {base}/models``) that is read: a long model list fits, a runaway body not.
 MAX_PROBE_BODY = 8 * 1024 * 1024
 
