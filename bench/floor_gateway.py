@@ -1,9 +1,9 @@
 """The floor of a gateway on trinfer's fixed stack: forward one route's request to an upstream, answer as it did.
 
 It does the least any OpenAI-compatible gateway on hypercorn + trio + httpcore must do: read the request body,
-send it to the upstream over a keep-alive connection from one httpcore pool (trinfer's own `Connections` and
-`Endpoint` from ``adapters/openai_upstream/client.py``, with the same pool settings and timeouts as its
-``openai`` backend, so the client hop costs what it costs trinfer), and return the upstream's status,
+send it to the upstream over a kept-alive httpcore connection (trinfer's own `Connections` and `Endpoint`
+from ``adapters/openai_upstream/client.py``, with the same settings and timeouts as its ``openai`` backend,
+so the client hop costs what it costs trinfer, whatever that client does next), and return the upstream's status,
 content type and body unchanged: a JSON body read whole and passed on, an SSE body (``text/event-stream``)
 relayed chunk by chunk as the upstream's reads deliver it. No parsing, translation, auth, admission,
 logging or metrics. P8 measures trinfer's ``openai`` backend against this floor, so what trinfer adds over
@@ -21,6 +21,7 @@ Two variants answer ``POST /v1/chat/completions`` (and ``GET /health`` for readi
 from __future__ import annotations
 
 import argparse
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -32,7 +33,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from adapters.openai_upstream.backend import KEEPALIVE_CONNECTIONS, KEEPALIVE_EXPIRY_S
-from adapters.openai_upstream.client import Connections, Endpoint
+from adapters.openai_upstream.client import Connections, Endpoint, UpstreamResponse
 from adapters.openai_upstream.options import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S
 
 CHAT_PATH = "/v1/chat/completions"
@@ -40,11 +41,11 @@ HEALTH = b'{"status":"ok"}'
 
 
 class Upstream:
-    """One base URL's httpcore pool and its prepared chat target: the whole client side of the floor."""
+    """One base URL's connections and its prepared chat target: the whole client side of the floor."""
 
     def __init__(self, base: str) -> None:
         self._pool = Connections(
-            max_connections=None,
+            ssl_context=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT),  # plain http: never used
             max_keepalive_connections=KEEPALIVE_CONNECTIONS,
             keepalive_expiry=KEEPALIVE_EXPIRY_S,
         )
@@ -59,38 +60,35 @@ class Upstream:
         }
         self._extensions = {"timeout": timeout}
 
-    async def post(self, body: bytes, content_type: bytes) -> httpcore.Response:
+    async def post(self, body: bytes, content_type: bytes) -> UpstreamResponse:
         """POST ``body`` to the upstream; the response's body is still to be read (and it must be closed)."""
         headers = [*self._headers, (b"Content-Type", content_type), (b"Content-Length", b"%d" % len(body))]
         forwarded = httpcore.Request(
             b"POST", self._url, headers=headers, content=body, extensions=self._extensions
         )
-        return await self._pool.handle_async_request(forwarded)
+        return await self._pool.request(forwarded)
 
 
-def content_type(response: httpcore.Response) -> bytes:
-    for name, value in response.headers:
-        if name.lower() == b"content-type":
-            return value
-    return b"application/octet-stream"
+def content_type(response: UpstreamResponse) -> bytes:
+    return response.headers.get("content-type", "application/octet-stream").encode("latin-1")
 
 
 def is_sse(kind: bytes) -> bool:
     return kind.startswith(b"text/event-stream")
 
 
-async def read_whole(response: httpcore.Response) -> bytes:
+async def read_whole(response: UpstreamResponse) -> bytes:
     try:
         return await response.aread()
     finally:
         await response.aclose()
 
 
-async def relay(response: httpcore.Response) -> AsyncIterator[bytes]:
+async def relay(response: UpstreamResponse) -> AsyncIterator[bytes]:
     """The upstream's body as its reads deliver it; closing the response (also when the client leaves early)
     closes the upstream connection if the body was not read to its end."""
     try:
-        async for chunk in response.aiter_stream():
+        async for chunk in response.aiter_bytes():
             yield chunk
     finally:
         await response.aclose()
@@ -107,10 +105,10 @@ def quart_app(upstream: Upstream) -> QuartTrio:
         )
         kind = content_type(answer)
         if is_sse(kind):
-            response = Response(relay(answer), status=answer.status, content_type=kind.decode("latin-1"))
+            response = Response(relay(answer), status=answer.status_code, content_type=kind.decode("latin-1"))
             response.timeout = None
             return response
-        return Response(await read_whole(answer), status=answer.status, content_type=kind.decode("latin-1"))
+        return Response(await read_whole(answer), status=answer.status_code, content_type=kind.decode("latin-1"))
 
     @app.get("/health")
     async def health() -> Response:
@@ -156,13 +154,13 @@ def raw_app(upstream: Upstream) -> Callable[[dict[str, Any], Receive, Send], Awa
         response = await upstream.post(b"".join(parts), kind)
         kind = content_type(response)
         if not is_sse(kind):
-            await answer(send, response.status, kind, await read_whole(response))
+            await answer(send, response.status_code, kind, await read_whole(response))
             return
         await send(
-            {"type": "http.response.start", "status": response.status, "headers": [(b"content-type", kind)]}
+            {"type": "http.response.start", "status": response.status_code, "headers": [(b"content-type", kind)]}
         )
         try:
-            async for chunk in response.aiter_stream():
+            async for chunk in response.aiter_bytes():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         finally:
             await response.aclose()
