@@ -58,7 +58,8 @@ class EventStream:
 
     def cancel(self) -> None:
         """Stop the producer (if still running) and close the receiving end. Idempotent, never blocks."""
-        self._scope.cancel()
+        if not self.producer_done.is_set():  # (a cancel costs: trio records the cancelling task's repr)
+            self._scope.cancel()
         self._receive.close()
 
     def close_receiving(self) -> None:

@@ -5,6 +5,9 @@ wrk (a C load generator that needs little CPU); each gateway runs on the server 
 round (A B C A B C ...):
 
 - ``upstream alone``: wrk straight at the upstream - the floor;
+- ``gateway floor (raw ASGI + httpcore)`` and ``gateway floor (quart-trio + httpcore)``: `bench.floor_gateway`,
+  the least gateway on trinfer's fixed stack (forward the body, relay the answer as it is), without and with
+  quart - what any gateway on hypercorn + trio + httpcore adds, whatever it does besides;
 - ``trinfer openai``: trinfer with one ``kind = "openai"`` backend whose only base URL is the upstream;
 - ``LiteLLM proxy``: LiteLLM with one ``openai/`` model whose ``api_base`` is the upstream.
 
@@ -30,6 +33,10 @@ from .servers import CLIENT_CORE, Server, free_port, running
 CONCURRENCY = (1, 16)
 MODES = {"json": wrk.CHAT_BODY, "stream": {**wrk.CHAT_BODY, "stream": True}}
 FLOOR, OURS, LITELLM = "upstream alone", "trinfer openai", "LiteLLM proxy"
+RAW_GATEWAY = "gateway floor (raw ASGI + httpcore)"
+QUART_GATEWAY = "gateway floor (quart-trio + httpcore)"
+#: The floor gateways' short names in the paired rows.
+SHORT = {RAW_GATEWAY: "raw-ASGI floor", QUART_GATEWAY: "quart-trio floor"}
 
 
 @contextmanager
@@ -73,6 +80,13 @@ def trinfer_gateway(
     return start
 
 
+def floor_gateway(upstream_port: int, *, raw: bool) -> Callable[[Path], AbstractContextManager[Server]]:
+    def start(workdir: Path) -> AbstractContextManager[Server]:
+        return targets.floor_gateway(workdir, upstream_port, raw=raw)
+
+    return start
+
+
 def litellm_gateway(upstream_port: int) -> Callable[[Path], AbstractContextManager[Server]]:
     def start(workdir: Path) -> AbstractContextManager[Server]:
         return targets.litellm(workdir, api_base=f"http://127.0.0.1:{upstream_port}/v1")
@@ -87,6 +101,8 @@ def run(workdir: Path, *, rounds: int, duration_s: float) -> str:
     with upstream(workdir) as up:
         contenders: dict[str, Callable[[Path], AbstractContextManager[Server]]] = {
             FLOOR: lambda _workdir: already_running(up),
+            RAW_GATEWAY: floor_gateway(up.port, raw=True),
+            QUART_GATEWAY: floor_gateway(up.port, raw=False),
             OURS: trinfer_gateway(up.port),
         }
         if targets.litellm_available():
@@ -119,15 +135,50 @@ def run(workdir: Path, *, rounds: int, duration_s: float) -> str:
 
     rps = "requests_per_s"
 
+    def added(name: str, mode: str) -> list[float]:
+        """Each round's p50 of ``name`` minus the upstream's, at c=1."""
+        return [a - b for a, b in zip(of(name, mode, 1, "p50_ms"), of(FLOOR, mode, 1, "p50_ms"), strict=True)]
+
     summary = []
     for mode in MODES:
         summary.append(
-            [
-                f"trinfer added p50 over the upstream, {mode}, c=1 (ms)",
-                paired_difference(of(OURS, mode, 1, "p50_ms"), of(FLOOR, mode, 1, "p50_ms")),
-                "<= 1",
-            ]
+            [f"trinfer added p50 over the upstream, {mode}, c=1 (ms)", median(added(OURS, mode)), "<= 1"]
         )
+        for gateway in (RAW_GATEWAY, QUART_GATEWAY):
+            summary.append(
+                [
+                    f"{SHORT[gateway]} added p50 over the upstream, {mode}, c=1 (ms)",
+                    median(added(gateway, mode)),
+                    "",
+                ]
+            )
+        summary += [
+            [
+                f"quart's share: quart-trio floor - raw-ASGI floor p50, {mode}, c=1 (ms)",
+                paired_difference(of(QUART_GATEWAY, mode, 1, "p50_ms"), of(RAW_GATEWAY, mode, 1, "p50_ms")),
+                "",
+            ],
+            [
+                f"trinfer added p50 over the quart-trio floor, {mode}, c=1 (ms)",
+                paired_difference(of(OURS, mode, 1, "p50_ms"), of(QUART_GATEWAY, mode, 1, "p50_ms")),
+                "",
+            ],
+            [
+                f"trinfer / quart-trio floor added p50, {mode}, c=1",
+                paired_ratio(added(OURS, mode), added(QUART_GATEWAY, mode)),
+                "",
+            ],
+            [
+                f"trinfer / quart-trio floor CPU per request, {mode}, c=1",
+                paired_ratio(cpu[OURS, mode, 1], cpu[QUART_GATEWAY, mode, 1]),
+                "",
+            ],
+            [
+                f"trinfer / quart-trio floor requests/s, {mode}, c=16",
+                paired_ratio(of(OURS, mode, 16, rps), of(QUART_GATEWAY, mode, 16, rps)),
+                "",
+            ],
+        ]
         if LITELLM in contenders:
             summary.append(
                 [

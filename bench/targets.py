@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .servers import Server, free_port, running
+from .servers import HOST, Server, free_port, running
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = Path(os.environ.get("PEERS", "/tmp/peers"))
@@ -106,6 +106,32 @@ def floor(workdir: Path) -> Iterator[Server]:
     argv = [PYTHON, "-m", "bench.floor_app", "--port", str(port)]
     with running(
         "floor", argv, port=port, ready_path="/health", workdir=workdir, env={"PYTHONPATH": str(ROOT)}
+    ) as s:
+        yield s
+
+
+@contextmanager
+def floor_gateway(workdir: Path, upstream_port: int, *, raw: bool = False) -> Iterator[Server]:
+    """The least gateway on trinfer's stack (`bench.floor_gateway`; ``raw``: without quart) in front of the
+    upstream on ``upstream_port``."""
+    port = free_port()
+    argv = [
+        PYTHON,
+        "-m",
+        "bench.floor_gateway",
+        "--port",
+        str(port),
+        "--upstream",
+        f"http://{HOST}:{upstream_port}",
+    ]
+    name = "floor-gateway-raw" if raw else "floor-gateway"
+    with running(
+        name,
+        [*argv, "--raw"] if raw else argv,
+        port=port,
+        ready_path="/health",
+        workdir=workdir,
+        env={"PYTHONPATH": str(ROOT)},
     ) as s:
         yield s
 

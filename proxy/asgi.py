@@ -175,7 +175,8 @@ class RequestMiddleware:
                 else:
                     await self._send_error(tagged_send, exc, info, close=True)
             finally:
-                nursery.cancel_scope.cancel()
+                if nursery.child_tasks:  # (cancelling costs: trio records the cancelling task's repr)
+                    nursery.cancel_scope.cancel()
         if not response_complete and info.ended_by is None:
             info.ended_by = "client disconnected"
 
@@ -238,12 +239,14 @@ class RequestMiddleware:
         status = info.status if info.status is not None else "-"
         level = log_level_for(info.status, info.path) if info.status is not None else logging.INFO
         usage = info.usage
+        method, path = loggable(info.method), loggable(info.path)
+        model = loggable(info.model) if info.model is not None else None
         fields = {
             "request_id": info.request_id,
-            "method": loggable(info.method),
+            "method": method,
             "route": route,
-            "path": loggable(info.path),
-            "model": loggable(info.model) if info.model is not None else None,
+            "path": path,
+            "model": model,
             "status": info.status,
             "duration_ms": round(duration_s * 1000, 1),
             "ttft_ms": round(info.ttft_s * 1000, 1) if info.ttft_s is not None else None,
@@ -254,12 +257,12 @@ class RequestMiddleware:
         log.log(
             level,
             "%s %s %s %.1fms id=%s model=%s%s",
-            loggable(info.method),
-            loggable(info.path),
+            method,
+            path,
             status,
             duration_s * 1000,
             info.request_id,
-            loggable(info.model or "-"),
+            model or "-",
             f" ({info.ended_by})" if info.ended_by else "",
             extra={FIELDS: fields},
         )

@@ -31,7 +31,7 @@ from typing import Any
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.events import Closed, Event, RawData
+from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.protocol import ProtocolWrapper
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.task_group import TaskGroup
@@ -121,9 +121,13 @@ class Connection(TCPServer):
             self._writing.deadline = min(self._writing.deadline, deadline)
 
     async def protocol_send(self, event: Event) -> None:
-        if type(event) is not RawData and not isinstance(event, RawData):  # (`type` first: RawData is an ABC's)
-            await super().protocol_send(event)
-            return
+        if type(event) is not RawData:  # (`type` first: hypercorn's events are ABCs, their isinstance is slow)
+            if isinstance(event, Updated):
+                await self._idle_changed(event.idle)
+                return
+            if not isinstance(event, RawData):
+                await super().protocol_send(event)
+                return
         await self._lock_for_write()
         try:
             data = event.data
@@ -182,6 +186,20 @@ class Connection(TCPServer):
             self.send_lock.acquire_nowait()
         except trio.WouldBlock:
             await self.send_lock.acquire()
+
+    async def _idle_changed(self, idle: bool) -> None:
+        """Start the keep-alive timer when the connection becomes idle, stop it when a request begins: shielded.
+
+        hypercorn re-arms the timer after a response from inside the app's own task, which quart is cancelling
+        by then: unshielded, the timer's start was cancelled with it, so a connection that had served a
+        request was never closed for being idle, by the timeout or by a graceful stop. Starting or stopping
+        the timer returns at once; the deadline only guards that.
+        """
+        with trio.move_on_after(CLOSE_GRACE_S, shield=True):
+            if idle:
+                await self.idle_task.restart(self._task_group, self._idle_timeout)
+            else:
+                await self.idle_task.stop()
 
     async def _connection_lost(self) -> None:
         """The socket is unusable: close it and tell the app within `CLOSE_GRACE_S`, or else cut the connection."""

@@ -124,6 +124,11 @@ class Metrics:
             ("backend",), buckets=LOAD_BUCKETS, registry=registry,
         )  # fmt: skip
         registry.register(_BackendCollector(router))
+        # Labelled series looked up once per label set: prometheus_client's ``labels()`` validates and locks on
+        # every call, several times per request. The label sets are bounded (route templates, configured
+        # models, statuses), and a series is still created only when first observed, as before.
+        self._request_series: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self._usage_series: dict[str, tuple[Counter, Counter]] = {}
 
     def model_label(self, model: str | None) -> str:
         if model is None:
@@ -134,8 +139,12 @@ class Metrics:
         if not self.enabled:
             return
         label = self.model_label(model)
-        self.requests.labels(route, label, status).inc()
-        self.duration.labels(route, label).observe(duration_s)
+        key = (route, label, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = self._request_series[key] = (self.requests.labels(*key), self.duration.labels(route, label))
+        series[0].inc()
+        series[1].observe(duration_s)
 
     def observe_rejection(self, backend: str, reason: Rejection) -> None:
         if self.enabled:
@@ -149,8 +158,14 @@ class Metrics:
         if not self.enabled:
             return
         label = self.model_label(model)
-        self.prompt_tokens.labels(label).inc(usage.prompt_tokens)
-        self.completion_tokens.labels(label).inc(usage.completion_tokens)
+        series = self._usage_series.get(label)
+        if series is None:
+            series = self._usage_series[label] = (
+                self.prompt_tokens.labels(label),
+                self.completion_tokens.labels(label),
+            )
+        series[0].inc(usage.prompt_tokens)
+        series[1].inc(usage.completion_tokens)
         cached = getattr(usage, "cached_tokens", 0)
         if cached:
             self.cached_prompt_tokens.labels(label).inc(cached)

@@ -10,6 +10,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import trio
+
 from adapters.backend import Backend
 from adapters.errors import TrinferError, Unavailable, Unsupported
 from compat.errors import ModelNotFound
@@ -63,13 +65,22 @@ class Route:
 
 
 def outcome_of(exc: BaseException | None) -> Outcome:
-    """How a request's end reflects on its backend's health (only backend-caused errors count)."""
+    """How a request's end reflects on its backend's health (only backend-caused errors count).
+
+    A backend whose send into the request's event channel fails because the consumer closed it (the client
+    left while an upstream read was already delivering, or the consumer finished at `Done` while the backend
+    still sent) ends with trio's `BrokenResourceError` / `ClosedResourceError`: the consumer went away, which
+    says nothing about the backend. Counted as a failure, a burst of clients leaving at once opened the
+    breaker of a healthy backend for ``open_s`` (seen in P8, docs/benchmarks.md round 4).
+    """
     if exc is None:
         return Outcome.SUCCESS
     if isinstance(exc, TrinferError) and exc.backend_fault:
         return Outcome.FAILURE
-    if isinstance(exc, TrinferError) or not isinstance(exc, Exception):
-        return Outcome.NEUTRAL  # client errors, cancellation
+    if isinstance(exc, TrinferError | trio.BrokenResourceError | trio.ClosedResourceError):
+        return Outcome.NEUTRAL  # client errors, the consumer gone
+    if not isinstance(exc, Exception):
+        return Outcome.NEUTRAL  # cancellation
     return Outcome.FAILURE  # a bug in the backend
 
 

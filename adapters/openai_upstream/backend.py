@@ -1,14 +1,14 @@
 """`OpenAIUpstreamBackend`: any OpenAI-compatible server (vLLM, SGLang, llama-server, another trinfer, a
 hosted API) behind the engine contract, spread over several base URLs.
 
-HTTP client: httpx's transport layer, httpcore, one connection pool per base URL (`client.Connections`). It
-runs under trio (httpcore picks its trio backend), keeps connections alive between requests, and bounds
-connecting (``connect_timeout_s``) and every silence between two bytes (``read_timeout_s``) separately -
-exactly the two limits the config exposes. Streaming a response body and closing it early are first-class
-(``aclose``), which is what cancellation needs. httpx's own model layer on top is skipped (see `client`:
-it cost more CPU per request than the rest of the hop); the official ``openai`` SDK adds still more on top
-of httpx - retries, response models and its own error classes - between us and the status, headers and raw
-bytes this adapter translates.
+HTTP client: httpx's transport layer, httpcore, its keep-alive connections kept per base URL
+(`client.Connections`). It runs under trio (httpcore's trio network backend), keeps connections alive between
+requests, and bounds connecting (``connect_timeout_s``) and every silence between two bytes
+(``read_timeout_s``) separately - exactly the two limits the config exposes. Streaming a response body and
+closing it early are first-class (``aclose``), which is what cancellation needs. httpx's own model layer on
+top is skipped (see `client`: it cost more CPU per request than the rest of the hop); the official ``openai``
+SDK adds still more on top of httpx - retries, response models and its own error classes - between us and the
+status, headers and raw bytes this adapter translates.
 
 One generation (`_generate`) is an attempt loop: pick the healthy base URL with the fewest outstanding
 requests, stream the chat completion from it, translate its chunks and send the engine events on. A failure
@@ -44,10 +44,10 @@ from ..types import (
     Text,
     Token,
 )
-from .client import TRANSPORT_ERRORS, Connections, UpstreamResponse
+from .client import CLOSE_TIMEOUT_S, TRANSPORT_ERRORS, Connections, UpstreamResponse
 from .errors import Failure, Kind, status_failure, transport_failure
 from .options import OPTION_KEYS, UpstreamOptions, parse_options, read_api_key
-from .pool import CLOSE_TIMEOUT_S, Pool, UpstreamURL
+from .pool import Pool, UpstreamURL
 from .translate_request import chat_body, embeddings_body
 from .translate_stream import DONE_SENTINEL, ChunkTranslator, SseDecoder
 
@@ -105,11 +105,9 @@ class OpenAIUpstreamBackend(Backend):
 
     def _transport(self, tls: ssl.SSLContext) -> Connections:
         # No proxies from HTTP(S)_PROXY variables around the daemon: the upstream is reached as configured.
+        # No connection limit: admission (``active``) bounds concurrency; the pool must not add a queue.
         return Connections(
-            ssl_context=tls,
-            max_connections=None,  # admission (``active``) bounds concurrency; the pool must not add a queue
-            max_keepalive_connections=KEEPALIVE_CONNECTIONS,
-            keepalive_expiry=KEEPALIVE_EXPIRY_S,
+            ssl_context=tls, max_keepalive_connections=KEEPALIVE_CONNECTIONS, keepalive_expiry=KEEPALIVE_EXPIRY_S
         )
 
     async def maintain(self) -> None:

@@ -1,7 +1,7 @@
 """The base URLs of one ``openai`` backend: health, outstanding requests, least-outstanding choice, probes.
 
-Theory of operation. Each base URL has its own `client.Connections` (an httpcore keep-alive connection
-pool) and a small mutable state: healthy or down (since when, and why), and how many requests it has outstanding.
+Theory of operation. Each base URL has its own `client.Connections` (its httpcore keep-alive connections)
+and a small mutable state: healthy or down (since when, and why), and how many requests it has outstanding.
 
     event                                   state change
     boot                                    every URL starts down ("not probed yet")
@@ -32,14 +32,12 @@ from typing import Any
 import httpcore
 import trio
 
-from .client import TRANSPORT_ERRORS, Connections, Endpoint, UpstreamResponse
+from .client import CLOSE_TIMEOUT_S, TRANSPORT_ERRORS, Connections, Endpoint, UpstreamResponse
 from .errors import transport_failure
 
 log = logging.getLogger("trinfer.backend.openai")
 
 NOT_PROBED = "not probed yet"
-#: Bound on closing a response (shielded: a cancelled probe or request still releases its connection).
-CLOSE_TIMEOUT_S = 5.0
 #: The most of a probe's answer (``GET {base}/models``) that is read: a long model list fits, a runaway body not.
 MAX_PROBE_BODY = 8 * 1024 * 1024
 
@@ -78,7 +76,7 @@ class UpstreamURL:
         request = httpcore.Request(
             method, self._endpoint.url(path), headers=head, content=body, extensions=self._extensions
         )
-        return UpstreamResponse(await self.transport.handle_async_request(request))
+        return await self.transport.request(request)
 
     def status(self) -> dict[str, Any]:
         """This URL's entry in /admin/status (no key: the headers are never shown)."""

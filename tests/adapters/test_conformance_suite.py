@@ -35,7 +35,6 @@ from adapters.mock import MockBackend, count_words
 from adapters.types import ChoiceEnd, Text, TokenLogprob
 
 from . import conformance as suite
-from .test_mock_conformance import PROMPTS
 
 
 class ExtraDone(MockBackend):
@@ -135,7 +134,7 @@ class Hangs(MockBackend):
 
 PROFILE = suite.ConformanceProfile(
     model="mock-echo",
-    prompts=PROMPTS,
+    prompts=suite.ECHO_PROMPTS,
     exact_usage=True,
     prompt_tokens=count_words,
     expected_reply=lambda prompt: prompt,

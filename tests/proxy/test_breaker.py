@@ -82,3 +82,5 @@ def test_only_backend_faults_count() -> None:
         assert outcome_of(neutral) is Outcome.NEUTRAL
     assert outcome_of(RequestValidationError("x")) is Outcome.NEUTRAL
     assert outcome_of(trio.Cancelled._create()) is Outcome.NEUTRAL
+    assert outcome_of(trio.BrokenResourceError()) is Outcome.NEUTRAL  # the consumer closed the channel
+    assert outcome_of(trio.ClosedResourceError()) is Outcome.NEUTRAL

@@ -12,6 +12,7 @@ import openai
 import pytest
 import trio
 
+from adapters import Done, Event, ResolvedV2, StopReason, Text, Usage
 from adapters.mock import MockBackend
 from tests.daemon_harness import RunningDaemon, running_daemon
 
@@ -85,7 +86,9 @@ async def test_three_failures_open_the_breaker_then_one_trial_decides(autojump_c
             assert caught.value.status_code == 503
             assert int(caught.value.response.headers["retry-after"]) >= 1
 
-            await trio.sleep(30)
+            # Past open_s (30 s); not exactly 30 s, when the server closes the client's idle keep-alive
+            # connection (KEEP_ALIVE_S) at the same virtual instant the client would reuse it.
+            await trio.sleep(31)
             assert await breaker_state(d, "primary") == "half_open"
             # The trial fails: open again for a full period.
             with pytest.raises(openai.InternalServerError):
@@ -93,7 +96,7 @@ async def test_three_failures_open_the_breaker_then_one_trial_decides(autojump_c
             assert started(d) == (4, 1)
             assert await breaker_state(d, "primary") == "open"
 
-            await trio.sleep(30)
+            await trio.sleep(31)
             primary = d.backends["primary"]
             assert isinstance(primary, MockBackend)
             primary.options = replace(primary.options, fail="none")  # the backend has recovered
@@ -124,3 +127,29 @@ async def test_invalid_requests_never_count_against_a_backend() -> None:
             assert await breaker_state(d, "primary") == "closed"
             await client.chat.completions.create(model="shared", messages=HELLO)
             assert started(d) == (1, 0)
+
+
+async def test_a_backend_sending_after_the_consumer_left_is_not_counted_against_it() -> None:
+    """A send into a closed event channel (the consumer finished at Done, or the client left while an
+    upstream read was delivering) is the consumer gone, not a backend failure: three of them must not open
+    the breaker of a backend that answered every request."""
+    refused: list[str] = []
+
+    async def sends_past_done(req: ResolvedV2, send: trio.MemorySendChannel[Event]) -> None:
+        await send.send(Text("hi"))
+        await send.send(Done(StopReason.END, Usage(1, 1)))
+        try:
+            for _ in range(100):  # more than the channel holds: the consumer closes it after Done
+                await send.send(Text("late"))
+        except trio.BrokenResourceError:
+            refused.append("refused")
+            raise
+
+    with trio.fail_after(10):
+        async with running_daemon(two_backends()) as d, d.client() as client:
+            d.backends["primary"].generate_v2 = sends_past_done  # type: ignore[method-assign]
+            for _ in range(3):
+                reply = await client.chat.completions.create(model="shared", messages=HELLO)
+                assert reply.choices[0].message.content == "hi"
+            assert refused == ["refused"] * 3
+            assert await breaker_state(d, "primary") == "closed"

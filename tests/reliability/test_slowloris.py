@@ -14,6 +14,7 @@ import json
 
 import trio
 
+from proxy.listener import KEEP_ALIVE_S
 from tests.daemon_harness import MOCK_MODEL, RunningDaemon, mock_config, running_daemon, wait_until
 from tests.reliability.process_state import task_count
 
@@ -98,4 +99,24 @@ async def test_headers_that_never_finish_are_closed(autojump_clock: trio.abc.Clo
             await wait_until(lambda: task_count() == idle_tasks)
             assert len(d.daemon.inflight) == 0
             assert d.backend_status()["started"] == 1
+            await serve_a_normal_client(d)
+
+
+async def test_a_connection_left_idle_after_its_request_is_closed(autojump_clock: trio.abc.Clock) -> None:
+    """A client that got its answer and then holds the keep-alive connection open, silent, is closed after the
+    keep-alive timeout, as one that never finished its headers is; it holds no task after that."""
+    with trio.fail_after(300):
+        async with running_daemon(CONFIG) as d:
+            idle_tasks = task_count()
+            streams = [await trio.open_tcp_stream("127.0.0.1", d.inference_port) for _ in range(STALLED)]
+            for stream in streams:
+                await stream.send_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                status, headers, _ = await read_response(stream)
+                assert status == 200 and headers.get("connection") != "close"
+            quiet_since = trio.current_time()
+            for stream in streams:
+                assert await stream.receive_some(65536) == b""  # closed by the server
+                await stream.aclose()
+            assert trio.current_time() - quiet_since >= KEEP_ALIVE_S
+            await wait_until(lambda: task_count() == idle_tasks)
             await serve_a_normal_client(d)
