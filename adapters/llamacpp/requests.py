@@ -133,12 +133,16 @@ async def relay(
     queued = 0  # items in the channel or in the relay's hands: while any, `offer` is not tried
     direct = offer
 
+    def taken() -> None:
+        """One more item reached the consumer: a sequence paused on the output bound may go on."""
+        job.consumed += 1
+        if job.paused:
+            engine.wake()
+
     def put(item: Item) -> None:  # called in the event loop (`run_sync_soon`)
         nonlocal queued
         if not queued and direct is not None and isinstance(item, Piece) and direct(item):
-            job.consumed += 1
-            if job.paused:
-                engine.wake()
+            taken()
             return
         queued += 1
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
@@ -155,9 +159,7 @@ async def relay(
     try:
         while True:
             item = await items.receive()
-            job.consumed += 1
-            if job.paused:
-                engine.wake()
+            taken()
             if isinstance(item, Piece):
                 await on_piece(item)
             elif isinstance(item, ChoiceDone):
