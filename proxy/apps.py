@@ -3,12 +3,15 @@
 
 The route table of the inference app is here, and beside it `ERROR_DIALECTS`, the error body of each route
 prefix that does not speak OpenAI's. Each route is a thin view given the `Services` value, never the Daemon.
+The ``POST`` routes that run generations (`generation_views`) are served in front of quart, straight off ASGI
+(`proxy.direct_routes`); quart serves the rest: ``/health``, models, the playground, the WebSockets, 404s.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, cast
 
 from quart import Response, has_request_context, request, websocket
@@ -33,6 +36,7 @@ from . import responses_ws as responses_ws_views
 from . import ws as ws_views
 from .asgi import RequestMiddleware
 from .cors import CorsPolicy
+from .direct_routes import METHOD, DirectRoutes, View
 from .errors import ErrorBody, ErrorRenderers, translate_http_exception
 from .inflight import SCOPE_KEY, RequestInfo
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -52,12 +56,14 @@ def error_renderers() -> ErrorRenderers:
     return ErrorRenderers(by_prefix=ERROR_DIALECTS)
 
 
-def route_templates(app: QuartTrio) -> Callable[[str, str], str]:
-    """(method, path) -> the template of the route that serves it (``/v1/models/{model_id}``), else ``other``:
-    the bounded ``route`` label of the request metrics."""
+def route_templates(app: QuartTrio, direct: frozenset[str] = frozenset()) -> Callable[[str, str], str]:
+    """(method, path) -> the template of the route that serves it (``/v1/models/{model_id}``; a direct route's
+    path), else ``other``: the bounded ``route`` label of the request metrics."""
     urls = app.url_map.bind("trinfer")
 
     def route_of(method: str, path: str) -> str:
+        if path in direct:
+            return path if method == METHOD else "other"
         try:
             rule, _ = urls.match(path, method, return_rule=True)
         except (HTTPException, RequestRedirect):
@@ -119,14 +125,6 @@ def build_inference_app(services: Services) -> RequestMiddleware:
     app = _new_app("trinfer-inference", services, errors)
     router = services.router
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions() -> Response:
-        return await chat_views.chat_completions(services)
-
-    @app.post("/v1/responses")
-    async def responses() -> Response:
-        return await response_views.create_response(services)
-
     @app.websocket(responses_ws_views.PATH)
     async def responses_ws() -> Response | None:
         return await responses_ws_views.responses_socket_route(services, errors)
@@ -135,22 +133,6 @@ def build_inference_app(services: Services) -> RequestMiddleware:
     @app.route("/v1/responses/<response_id>/<any(input_items, cancel):action>", methods=["GET", "POST"])
     async def stored_response(response_id: str, action: str | None = None) -> Response:
         raise response_views.stored_response(response_id)
-
-    @app.post("/v1/completions")
-    async def completions() -> Response:
-        return await completion_views.create_completion(services)
-
-    @app.post(messages_views.PREFIX)
-    async def messages() -> Response:
-        return await messages_views.messages(services)
-
-    @app.post(f"{messages_views.PREFIX}/count_tokens")
-    async def count_tokens() -> Response:
-        return await messages_views.count_tokens(services)
-
-    @app.post("/v1/embeddings")
-    async def embeddings() -> Response:
-        return await embedding_views.embeddings(services)
 
     @app.websocket(ws_views.WS_PATH)
     async def ws() -> Response | None:
@@ -175,8 +157,15 @@ def build_inference_app(services: Services) -> RequestMiddleware:
         router.owner(model_id)  # ModelNotFound (404) for an unknown id
         return json_response(model_object(model_id, services.started_at, OWNED_BY))
 
-    return RequestMiddleware(
+    direct = DirectRoutes(
         app,
+        generation_views(services),
+        errors=errors,
+        max_body_bytes=services.server.max_body_bytes,
+        body_timeout_s=services.server.write_timeout_s,
+    )
+    return RequestMiddleware(
+        direct,
         api_keys=services.api_keys,
         max_body_bytes=services.server.max_body_bytes,
         inflight=services.inflight,
@@ -184,9 +173,21 @@ def build_inference_app(services: Services) -> RequestMiddleware:
         errors=errors,
         x_api_key_prefixes=X_API_KEY_PREFIXES,
         metrics=services.metrics,
-        route_of=route_templates(app),
+        route_of=route_templates(app, direct.paths),
         cors=CorsPolicy.from_config(services.server.cors_allow_origins),
     )
+
+
+def generation_views(services: Services) -> dict[str, View]:
+    """The ``POST`` routes served off ASGI (`proxy.direct_routes`): path -> view."""
+    return {
+        "/v1/chat/completions": partial(chat_views.chat_completions, services),
+        "/v1/responses": partial(response_views.create_response, services),
+        "/v1/completions": partial(completion_views.create_completion, services),
+        messages_views.PREFIX: partial(messages_views.messages, services),
+        f"{messages_views.PREFIX}/count_tokens": partial(messages_views.count_tokens, services),
+        "/v1/embeddings": partial(embedding_views.embeddings, services),
+    }
 
 
 def build_admin_app(services: Services, status: Callable[[], dict[str, Any]]) -> RequestMiddleware:

@@ -6,21 +6,19 @@ event and no ``[DONE]`` (`proxy.sse`).
 
 from __future__ import annotations
 
-from quart import Response
-
 from compat.openai.chat_request import parse_chat_request
 from compat.openai.chat_response import ChunkEncoder, CompletionAccumulator, new_completion_id
 from compat.openai.sse import ChatSSEEncoder
 
 from . import pipeline
-from .request_io import current_request, json_response, read_parsed
+from .request_io import Exchange, Reply, json_reply
 from .services import Services
 from .sse import sse_response
 
 
-async def chat_completions(services: Services) -> Response:
-    info = current_request()
-    chat = await read_parsed(parse_chat_request)
+async def chat_completions(services: Services, exchange: Exchange) -> Reply:
+    info = exchange.info
+    chat = await exchange.read_parsed(parse_chat_request)
     info.model = chat.model
     generation = await pipeline.generate(services.router, chat.request, info, stream=chat.stream)
     completion_id, created = new_completion_id(), int(services.clock())
@@ -30,4 +28,4 @@ async def chat_completions(services: Services) -> Response:
     accumulator = CompletionAccumulator(chat.model, completion_id, created)
     for event in await generation.collect():
         accumulator.add(event)
-    return json_response(accumulator.result())
+    return json_reply(accumulator.result())

@@ -10,22 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from quart import Response
-
 from adapters.types import Event, ResolvedV2
 from compat.openai.completions import CompletionEncoder, CompletionSSE, new_completion_id, parse_completion_request
 
 from . import pipeline
 from .inflight import RequestInfo
-from .request_io import current_request, json_response, read_parsed
+from .request_io import Exchange, Reply, json_reply
 from .routing import Router
 from .services import Services
 from .sse import sse_response
 
 
-async def create_completion(services: Services) -> Response:
-    info = current_request()
-    completion = await read_parsed(parse_completion_request)
+async def create_completion(services: Services, exchange: Exchange) -> Reply:
+    info = exchange.info
+    completion = await exchange.read_parsed(parse_completion_request)
     info.model = completion.model
     first, *rest = completion.requests
     generation = await pipeline.generate(services.router, first, info, stream=completion.stream)
@@ -38,7 +36,7 @@ async def create_completion(services: Services) -> Response:
     for req in rest:
         for event in await (await pipeline.generate(services.router, req, info, stream=False)).collect():
             encoder.encode(event)
-    return json_response(encoder.result())
+    return json_reply(encoder.result())
 
 
 class PromptsInTurn:

@@ -3,18 +3,16 @@
 
 from __future__ import annotations
 
-from quart import Response
-
 from compat.openai.embeddings import parse_embeddings_request, render_embeddings
 
 from . import pipeline
-from .request_io import current_request, json_response, read_parsed
+from .request_io import Exchange, Reply, json_reply
 from .services import Services
 
 
-async def embeddings(services: Services) -> Response:
-    info = current_request()
-    req = await read_parsed(parse_embeddings_request)
+async def embeddings(services: Services, exchange: Exchange) -> Reply:
+    info = exchange.info
+    req = await exchange.read_parsed(parse_embeddings_request)
     info.model = req.model
     result = await pipeline.embed(services.router, req.request, info)
-    return json_response(render_embeddings(req, result))
+    return json_reply(render_embeddings(req, result))

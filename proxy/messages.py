@@ -8,14 +8,12 @@ as ``x-api-key`` there (`proxy.asgi`). A failure before the first event is a sta
 
 from __future__ import annotations
 
-from quart import Response
-
 from compat.anthropic.request import parse_count_tokens_request, parse_messages_request
 from compat.anthropic.response import MessageAccumulator, count_tokens_answer, new_message_id
 from compat.anthropic.stream import EventEncoder, MessagesSSEEncoder
 
 from . import pipeline
-from .request_io import current_request, json_response, read_parsed
+from .request_io import Exchange, Reply, json_reply
 from .services import Services
 from .sse import sse_response
 
@@ -23,9 +21,9 @@ from .sse import sse_response
 PREFIX = "/v1/messages"
 
 
-async def messages(services: Services) -> Response:
-    info = current_request()
-    parsed = await read_parsed(parse_messages_request)
+async def messages(services: Services, exchange: Exchange) -> Reply:
+    info = exchange.info
+    parsed = await exchange.read_parsed(parse_messages_request)
     info.model = parsed.model
     generation = await pipeline.generate(services.router, parsed.request, info, stream=parsed.stream)
     message_id, stops = new_message_id(), parsed.request.sampling.stop
@@ -34,11 +32,11 @@ async def messages(services: Services) -> Response:
     accumulator = MessageAccumulator(parsed.model, message_id, stops)
     for event in await generation.collect():
         accumulator.add(event)
-    return json_response(accumulator.result())
+    return json_reply(accumulator.result())
 
 
-async def count_tokens(services: Services) -> Response:
-    info = current_request()
-    req = await read_parsed(parse_count_tokens_request)
+async def count_tokens(services: Services, exchange: Exchange) -> Reply:
+    info = exchange.info
+    req = await exchange.read_parsed(parse_count_tokens_request)
     info.model = req.model
-    return json_response(count_tokens_answer(await pipeline.count_tokens(services.router, req, info)))
+    return json_reply(count_tokens_answer(await pipeline.count_tokens(services.router, req, info)))

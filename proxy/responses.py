@@ -8,21 +8,19 @@ so the routes that would read a stored response answer 404 (`stored_response`).
 
 from __future__ import annotations
 
-from quart import Response
-
 from compat.errors import RouteNotFound
 from compat.openai.responses_request import parse_responses_request
 from compat.openai.responses_stream import ResponseEncoder, ResponseSSE, new_response_id
 
 from . import pipeline
-from .request_io import current_request, json_response, read_parsed
+from .request_io import Exchange, Reply, json_reply
 from .services import Services
 from .sse import sse_response
 
 
-async def create_response(services: Services) -> Response:
-    info = current_request()
-    parsed = await read_parsed(parse_responses_request)
+async def create_response(services: Services, exchange: Exchange) -> Reply:
+    info = exchange.info
+    parsed = await exchange.read_parsed(parse_responses_request)
     info.model = parsed.model
     generation = await pipeline.generate(services.router, parsed.request, info, stream=parsed.stream)
     encoder = ResponseEncoder(new_response_id(), int(services.clock()), parsed.model, parsed.settings)
@@ -31,7 +29,7 @@ async def create_response(services: Services) -> Response:
     encoder.start()
     for event in await generation.collect():
         encoder.encode(event)
-    return json_response(encoder.response())
+    return json_reply(encoder.response())
 
 
 def stored_response(response_id: str) -> RouteNotFound:

@@ -15,20 +15,20 @@ write timeout) runs ``finally``, which stops the producer.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Protocol
-
-from quart import Response
 
 from adapters.errors import TrinferError
 from adapters.types import Event
 
 from .inflight import RequestInfo
 from .logs import get_logger
+from .request_io import Reply
 
 log = get_logger("sse")
 
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SSE_CONTENT_TYPE = b"text/event-stream; charset=utf-8"
+SSE_HEADERS = ((b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"))
 
 #: A body piece takes no more events once it holds this many bytes.
 SSE_BATCH_BYTES = 16 * 1024
@@ -59,15 +59,15 @@ class SSEEncoder(Protocol):
         ...
 
 
-def sse_response(generation: EventBatches, encoder: SSEEncoder, info: RequestInfo) -> Response:
-    """A ``200 text/event-stream`` response whose body is `sse_body`."""
-    response = Response(sse_body(generation, encoder, info), status=200, mimetype="text/event-stream")
-    response.headers.update(SSE_HEADERS)
-    response.timeout = None  # the stream lasts as long as the generation; writes are bounded instead
-    return response
+def sse_response(generation: EventBatches, encoder: SSEEncoder, info: RequestInfo) -> Reply:
+    """A ``200 text/event-stream`` reply whose body is `sse_body` (it lasts as long as the generation; each
+    write is bounded by ``write_timeout_s`` instead)."""
+    return Reply(200, SSE_CONTENT_TYPE, sse_body(generation, encoder, info), SSE_HEADERS)
 
 
-async def sse_body(generation: EventBatches, encoder: SSEEncoder, info: RequestInfo) -> AsyncIterator[bytes]:
+async def sse_body(
+    generation: EventBatches, encoder: SSEEncoder, info: RequestInfo
+) -> AsyncGenerator[bytes, None]:
     """The SSE body of ``generation`` (first event already in hand); see the module docstring."""
     pending: list[bytes] = []
     size = 0

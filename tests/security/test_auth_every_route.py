@@ -16,6 +16,7 @@ import openai
 import pytest
 import trio
 
+from proxy.direct_routes import DirectRoutes
 from proxy.playground import PUBLIC_PATHS as PLAYGROUND_FILES
 from tests.daemon_harness import TEST_KEY, keyed_config, mock_config, running_daemon
 
@@ -24,9 +25,14 @@ ANTHROPIC_ROUTES = "/v1/messages"
 
 
 def routes(asgi_app: Any) -> list[tuple[str, str]]:
-    """(method, concrete path) for every rule of the quart app inside a `RequestMiddleware`."""
+    """(method, concrete path) for every route of the app inside a `RequestMiddleware`: the direct routes
+    (`proxy.direct_routes`, POST only) in front of the quart app, and every rule of the quart app."""
+    app = asgi_app.app
     found = []
-    for rule in asgi_app.app.url_map.iter_rules():
+    if isinstance(app, DirectRoutes):
+        found.extend(("POST", path) for path in sorted(app.paths))
+        app = app.app
+    for rule in app.url_map.iter_rules():
         path = re.sub(r"<[^>]+>", "x", rule.rule)
         if path.startswith("/static"):
             continue
