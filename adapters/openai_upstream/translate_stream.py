@@ -166,7 +166,7 @@ class ChunkTranslator:
 
     def feed_completion(self, completion: dict[str, Any]) -> list[Event]:
         """Every event of one decoded ``chat.completion`` object (a non-streaming answer), through `Done`."""
-        if "error" in completion:
+        if completion.get("error") is not None:
             raise Unavailable(f"the upstream server failed: {_upstream_message(completion['error'])}")
         choices = completion.get("choices")
         if not isinstance(choices, list):

@@ -173,6 +173,7 @@ def test_a_whole_answers_stop_reasons_and_missing_usage() -> None:
     stopped["choices"][0]["stop_reason"] = "END"
     assert completion_events(json.dumps(stopped).encode())[-1].stop_reason is StopReason.STOP_SEQUENCE  # type: ignore[union-attr]
     assert completion_events(answer({"content": "x"}, None)) == [Text("x"), Done(StopReason.END, Usage())]
+    assert completion_events(answer({"content": "x"}, error=None))[0] == Text("x")  # a null "error" is none
     other = {"choices": [{"index": 1, "message": {"content": "no"}}, {"message": {"content": "yes"}}]}
     assert completion_events(json.dumps(other).encode())[0] == Text("yes")
 
@@ -192,7 +193,7 @@ def test_a_whole_answers_stop_reasons_and_missing_usage() -> None:
         (answer({"tool_calls": [{"function": {"arguments": "{}"}}]}), "a tool call without a function name"),
         (answer({"tool_calls": [{"function": {"name": "f", "arguments": "[1]"}}]}), "not a JSON object"),
         (b'{"error": {"message": "CUDA OOM"}, "choices": []}', "the upstream server failed: CUDA OOM"),
-        (b'{"error": null}', "the upstream server failed: no message"),
+        (b'{"error": "plain"}', "the upstream server failed: no message"),
     ],
 )
 def test_malformed_whole_answers_are_upstream_errors(body: bytes, message: str) -> None:
