@@ -213,6 +213,10 @@ class ResolvedV2:
     prompt: str | None = None
     #: The client's reasoning switch; None leaves it to the backend's configuration.
     thinking: ThinkingConfig | None = None
+    #: Whether the client reads the answer as it is generated (SSE, WebSocket). When false the client waits
+    #: for all of it, so a backend may produce the events all at once (the ``openai`` backend then asks its
+    #: upstream for one JSON answer instead of a stream). Set by the pipeline; the events are the same.
+    stream: bool = True
 
     @classmethod
     def from_v1(cls, req: Resolved) -> ResolvedV2:

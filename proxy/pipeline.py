@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import trio
@@ -64,10 +64,12 @@ async def generate(router: Router, req: ResolvedV2, info: RequestInfo, *, stream
     """Route ``req``, start its producer in the request's nursery and wait for its first event.
 
     ``stream`` says whether the client reads the answer as it comes (SSE, WebSocket) or waits for all of it;
-    the metrics name the phase a cancellation came in by it. Raises whatever ended the generation before its
-    first event (routing, dispatch, admission, the backend), so the view can answer with a status. Otherwise
-    the returned `Generation` holds the first batch.
+    the backend gets it as ``req.stream``, and the metrics name the phase a cancellation came in by it. Raises
+    whatever ended the generation before its first event (routing, dispatch, admission, the backend), so the
+    view can answer with a status. Otherwise the returned `Generation` holds the first batch.
     """
+    if req.stream != stream:
+        req = replace(req, stream=stream)
     route = router.route(req.model)
     progress = _Progress(stream)
     producer = _producer(route, req, info, progress)

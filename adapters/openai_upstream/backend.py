@@ -11,10 +11,16 @@ SDK adds still more on top of httpx - retries, response models and its own error
 status, headers and raw bytes this adapter translates.
 
 One generation (`_generate`) is an attempt loop: pick the healthy base URL with the fewest outstanding
-requests, stream the chat completion from it, translate its chunks and send the engine events on. A failure
-that makes the URL unfit (see `errors`) marks it down and - *only while no event has been sent*, i.e. before
-any byte could reach the client - moves the request to the next healthy URL it has not tried. After the first
-event nothing is retried: the failure ends the stream (the daemon sends the in-band error event).
+requests, ask it for the chat completion, translate its answer and send the engine events on. The upstream is
+asked to stream only when the client streams (`ResolvedV2.stream`); a client that waits for the whole answer
+gets it from one ``chat.completion`` object, which costs the upstream and trinfer less than a stream of
+chunks. The answer is read by its Content-Type, not by what was asked: ``text/event-stream`` is relayed
+chunk by chunk as it arrives (`_relay`), JSON is read whole and then translated (`_read_completion`); a
+server that names neither is read as what was asked. A failure that makes the URL unfit (see `errors`) marks
+it down and - *only while no event has been sent*, i.e. before any byte could reach the client - moves the
+request to the next healthy URL it has not tried. A JSON answer's events are sent only once all of its body
+has arrived, so a reset while reading it still moves the request on. After the first event nothing is
+retried: the failure ends the stream (the daemon sends the in-band error event).
 
 Leaving an attempt for any reason - done, failed, or cancelled because the client went away in any phase -
 closes the upstream response at once, in a shielded close bounded by `CLOSE_TIMEOUT_S`: the connection is
@@ -49,7 +55,7 @@ from .errors import Failure, Kind, status_failure, transport_failure
 from .options import OPTION_KEYS, UpstreamOptions, parse_options, read_api_key
 from .pool import Pool, UpstreamURL
 from .translate_request import chat_body, embeddings_body
-from .translate_stream import DONE_SENTINEL, ChunkTranslator, SseDecoder
+from .translate_stream import DONE_SENTINEL, ChunkTranslator, SseDecoder, completion_events
 
 #: How many idle keep-alive connections each base URL's pool keeps.
 KEEPALIVE_CONNECTIONS = 64
@@ -169,7 +175,7 @@ class OpenAIUpstreamBackend(Backend):
             while True:
                 url = self._next_url(pool, tried)
                 try:
-                    await self._stream_once(pool, url, body, sent)
+                    await self._answer_once(pool, url, body, sent, stream=req.stream)
                     return
                 except Failure as failure:
                     self._after_failure(pool, url, failure, tried, retry_allowed=not sent.any)
@@ -202,12 +208,18 @@ class OpenAIUpstreamBackend(Backend):
             raise failure.error from failure.__cause__
         self._failovers += 1
 
-    async def _stream_once(self, pool: Pool, url: UpstreamURL, body: bytes, sent: _Sent) -> None:
-        """One attempt on ``url``: stream its answer into ``sent``; raise `Failure` when it fails."""
+    async def _answer_once(self, pool: Pool, url: UpstreamURL, body: bytes, sent: _Sent, *, stream: bool) -> None:
+        """One attempt on ``url``: send its answer's events into ``sent``; raise `Failure` when it fails.
+
+        ``stream`` is what was asked of the upstream: how to read an answer whose Content-Type says nothing.
+        """
         with pool.lease(url):
             response = await _open(url, "/chat/completions", body)
             try:
-                await _relay(response, sent)
+                if _is_event_stream(response, asked=stream):
+                    await _relay(response, sent)
+                else:
+                    await sent.many(await _read_completion(response))
             finally:
                 await _close(response)
 
@@ -338,6 +350,34 @@ async def _relay(response: UpstreamResponse, sent: _Sent) -> None:
             Unavailable("the upstream server ended the stream before the answer was complete"),
         )
     await sent.many(translator.finish())
+
+
+def _is_event_stream(response: UpstreamResponse, *, asked: bool) -> bool:
+    """True when ``response`` is read as an SSE stream: its Content-Type says ``text/event-stream``; false when
+    it says JSON (``application/json`` or a ``+json`` type); when it says neither, what was ``asked``."""
+    media = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media == "text/event-stream":
+        return True
+    if media == "application/json" or media.endswith("+json"):
+        return False
+    return asked
+
+
+async def _read_completion(response: UpstreamResponse) -> list[Event]:
+    """Every event of the JSON answer in ``response`` (one ``chat.completion`` object), through `Done`.
+
+    The whole body is read first (each wait for its bytes bounded by ``read_timeout_s``, like a stream's), so
+    nothing is sent before it has all arrived: a reset or an early end while reading it fails like one before
+    the answer's headers (the URL is marked down, another URL may take the request), a read timeout is 502.
+    """
+    try:
+        data = await response.aread()
+    except TRANSPORT_ERRORS as exc:
+        raise transport_failure(exc) from exc
+    try:
+        return completion_events(data)
+    except Unavailable as exc:
+        raise Failure(Kind.FAILED, exc.message, exc) from exc
 
 
 async def _read_some(response: UpstreamResponse, limit: int) -> bytes:

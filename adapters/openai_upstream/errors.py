@@ -10,9 +10,10 @@ May another URL be tried (``failover``)? Only when nothing has reached the clien
 that - and only for failures that say the URL is unfit: the connection was refused or timed out, it was
 reset or closed before the answer's headers (a pooled connection the server dropped counts the same), or
 the upstream answered 5xx. Those also mark the URL down until its health probe passes. A stream that broke
-off after a 2xx but before its first event moves on too, without marking the URL down (`Failure.cut`). A
-read timeout is not a reason: a slow upstream is busy, not dead, and sending the same long prompt elsewhere
-would double the load.
+off after a 2xx but before its first event moves on too, without marking the URL down (`Failure.cut`); a
+non-streaming answer's body is read whole before any event is sent, so one that breaks off counts like a
+failure before the headers. A read timeout is not a reason: a slow upstream is busy, not dead, and sending
+the same long prompt elsewhere would double the load.
 
 What the client sees: an upstream 4xx keeps its status and OpenAI error object (`UpstreamRejected`). 401
 and 403 too, but they refuse the *operator's* key, not the client's: their message is replaced by one that

@@ -10,9 +10,12 @@ compat). Every engine field has one fate:
   are the vLLM / llama.cpp extensions clients send through ``extra_body``; ``max_tokens`` keeps its classic
   name, which every open-source server understands;
 - tools, ``tool_choice`` (only next to tools), ``parallel_tool_calls`` (only when false), ``response_format``;
-- always ``stream: true`` with ``stream_options.include_usage``: the upstream's answer is read as a stream
-  whether or not the client streams (one code path, and a disconnect can close it at any point), and usage is
-  always asked for; whether the client sees it is decided by the client's own request, further up.
+- ``stream`` as the client asked (`ResolvedV2.stream`): a streaming client gets ``stream: true`` with
+  ``stream_options.include_usage`` (usage is always asked for; whether the client sees it is decided by the
+  client's own request, further up); a client that waits for the whole answer gets ``stream: false``, and
+  the upstream answers with one ``chat.completion`` object, which always carries its usage. That is less work
+  for the upstream (one JSON object instead of an SSE chunk per token) and for trinfer (one body to parse);
+  the backend reads either kind of answer by its Content-Type.
 """
 
 from __future__ import annotations
@@ -68,8 +71,11 @@ def chat_body(req: ResolvedV2, model: str) -> JSON:
         if fmt.strict:
             schema["strict"] = True
         body["response_format"] = {"type": "json_schema", "json_schema": schema}
-    body["stream"] = True
-    body["stream_options"] = {"include_usage": True}
+    if req.stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    else:
+        body["stream"] = False
     return body
 
 

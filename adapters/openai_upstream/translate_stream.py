@@ -1,4 +1,5 @@
-"""An upstream's ``text/event-stream`` of ``chat.completion.chunk`` objects as engine events. Sans-IO.
+"""An upstream's answer as engine events: a ``text/event-stream`` of ``chat.completion.chunk`` objects, or
+one ``chat.completion`` object. Sans-IO.
 
 Two small machines, fed by the backend as bytes arrive:
 
@@ -26,8 +27,14 @@ keep-alives skipped; LF or CRLF line ends; input may be cut anywhere, even insid
     {"error": {...}}                      -> `Unavailable` carrying the upstream's message
     [DONE]                                -> the end: Done
 
-Anything that is not the shape above (a chunk that is not a JSON object, a tool call without a name) is the
-upstream's protocol error: `Unavailable`, never a crash.
+A non-streaming answer (`completion_events`: the body of one ``chat.completion``) goes through the same
+translator: its first choice's ``message`` is fed as if it were one delta holding the whole answer (tool
+calls keyed by their position in ``tool_calls``, each with its full arguments), then its ``finish_reason``,
+then the end. Its ``usage`` is the object's own; an answer without one gets 0 and 0 (unknown: counting
+chunks means nothing when there was one).
+
+Anything that is not the shape above (a chunk or body that is not a JSON object, an answer with no choice, a
+tool call without a name) is the upstream's protocol error: `Unavailable`, never a crash.
 """
 
 from __future__ import annotations
@@ -97,7 +104,7 @@ class _PendingCall:
 
 
 def _protocol_error(what: str) -> Unavailable:
-    return Unavailable(f"the upstream server sent a malformed stream: {what}")
+    return Unavailable(f"the upstream server sent a malformed answer: {what}")
 
 
 def _upstream_message(error: Any) -> str:
@@ -138,10 +145,7 @@ class ChunkTranslator:
             raise Unavailable(f"the upstream server failed mid-stream: {_upstream_message(chunk['error'])}")
         usage = chunk.get("usage")
         if isinstance(usage, dict):
-            self._usage = Usage(
-                prompt_tokens=_count(usage.get("prompt_tokens")),
-                completion_tokens=_count(usage.get("completion_tokens")),
-            )
+            self._usage = _usage(usage)
         events: list[Event] = []
         choices = chunk.get("choices") or []
         if not isinstance(choices, list):
@@ -156,12 +160,28 @@ class ChunkTranslator:
             events.extend(self._delta(delta))
             if len(events) > before or delta.get("tool_calls"):
                 self._content_chunks += 1
-            reason = choice.get("finish_reason")
-            if reason is not None:
-                self._finish = str(reason)
-                self._stop_string = isinstance(choice.get("stop_reason"), str)
+            if self._finish_reason(choice):
                 events.extend(self._flush(None))
         return events
+
+    def feed_completion(self, completion: dict[str, Any]) -> list[Event]:
+        """Every event of one decoded ``chat.completion`` object (a non-streaming answer), through `Done`."""
+        if completion.get("error") is not None:
+            raise Unavailable(f"the upstream server failed: {_upstream_message(completion['error'])}")
+        choices = completion.get("choices")
+        if not isinstance(choices, list):
+            raise _protocol_error("'choices' is not an array")
+        choice = next((c for c in choices if isinstance(c, dict) and c.get("index", 0) == 0), None)
+        if choice is None:
+            raise _protocol_error("an answer with no choice")
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise _protocol_error("a choice whose 'message' is not an object")
+        usage = completion.get("usage")
+        self._usage = _usage(usage) if isinstance(usage, dict) else Usage()
+        events = self._delta(message, whole=True)
+        self._finish_reason(choice)
+        return events + self.finish()
 
     def finish(self) -> list[Event]:
         """The last events once the stream ended with ``[DONE]``: calls still open, then `Done`."""
@@ -175,7 +195,18 @@ class ChunkTranslator:
         events.append(Done(stop, usage))
         return events
 
-    def _delta(self, delta: dict[str, Any]) -> list[Event]:
+    def _finish_reason(self, choice: dict[str, Any]) -> bool:
+        """Keep the choice's ``finish_reason``, if it has one (then True)."""
+        reason = choice.get("finish_reason")
+        if reason is None:
+            return False
+        self._finish = str(reason)
+        self._stop_string = isinstance(choice.get("stop_reason"), str)
+        return True
+
+    def _delta(self, delta: dict[str, Any], *, whole: bool = False) -> list[Event]:
+        """The events of one delta, or of a whole message (``whole``: every tool call is complete, and is
+        keyed by its position whatever ``index`` it carries)."""
         events: list[Event] = []
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if isinstance(reasoning, str) and reasoning:
@@ -188,7 +219,8 @@ class ChunkTranslator:
             if not isinstance(calls, list):
                 raise _protocol_error("'tool_calls' is not an array")
             for position, call in enumerate(calls):
-                events.extend(self._tool_call_piece(call, position))
+                piece = {**call, "index": position} if whole and isinstance(call, dict) else call
+                events.extend(self._tool_call_piece(piece, position))
         return events
 
     def _tool_call_piece(self, call: Any, position: int) -> list[Event]:
@@ -232,6 +264,23 @@ def _tool_use(call: _PendingCall) -> ToolUse:
     if not isinstance(parsed, dict):
         raise Unavailable(f"the upstream model called {call.name!r} with arguments that are not a JSON object")
     return ToolUse(id=call.id or f"call_{secrets.token_hex(12)}", name=call.name, arguments=arguments)
+
+
+def completion_events(body: bytes) -> list[Event]:
+    """Every event of a non-streaming answer's body (one ``chat.completion`` object), through `Done`."""
+    try:
+        completion = json.loads(body)
+    except ValueError:
+        raise _protocol_error("a body that is not JSON") from None
+    if not isinstance(completion, dict):
+        raise _protocol_error("a body that is not a JSON object")
+    return ChunkTranslator().feed_completion(completion)
+
+
+def _usage(usage: dict[str, Any]) -> Usage:
+    return Usage(
+        prompt_tokens=_count(usage.get("prompt_tokens")), completion_tokens=_count(usage.get("completion_tokens"))
+    )
 
 
 def _count(value: Any) -> int:

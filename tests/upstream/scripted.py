@@ -6,10 +6,12 @@ nursery, so the autojump clock drives every timeout. ``GET /v1/models`` answers 
 bytes) when set; ``probe_hang`` makes it answer nothing until the client goes away; ``close_after_answer``
 drops each connection once a POST was answered, as a server closing idle keep-alive connections early does.
 
-``POST`` requests get the next scripted `Reply`: a JSON body with a status, or a ``text/event-stream`` made
-of chunks (`sse`), where `DROP` closes the socket mid-body and `HANG` stops writing until the client goes
-away; ``before_headers`` answers nothing (`DROP`: close at once; `HANG`: wait for the client to leave).
-With no reply queued, a POST gets a complete one-word answer.
+``POST`` requests get the next scripted `Reply`: a JSON body with a status (`completion`: a non-streaming
+answer), or a ``text/event-stream`` made of chunks (`sse`), where `DROP` closes the socket mid-body and `HANG`
+stops writing until the client goes away; ``before_headers`` answers nothing (`DROP`: close at once; `HANG`:
+wait for the client to leave). ``content_type`` replaces the one a reply's kind has ("" sends none): raw text
+steps under ``application/json`` are a JSON body that can break off. With no reply queued, a POST gets a
+complete one-word answer, streamed or not as it asked.
 
 Every POST is recorded (path, lowercased headers, decoded JSON body) so translation tests assert on what the
 upstream actually received; ``disconnects`` counts connections the client closed while a reply was pending.
@@ -43,6 +45,7 @@ class Reply:
     steps: tuple[Step, ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
     before_headers: str | None = None
+    content_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,9 +79,12 @@ def usage_chunk(prompt: int = 3, completion: int = 2) -> dict[str, Any]:
     }
 
 
-def sse(*steps: Step, done: bool = True, headers: Sequence[tuple[str, str]] = ()) -> Reply:
+def sse(
+    *steps: Step, done: bool = True, headers: Sequence[tuple[str, str]] = (), content_type: str | None = None
+) -> Reply:
     """A streamed reply: the steps, then ``data: [DONE]`` unless ``done`` is false."""
-    return Reply(steps=(*steps, *(["data: [DONE]\n\n"] if done else [])), headers=tuple(headers))
+    steps = (*steps, *(["data: [DONE]\n\n"] if done else []))
+    return Reply(steps=steps, headers=tuple(headers), content_type=content_type)
 
 
 def text_answer(*pieces: str, finish: str = "stop") -> Reply:
@@ -89,6 +95,31 @@ def text_answer(*pieces: str, finish: str = "stop") -> Reply:
         chunk({}, finish),
         usage_chunk(3, len(pieces)),
     )
+
+
+def completion(
+    message: dict[str, Any] | None = None,
+    finish: str | None = "stop",
+    usage: tuple[int, int] | None = (3, 2),
+    **choice: Any,
+) -> dict[str, Any]:
+    """One ``chat.completion`` object (a non-streaming answer) with a single choice."""
+    body: dict[str, Any] = {
+        "id": "chatcmpl-x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", **(message or {})}, "finish_reason": finish,
+                     **choice}],
+    }  # fmt: skip
+    if usage is not None:
+        body["usage"] = {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}
+    return body
+
+
+def json_answer(*pieces: str, finish: str = "stop") -> Reply:
+    """A complete non-streaming answer: the pieces as the message's content."""
+    return Reply(body=completion({"content": "".join(pieces)}, finish, (3, len(pieces))))
 
 
 def error(status: int, message: str, **fields: Any) -> Reply:
@@ -145,7 +176,7 @@ class ScriptedUpstream:
                     body = json.loads(request.body) if request.body else None
                     self.requests.append(Recorded(request.path, request.headers, body))
                     self._received.set()
-                    await self._answer(http, self._replies.popleft() if self._replies else text_answer("ok"))
+                    await self._answer(http, self._replies.popleft() if self._replies else _default(body))
                     if self.close_after_answer:
                         return
                 if not http.next_cycle():
@@ -165,7 +196,7 @@ class ScriptedUpstream:
 
     async def _json(self, http: ServerConnection, reply: Reply) -> None:
         payload = json.dumps(reply.body if reply.body is not None else {}).encode()
-        await http.send_whole(reply.status, [("content-type", "application/json"), *reply.headers], payload)
+        await http.send_whole(reply.status, [*_content_type(reply, "application/json"), *reply.headers], payload)
 
     async def _answer(self, http: ServerConnection, reply: Reply) -> None:
         if reply.before_headers == HANG:
@@ -175,7 +206,7 @@ class ScriptedUpstream:
         if not reply.steps:
             await self._json(http, reply)
             return
-        await http.start_response(reply.status, [("content-type", "text/event-stream"), *reply.headers])
+        await http.start_response(reply.status, [*_content_type(reply, "text/event-stream"), *reply.headers])
         for step in reply.steps:
             if step == DROP:
                 raise Dropped
@@ -190,6 +221,16 @@ class ScriptedUpstream:
         self.disconnects += 1
         self._disconnected.set()
         raise Dropped
+
+
+def _default(body: Any) -> Reply:
+    """The answer to a POST with no reply queued: one word, streamed if the request asked for a stream."""
+    return text_answer("ok") if isinstance(body, dict) and body.get("stream") else json_answer("ok")
+
+
+def _content_type(reply: Reply, default: str) -> list[tuple[str, str]]:
+    content_type = default if reply.content_type is None else reply.content_type
+    return [("content-type", content_type)] if content_type else []
 
 
 @asynccontextmanager

@@ -2,8 +2,9 @@
 (``python -m llama_cpp.server``) with the SmolLM2 GGUF, started on port 0, behind the ``openai`` backend.
 
 It checks the translation against another implementation's wire format: its chunks (one token each, no
-usage chunk even when asked), its JSON mode, its error bodies. Skipped, like the other real-model tests, only
-when llama-cpp-python or the model is missing (and failed instead under ``TRINFER_REQUIRE_LLAMA=1``).
+usage chunk even when asked), its non-streaming answers, its JSON mode, its error bodies. Skipped, like the
+other real-model tests, only when llama-cpp-python or the model is missing (and failed instead under
+``TRINFER_REQUIRE_LLAMA=1``).
 """
 
 from __future__ import annotations
@@ -126,12 +127,17 @@ async def test_json_mode_and_an_upstream_refusal_through_llama_cpp_pythons_serve
             assert reply.choices[0].message.content is not None
             if reply.choices[0].finish_reason == "stop":
                 assert isinstance(json.loads(reply.choices[0].message.content), dict)
-            # A prompt longer than the upstream's 512-token context: llama-cpp-python answers a streamed request
-            # (trinfer always streams upstream) with a 200 and an empty body. That is a 502 for this client,
-            # and no reason to take the URL out of the pool: the next request is served.
+            # A prompt longer than the upstream's 512-token context. Asked without streaming (as this client
+            # asked), llama-cpp-python refuses it with its own 400, which the client gets as it is.
+            too_long = [{"role": "user", "content": "word " * 1500}]
+            with pytest.raises(openai.BadRequestError) as refused:
+                await client.chat.completions.create(model=GATEWAY_MODEL, messages=too_long, max_tokens=4)
+            assert "maximum context length is 512 tokens" in refused.value.message
+            # Streamed, it answers with a 200 and an empty body. That is a 502 for this client, and no reason
+            # to take the URL out of the pool: the next request is served.
             with pytest.raises(openai.APIStatusError) as caught:
                 await client.chat.completions.create(
-                    model=GATEWAY_MODEL, messages=[{"role": "user", "content": "word " * 1500}], max_tokens=4
+                    model=GATEWAY_MODEL, messages=too_long, max_tokens=4, stream=True
                 )
             assert caught.value.status_code == 502
             assert d.backend_status("fleet")["base_urls"][0]["healthy"] is True

@@ -1,9 +1,11 @@
 """The sans-IO parts of the ``openai`` backend: SSE framing fed whole and byte by byte, chunk translation
-(tool-call pieces, reasoning, usage, stop reasons, malformed shapes), error bodies, and config validation."""
+(tool-call pieces, reasoning, usage, stop reasons, malformed shapes), non-streaming answers translated into the
+same events, the request body, error bodies, and config validation."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -15,9 +17,22 @@ from adapters.openai_upstream import OpenAIUpstreamBackend
 from adapters.openai_upstream.client import Endpoint
 from adapters.openai_upstream.errors import error_object, status_failure
 from adapters.openai_upstream.options import parse_options, read_api_key
-from adapters.openai_upstream.translate_stream import ChunkTranslator, SseDecoder, SseEvent
+from adapters.openai_upstream.translate_request import chat_body
+from adapters.openai_upstream.translate_stream import ChunkTranslator, SseDecoder, SseEvent, completion_events
 from adapters.retry_after import retry_after_seconds as retry_after_s
-from adapters.types import Done, Event, ResolvedV2, StopReason, Text, Thinking, ToolUse, Usage
+from adapters.types import (
+    Done,
+    Event,
+    MessageV2,
+    ResolvedV2,
+    Role,
+    StopReason,
+    Text,
+    TextBlock,
+    Thinking,
+    ToolUse,
+    Usage,
+)
 
 STREAM = (
     b": keep-alive\r\n\r\n"
@@ -123,6 +138,76 @@ def test_other_choices_are_not_mixed_in() -> None:
     assert run({"choices": [{"index": 1, "delta": {"content": "no"}}, "junk"]}, chunk({"content": "yes"}, "stop"))[
         :1
     ] == [Text("yes")]
+
+
+def answer(message: dict[str, Any], finish: str | None = "stop", **fields: Any) -> bytes:
+    choice = {"index": 0, "message": {"role": "assistant", **message}, "finish_reason": finish}
+    return json.dumps({"object": "chat.completion", "choices": [choice], **fields}).encode()
+
+
+def test_a_whole_answer_is_the_events_its_stream_would_have_been() -> None:
+    calls = [
+        {"id": "a", "type": "function", "function": {"name": "f", "arguments": '{"x": [1, {"y": "\u00e9"}]}'}},
+        {"id": "b", "type": "function", "function": {"name": "g", "arguments": ""}},
+        {"type": "function", "function": {"name": "h", "arguments": "{}"}, "index": 0},  # index: position wins
+    ]
+    events = completion_events(
+        answer(
+            {"reasoning_content": "hmm", "content": "Hi", "tool_calls": calls},
+            "tool_calls",
+            usage={"prompt_tokens": 7, "completion_tokens": 9, "total_tokens": 16},
+        )
+    )
+    assert events[:4] == [Thinking("hmm"), Text("Hi"), ToolUse("a", "f", '{"x": [1, {"y": "\u00e9"}]}'),
+                          ToolUse("b", "g", "{}")]  # fmt: skip
+    assert (events[4].name, events[4].arguments, events[4].id.startswith("call_")) == ("h", "{}", True)  # type: ignore[union-attr]
+    assert events[5:] == [Done(StopReason.TOOL_USE, Usage(7, 9))]
+
+
+def test_a_whole_answers_stop_reasons_and_missing_usage() -> None:
+    assert completion_events(answer({"reasoning": "r", "content": ""}, "length")) == [
+        Thinking("r"),
+        Done(StopReason.MAX_TOKENS, Usage(0, 0)),  # no usage: unknown, not counted from the content
+    ]
+    stopped = json.loads(answer({"content": "x"}))
+    stopped["choices"][0]["stop_reason"] = "END"
+    assert completion_events(json.dumps(stopped).encode())[-1].stop_reason is StopReason.STOP_SEQUENCE  # type: ignore[union-attr]
+    assert completion_events(answer({"content": "x"}, None)) == [Text("x"), Done(StopReason.END, Usage())]
+    assert completion_events(answer({"content": "x"}, error=None))[0] == Text("x")  # a null "error" is none
+    other = {"choices": [{"index": 1, "message": {"content": "no"}}, {"message": {"content": "yes"}}]}
+    assert completion_events(json.dumps(other).encode())[0] == Text("yes")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "a body that is not JSON"),
+        (b"\xff\xfe", "a body that is not JSON"),
+        (b"", "a body that is not JSON"),
+        (b"[1]", "a body that is not a JSON object"),
+        (b"{}", "'choices' is not an array"),
+        (b'{"choices": []}', "an answer with no choice"),
+        (b'{"choices": [1, {"index": 2}]}', "an answer with no choice"),
+        (b'{"choices": [{"delta": {"content": "a chunk"}}]}', "a choice whose 'message' is not an object"),
+        (answer({"tool_calls": {}}), "'tool_calls' is not an array"),
+        (answer({"tool_calls": [{"function": {"arguments": "{}"}}]}), "a tool call without a function name"),
+        (answer({"tool_calls": [{"function": {"name": "f", "arguments": "[1]"}}]}), "not a JSON object"),
+        (b'{"error": {"message": "CUDA OOM"}, "choices": []}', "the upstream server failed: CUDA OOM"),
+        (b'{"error": "plain"}', "the upstream server failed: no message"),
+    ],
+)
+def test_malformed_whole_answers_are_upstream_errors(body: bytes, message: str) -> None:
+    with pytest.raises(Unavailable, match=message):
+        completion_events(body)
+
+
+def test_the_request_body_streams_only_for_a_client_that_streams() -> None:
+    req = ResolvedV2(model="m", messages=(MessageV2(Role.USER, (TextBlock("hi"),)),))
+    assert req.stream
+    streamed = chat_body(req, "up")
+    assert (streamed["stream"], streamed["stream_options"]) == (True, {"include_usage": True})
+    whole = chat_body(replace(req, stream=False), "up")
+    assert whole == {"model": "up", "messages": [{"role": "user", "content": "hi"}], "stream": False}
 
 
 @pytest.mark.parametrize(
