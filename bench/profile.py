@@ -56,6 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("which", choices=["P1", "P2", "P3", "P7", "P8"])
     parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=16, help="wrk's connections for P1 and P8 (default 16)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="trinfer-profile-"))
     local = args.which in ("P3", "P7")
@@ -89,7 +90,7 @@ def main() -> None:
         )
         time.sleep(1)
         if args.which in ("P1", "P8"):
-            wrk.run(server.port, connections=16, duration_s=args.seconds, workdir=workdir)
+            wrk.run(server.port, connections=args.connections, duration_s=args.seconds, workdir=workdir)
         else:
             done = threading.Event()
 

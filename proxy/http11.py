@@ -24,8 +24,9 @@ from itertools import chain
 from typing import cast
 
 import h11
-from hypercorn.events import Closed, Event
-from hypercorn.protocol.events import Request
+from hypercorn.events import Closed, Event, RawData
+from hypercorn.protocol.events import Body, EndBody, Request, Response
+from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h11 import STREAM_ID, H11Protocol, H11WSConnection
 from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.typing import H11SendableEvent
@@ -73,19 +74,33 @@ def request_refusal(request: h11.Request) -> HTTPProblem | None:
     return None
 
 
+def reason(status: int) -> bytes:
+    """The standard reason phrase of ``status`` (h11 sends an empty one), or none for an unknown status."""
+    phrase = _REASONS.get(status)
+    if phrase is None:
+        try:
+            phrase = _REASONS[status] = HTTPStatus(status).phrase.encode()
+        except ValueError:
+            return b""
+    return phrase
+
+
+_REASONS: dict[int, bytes] = {}
+
+
 def with_reason(event: h11.Response | h11.InformationalResponse) -> h11.Response | h11.InformationalResponse:
     """``event`` with the standard reason phrase for its status when it has none (h11 sends an empty one)."""
-    if event.reason:
+    phrase = reason(event.status_code)
+    if event.reason or not phrase:
         return event
-    try:
-        phrase = HTTPStatus(event.status_code).phrase
-    except ValueError:
-        return event
-    return type(event)(status_code=event.status_code, headers=event.headers.raw_items(), reason=phrase.encode())
+    return type(event)(status_code=event.status_code, headers=event.headers.raw_items(), reason=phrase)
 
 
 class Http11Protocol(H11Protocol):
     """hypercorn's h11 protocol without the switches to HTTP/2, with the refusals of the module docstring."""
+
+    #: A response's status line and headers, not yet written (see `stream_send`).
+    _held = b""
 
     async def handle(self, event: Event) -> None:
         try:
@@ -124,10 +139,51 @@ class Http11Protocol(H11Protocol):
         self.keep_alive_requests += 1
         await self.context.mark_request()
 
+    async def stream_send(self, event: StreamEvent) -> None:
+        """hypercorn's, except that a response's status line and headers are held until its first body piece
+        (or its end) and written together with it: one socket write instead of two for a whole JSON answer
+        (an ASGI app sends ``http.response.start`` and its first body message back to back; an SSE reply's
+        first piece is the generation's first event, already in hand). The status line carries its reason."""
+        kind = type(event)
+        if kind is Response and cast(Response, event).status_code >= 200:
+            response = cast(Response, event)
+            headers = list(chain(response.headers, self.config.response_headers("h11")))
+            if self.keep_alive_requests >= self.config.keep_alive_max_requests:
+                headers.append((b"connection", b"close"))
+            self._held += self._h11_bytes(
+                h11.Response(
+                    headers=headers, status_code=response.status_code, reason=reason(response.status_code)
+                )
+            )
+            return
+        if kind is Body or kind is EndBody:
+            data = self._h11_bytes(h11.Data(data=cast(Body, event).data) if kind is Body else h11.EndOfMessage())
+            held, self._held = self._held, b""
+            if held or data:
+                await self.send(RawData(data=held + data))
+            return
+        await self._release_held()
+        await super().stream_send(event)
+
+    async def _release_held(self) -> None:
+        if self._held:
+            held, self._held = self._held, b""
+            await self.send(RawData(data=held))
+
+    def _h11_bytes(self, event: H11SendableEvent) -> bytes:
+        """What h11 writes for ``event``: nothing after the peer broke the protocol (hypercorn's rule)."""
+        try:
+            return self.connection.send(event) or b""
+        except h11.LocalProtocolError:
+            if self.connection.their_state != h11.ERROR:
+                raise
+            return b""
+
     async def _send_h11_event(self, event: H11SendableEvent) -> None:
         # `type` first: h11's events derive from an ABC, whose isinstance is slow, and most are body data.
         if type(event) is not h11.Data and isinstance(event, h11.Response | h11.InformationalResponse):
             event = with_reason(event)
+        await self._release_held()
         await super()._send_h11_event(event)
 
     async def _send_error_response(self, status_code: int) -> None:

@@ -35,7 +35,7 @@ from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.protocol import ProtocolWrapper
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.task_group import TaskGroup
-from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState, LifespanState
 from hypercorn.utils import parse_socket_addr, repr_socket_addr, wrap_app
@@ -83,6 +83,11 @@ class Connection(TCPServer):
         self._stop_deadline = math.inf
         self._writing: trio.CancelScope | None = None
         self._lost = False
+        #: The keep-alive timer (`_idle_watch`): its deadline is the idle timeout while idle, none while busy.
+        self._idle_scope = trio.CancelScope()
+        self._idle = True
+        self._terminating = False
+        self._reading = True
 
     async def run(self) -> None:
         """hypercorn's ``TCPServer.run`` for a plain TCP stream, with `Http11Protocol` and the cut scope."""
@@ -103,8 +108,13 @@ class Connection(TCPServer):
                         False, client, server, self.protocol_send,
                     )  # fmt: skip
                     await self.protocol.initiate()
-                    await self.idle_task.restart(self._task_group, self._idle_timeout)
-                    await self._read_data()
+                    self._idle_changed(idle=True)
+                    task_group.spawn(self._idle_watch)
+                    try:
+                        await self._read_data()
+                    finally:
+                        self._reading = False
+                        self._idle_scope.cancel()  # the client is gone: the timer has nothing left to close
             except OSError:
                 pass  # the client went away (even before getpeername)
             finally:
@@ -123,7 +133,7 @@ class Connection(TCPServer):
     async def protocol_send(self, event: Event) -> None:
         if type(event) is not RawData:  # (`type` first: hypercorn's events are ABCs, their isinstance is slow)
             if isinstance(event, Updated):
-                await self._idle_changed(event.idle)
+                self._idle_changed(event.idle)
                 return
             if not isinstance(event, RawData):
                 await super().protocol_send(event)
@@ -187,19 +197,30 @@ class Connection(TCPServer):
         except trio.WouldBlock:
             await self.send_lock.acquire()
 
-    async def _idle_changed(self, idle: bool) -> None:
-        """Start the keep-alive timer when the connection becomes idle, stop it when a request begins: shielded.
+    def _idle_changed(self, idle: bool) -> None:
+        """Arm the keep-alive timer when the connection becomes idle, disarm it when a request begins.
 
-        hypercorn re-arms the timer after a response from inside the app's own task, which quart is cancelling
-        by then: unshielded, the timer's start was cancelled with it, so a connection that had served a
-        request was never closed for being idle, by the timeout or by a graceful stop. Starting or stopping
-        the timer returns at once; the deadline only guards that.
+        hypercorn restarts a timer *task* each time (``nursery.start``: a new task and a wait for it to start,
+        per request), from inside the app's own task, which is being cancelled by then: its start was cancelled
+        with it, so a connection that had served a request was never closed for being idle. Here one task per
+        connection (`_idle_watch`) waits, and this only moves its deadline: no checkpoint, nothing to cancel.
         """
-        with trio.move_on_after(CLOSE_GRACE_S, shield=True):
-            if idle:
-                await self.idle_task.restart(self._task_group, self._idle_timeout)
-            else:
-                await self.idle_task.stop()
+        self._idle = idle
+        self._idle_scope.deadline = trio.current_time() + self.config.keep_alive_timeout if idle else math.inf
+        if idle and self._terminating:
+            self._idle_scope.cancel()
+
+    async def _idle_watch(self) -> None:
+        """Close the connection once it has been idle for the keep-alive timeout, or once it is idle after the
+        server began to stop (at once if it is idle then), as hypercorn's timer does."""
+        with self._idle_scope:
+            await self.context.terminated.wait()
+            self._terminating = True
+            if not self._idle:
+                await trio.sleep_forever()  # until the request in progress ends (`_idle_changed`)
+        if self._reading:
+            with trio.CancelScope(shield=True):
+                await self._initiate_server_close()
 
     async def _connection_lost(self) -> None:
         """The socket is unusable: close it and tell the app within `CLOSE_GRACE_S`, or else cut the connection."""
@@ -229,8 +250,21 @@ class Connection(TCPServer):
             await super()._close()
         self.stream.socket.close()
 
+    async def _read_data(self) -> None:
+        """hypercorn's read loop, without its per-read ``fail_after`` (no ``read_timeout`` is configured: an idle
+        connection is ended by the keep-alive timer, a stalled body by the body timeout)."""
+        while True:
+            try:
+                data = await self.stream.receive_some(MAX_RECV)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                break
+            await self.protocol.handle(RawData(bytes(data)))
+            if not data:
+                break
+        await self.protocol.handle(Closed())
+
     async def _initiate_server_close(self) -> None:
-        """The keep-alive timeout's close (hypercorn shields it): bounded, and the socket closed regardless."""
+        """The keep-alive timeout's close (shielded, as hypercorn's): bounded, and the socket closed regardless."""
         with trio.move_on_after(CLOSE_GRACE_S):
             await self.protocol.handle(Closed())
         self.stream.socket.close()
