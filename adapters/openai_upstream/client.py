@@ -296,11 +296,12 @@ async def _connect(origin: Origin, ssl_context: ssl.SSLContext, timeout: float) 
 
 
 async def _close(connections: Sequence[_Connection]) -> None:
-    """Close ``connections``' streams, shielded (a cancelled close would leak them) and bounded (a close
-    returns at once; the bound is for a TLS close that is stuck)."""
+    """Close ``connections``' streams, shielded (a cancelled close would leak them) and bounded (a TCP close
+    returns at once; a TLS one sends its close_notify first, and the bound is for one that is stuck - trio
+    closes the socket whatever happens)."""
     with trio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
         for connection in connections:
-            await trio.aclose_forcefully(connection.stream)
+            await connection.stream.aclose()
 
 
 class Connections:
