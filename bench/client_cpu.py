@@ -2,19 +2,21 @@
 
 Each client sends keep-alive POSTs of a small chat body to `bench.canned_server` (started here, as a child
 process) and reads its small JSON answer; the time is the client process's CPU time (``time.process_time``)
-per request, after a warm-up, each client measured twice in turn (A B C A B C) so a busy machine moves all of
-them alike. The clients:
+per request, after a warm-up, the clients measured in turn for several rounds (A B C A B C ...) so a busy
+machine moves all of them alike, and the median of the rounds reported. The clients:
 
 - ``trinfer``: `adapters.openai_upstream.client` (``Connections`` + ``Endpoint``), as the backend uses it;
-- ``httpcore``: one httpcore ``AsyncHTTPConnection`` kept alive (trio backend), what the backend used before;
+- ``httpcore``: one httpcore ``AsyncHTTPConnection`` kept alive (trio backend; httpcore comes with httpx),
+  what the backend's client was built on before;
 - ``h11``: h11 driven directly on a ``trio.SocketStream`` - the reference parser with no pool around it.
 
-    python -m bench.client_cpu [REQUESTS]
+    python -m bench.client_cpu [REQUESTS [ROUNDS]]
 """
 
 from __future__ import annotations
 
 import ssl
+import statistics
 import subprocess
 import sys
 import time
@@ -102,22 +104,25 @@ async def h11_client(port: int) -> One:
 CLIENTS = {"trinfer": trinfer_client, "httpcore": httpcore_client, "h11": h11_client}
 
 
-async def measure(port: int, requests: int) -> None:
-    for _ in range(2):
+async def measure(port: int, requests: int, rounds: int) -> None:
+    cpu: dict[str, list[float]] = {name: [] for name in CLIENTS}
+    for _ in range(rounds):
         for name, make in CLIENTS.items():
             one = await make(port)
             for _ in range(WARM_UP):
                 await one()
-            cpu, wall = time.process_time(), time.perf_counter()
+            start = time.process_time()
             for _ in range(requests):
                 await one()
-            cpu_us = (time.process_time() - cpu) / requests * 1e6
-            wall_us = (time.perf_counter() - wall) / requests * 1e6
-            print(f"{name:9s} cpu {cpu_us:6.0f} us/req  wall {wall_us:6.0f} us/req", flush=True)
+            cpu[name].append((time.process_time() - start) / requests * 1e6)
+            print(f"{name:9s} cpu {cpu[name][-1]:6.0f} us/req", flush=True)
+    for name, samples in cpu.items():
+        print(f"{name:9s} median cpu {statistics.median(samples):6.0f} us/req over {rounds} rounds")
 
 
 def main() -> None:
     requests = int(sys.argv[1]) if len(sys.argv) > 1 else 3000
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     port = free_port()
     root = Path(__file__).resolve().parent.parent
     server = subprocess.Popen(
@@ -125,7 +130,7 @@ def main() -> None:
     )
     try:
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-        trio.run(measure, port, requests)
+        trio.run(measure, port, requests, rounds)
     finally:
         server.kill()
         server.wait()

@@ -7,8 +7,8 @@ keep-alive, chunked and ``Content-Length`` framing, TLS and timeouts are all a c
 (``connect_timeout_s``) and every silence between two bytes (``read_timeout_s``) bounded separately, exactly
 the two limits the config exposes, and a streamed body closed early (``aclose``) dropping the connection,
 which is what cancellation needs. A generic client costs far more per request on a hop that does little
-else: client-side CPU per keep-alive POST with a small JSON answer measured ~270-340 us through httpcore's
-connections, ~170 us with h11 driven directly, ~50-70 us with this client (``bench/client_cpu.py``). The
+else: client-side CPU per keep-alive POST with a small JSON answer measured ~320-350 us through httpcore's
+connections, ~190-200 us with h11 driven directly, ~75-95 us with this client (``bench/client_cpu.py``). The
 official ``openai`` SDK adds still more on top of httpx - retries, response models and its own error classes -
 between us and the status, headers and raw bytes this adapter translates.
 

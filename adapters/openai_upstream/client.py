@@ -4,9 +4,10 @@ Why our own: the upstream is one configured server (vLLM, llama-server, another 
 HTTP/1.1, so what a client must do is small and fixed - connect (TCP, TLS for https), write a request, read a
 response framed by ``Content-Length``, chunks or the end of the stream, keep the connection alive, and bound
 every step by a timeout. A generic client pays for far more on every request: measured as client-side CPU per
-keep-alive POST with a small JSON answer (``bench/client_cpu.py``), httpcore's connections cost ~270-340 us,
-h11 driven directly ~170 us, and this client ~50-70 us. The response parser is `http1` (sans-IO, strict,
-tested against h11 as the reference); this module is the I/O around it.
+keep-alive POST with a small JSON answer (``bench/client_cpu.py``, one run on a shared 2-core machine),
+httpcore's connections as this backend used them cost ~320-350 us, h11 driven directly ~190-200 us, and this
+client ~75-95 us. The response parser is `http1` (sans-IO, strict, tested against h11 as the reference); this
+module is the I/O around it.
 
 `Connections` keeps one base URL's connections: a stack of idle keep-alive ones, the most recently used on
 top. A request takes the top one if it is still good - not idle for longer than ``keepalive_expiry``, and its
