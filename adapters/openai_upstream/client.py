@@ -46,6 +46,8 @@ CLOSE_TIMEOUT_S = 5.0
 SWEEP_S = 1.0
 #: The most bytes one socket read asks for.
 READ_SIZE = 65536
+#: The most request heads an `Endpoint` keeps prepared.
+MAX_PREPARED = 64
 
 
 class TransportError(Exception):
@@ -165,7 +167,9 @@ class Endpoint:
         key = (method, path, extra)
         head = self._heads.get(key)
         if head is None:
-            head = self._heads[key] = self._build(method, path, extra)
+            head = self._build(method, path, extra)
+            if len(self._heads) < MAX_PREPARED:  # the backend's are a handful; a caller that varies more
+                self._heads[key] = head  # (a header per request) builds the rest each time
         return head
 
     def _build(self, method: str, path: str, extra: tuple[tuple[bytes, bytes], ...]) -> RequestHead:
@@ -379,6 +383,8 @@ class Connections:
     async def release(self, connection: _Connection, reusable: bool) -> None:
         """After its response closed: back on the idle stack when ``reusable`` (the body was read to its end
         and the answer allows another request), else closed (the upstream sees the disconnect)."""
+        if connection not in self._busy:
+            return  # `aclose` closed it meanwhile
         self._busy.discard(connection)
         if reusable and len(self._idle) < self._max_idle:
             connection.expires = time.monotonic() + self._expiry
@@ -436,17 +442,18 @@ class UpstreamResponse:
     async def next_piece(self) -> bytes | None:
         """The next non-empty piece of the body, or None at its end."""
         parser = self._parser
+        connection = self._connection
+        if connection is None and not parser.done:
+            raise ReadError("the response was closed before its body was read")
         try:
             piece = parser.body()
         except ProtocolError as exc:
             raise RemoteProtocolError(str(exc)) from exc
         if piece:
             return piece
-        if parser.done:
+        if parser.done or connection is None:
             return None
-        if self._connection is None:
-            raise ReadError("the response was closed before its body was read")
-        return await self._connection.read_body(parser, self._read_timeout)
+        return await connection.read_body(parser, self._read_timeout)
 
     async def aclose(self) -> None:
         """Hand the connection back: kept when the body was read to its end, else closed. Idempotent."""

@@ -410,15 +410,19 @@ async def test_aclose_closes_idle_and_busy_connections(
     server = await started(nursery, handler)
     connections, endpoint = pool(), Endpoint(server.base, {})
     busy = await connections.request(endpoint.prepare("GET", "/busy"), None, TIMEOUTS)
-    assert await post(connections, endpoint) == b"ok"  # on a second connection, idle now
+    read = await connections.request(endpoint.prepare("GET", "/read"), None, TIMEOUTS)
+    assert await read.aread() == b"ok"  # read to its end, not closed yet
+    assert await post(connections, endpoint) == b"ok"  # on a third connection, idle now
     assert connections.idle == 1
     with trio.fail_after(CLOSE_TIMEOUT_S):
         await connections.aclose()
         await trio.testing.wait_all_tasks_blocked()
-    assert closed == 2
+    assert closed == 3
     with pytest.raises(ReadError):
         await busy.aread()
     await busy.aclose()
+    await read.aclose()
+    assert connections.idle == 0  # a connection the pool closed is not put back
 
 
 @pytest.fixture(scope="module")
