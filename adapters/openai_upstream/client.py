@@ -213,8 +213,6 @@ class _Connection:
     def closed_by_server(self) -> bool:
         """True when the idle socket is readable: an end of stream, an error, or bytes nobody asked for."""
         fd = self.socket.fileno()
-        if fd < 0:
-            return True
         if _poll is None:  # pragma: no cover - platforms without poll (Windows)
             return bool(select.select([fd], [], [], 0)[0])
         poller = _poll()

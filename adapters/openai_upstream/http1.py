@@ -258,7 +258,7 @@ class ResponseParser:
                     raise ProtocolError("a chunk's data is not followed by CRLF")
                 at += 2
                 self.state = SIZE
-            elif state == TRAILERS:
+            else:  # TRAILERS
                 end = buffer.find(b"\r\n", at)
                 if end < 0:
                     if self._section + size - at > MAX_HEAD:
@@ -273,8 +273,6 @@ class ResponseParser:
                     self.state = DONE
                     break
                 _fields([line], 0)  # checked like a header line, then dropped
-            else:
-                break
         del buffer[:at]
         return b"".join(pieces)
 

@@ -9,7 +9,9 @@ whether it saw the client close, and what the client's calls return or raise.
 from __future__ import annotations
 
 import contextlib
+import socket
 import ssl
+import struct
 import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,6 +31,7 @@ from adapters.openai_upstream.client import (
     RemoteProtocolError,
     StaleConnection,
     Timeouts,
+    WriteError,
     WriteTimeout,
 )
 from adapters.openai_upstream.errors import Kind, transport_failure
@@ -248,6 +251,33 @@ async def test_the_read_timeout_bounds_each_silence_not_the_whole_body(
     assert connections.idle == 0
 
 
+async def test_a_connection_reset_while_sending_is_a_write_error(
+    autojump_clock: trio.abc.Clock, nursery: trio.Nursery
+) -> None:
+    async def rude(stream: trio.SocketStream) -> None:
+        await stream.receive_some()  # then closes with most of the request unread: a reset
+
+    server = await started(nursery, rude)
+    with pytest.raises(WriteError) as caught:
+        await post(pool(), Endpoint(server.base, {}), b"x" * (64 * 1024 * 1024))
+    failure = transport_failure(caught.value)
+    assert (failure.kind, failure.reason) == (Kind.BROKEN, "connection reset while sending")
+
+
+async def test_a_connection_reset_before_the_answer_is_a_read_error(
+    autojump_clock: trio.abc.Clock, nursery: trio.Nursery
+) -> None:
+    async def resetting(stream: trio.SocketStream) -> None:
+        await ServerConnection(stream).read_request()
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+
+    server = await started(nursery, resetting)
+    with pytest.raises(ReadError) as caught:
+        await post(pool(), Endpoint(server.base, {}))
+    failure = transport_failure(caught.value)
+    assert (failure.kind, failure.reason) == (Kind.BROKEN, "connection reset")
+
+
 async def test_a_request_the_server_does_not_read_is_bounded_by_the_write_timeout(
     autojump_clock: trio.abc.Clock, nursery: trio.Nursery
 ) -> None:
@@ -258,6 +288,24 @@ async def test_a_request_the_server_does_not_read_is_bounded_by_the_write_timeou
     with pytest.raises(WriteTimeout) as caught:
         await post(pool(), Endpoint(server.base, {}), b"x" * (64 * 1024 * 1024))  # more than the buffers hold
     assert transport_failure(caught.value).kind is Kind.FAILED
+
+
+async def test_chunk_framing_that_arrives_alone_is_waited_for_within_the_read_timeout_each_time(
+    autojump_clock: trio.abc.Clock, nursery: trio.Nursery
+) -> None:
+    async def trickling(stream: trio.SocketStream) -> None:
+        await ServerConnection(stream).read_request()
+        await stream.send_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for part in (b"3", b"\r\n", b"abc", b"\r", b"\n", b"0\r\n", b"\r\n"):
+            await trio.sleep(TIMEOUTS.read * 0.9)
+            await stream.send_all(part)
+        await stream.receive_some()
+
+    server = await started(nursery, trickling)
+    connections = pool()
+    assert await post(connections, Endpoint(server.base, {})) == b"abc"
+    assert connections.idle == 1
+    await connections.aclose()
 
 
 async def test_chunked_sse_is_relayed_piece_by_piece_as_it_arrives(
@@ -476,3 +524,4 @@ def test_an_endpoint_refuses_what_would_break_the_request_framing() -> None:
         endpoint.prepare("POST", "/c", ((b"X-A", b"a\nb"),))
     with pytest.raises(ValueError, match="URL"):
         Endpoint("ftp://127.0.0.1/v1", {})
+    assert Endpoint("http://b\u00fccher.example/v1", {}).headers == [(b"Host", b"xn--bcher-kva.example")]

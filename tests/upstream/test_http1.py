@@ -254,6 +254,8 @@ MALFORMED = {
     "chunk-without-crlf": (HEAD + b"Transfer-Encoding: chunked\r\n\r\n2\r\nab0\r\n\r\n", True),
     "chunk-bare-lf": (HEAD + b"Transfer-Encoding: chunked\r\n\r\n2\nab\n0\n\n", True),
     "bad-trailer": (HEAD + b"Transfer-Encoding: chunked\r\n\r\n0\r\nnot a header\r\n\r\n", True),
+    "control-in-extension": (HEAD + b"Transfer-Encoding: chunked\r\n\r\n2;a\x01b\r\nab\r\n0\r\n\r\n", False),
+    "endless-trailer-line": (HEAD + b"Transfer-Encoding: chunked\r\n\r\n0\r\nX-T: " + b"a" * MAX_HEAD, True),
     "huge-head": (HEAD + b"X-A: " + b"a" * MAX_HEAD + b"\r\n\r\n", False),
     "many-headers": (HEAD + b"X-A: aaaaaaaaaaaa\r\n" * (MAX_HEAD // 18 + 1) + b"\r\n", False),
     "huge-chunk-line": (HEAD + b"Transfer-Encoding: chunked\r\n\r\n1;" + b"x" * MAX_CHUNK_LINE + b"\r\n", True),
