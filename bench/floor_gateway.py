@@ -1,7 +1,7 @@
 """The floor of a gateway on trinfer's fixed stack: forward one route's request to an upstream, answer as it did.
 
-It does the least any OpenAI-compatible gateway on hypercorn + trio + httpcore must do: read the request body,
-send it to the upstream over a kept-alive httpcore connection (trinfer's own `Connections` and `Endpoint`
+It does the least any OpenAI-compatible gateway on hypercorn + trio + trinfer's HTTP client must do: read the
+request body, send it to the upstream over a kept-alive connection (trinfer's own `Connections` and `Endpoint`
 from ``adapters/openai_upstream/client.py``, with the same settings and timeouts as its ``openai`` backend,
 so the client hop costs what it costs trinfer, whatever that client does next), and return the upstream's status,
 content type and body unchanged: a JSON body read whole and passed on, an SSE body (``text/event-stream``)
@@ -25,7 +25,6 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import httpcore
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
@@ -33,7 +32,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 
 from adapters.openai_upstream.backend import KEEPALIVE_CONNECTIONS, KEEPALIVE_EXPIRY_S
-from adapters.openai_upstream.client import Connections, Endpoint, UpstreamResponse
+from adapters.openai_upstream.client import Connections, Endpoint, Timeouts, UpstreamResponse
 from adapters.openai_upstream.options import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S
 
 CHAT_PATH = "/v1/chat/completions"
@@ -49,24 +48,15 @@ class Upstream:
             max_keepalive_connections=KEEPALIVE_CONNECTIONS,
             keepalive_expiry=KEEPALIVE_EXPIRY_S,
         )
-        endpoint = Endpoint(base, {})
-        self._url = endpoint.url(CHAT_PATH)
-        self._headers = endpoint.headers
-        timeout = {
-            "connect": DEFAULT_CONNECT_TIMEOUT_S,
-            "read": DEFAULT_READ_TIMEOUT_S,
-            "write": DEFAULT_READ_TIMEOUT_S,
-            "pool": DEFAULT_CONNECT_TIMEOUT_S,
-        }
-        self._extensions = {"timeout": timeout}
+        self._endpoint = Endpoint(base, {})
+        self._timeouts = Timeouts(
+            connect=DEFAULT_CONNECT_TIMEOUT_S, read=DEFAULT_READ_TIMEOUT_S, write=DEFAULT_READ_TIMEOUT_S
+        )
 
     async def post(self, body: bytes, content_type: bytes) -> UpstreamResponse:
         """POST ``body`` to the upstream; the response's body is still to be read (and it must be closed)."""
-        headers = [*self._headers, (b"Content-Type", content_type), (b"Content-Length", b"%d" % len(body))]
-        forwarded = httpcore.Request(
-            b"POST", self._url, headers=headers, content=body, extensions=self._extensions
-        )
-        return await self._pool.request(forwarded)
+        head = self._endpoint.prepare("POST", CHAT_PATH, ((b"Content-Type", content_type),))
+        return await self._pool.request(head, body, self._timeouts)
 
 
 def content_type(response: UpstreamResponse) -> bytes:

@@ -5,9 +5,10 @@ wrk (a C load generator that needs little CPU); each gateway runs on the server 
 round (A B C A B C ...):
 
 - ``upstream alone``: wrk straight at the upstream - the floor;
-- ``gateway floor (raw ASGI + httpcore)`` and ``gateway floor (quart-trio + httpcore)``: `bench.floor_gateway`,
-  the least gateway on trinfer's fixed stack (forward the body, relay the answer as it is), without and with
-  quart - what any gateway on hypercorn + trio + httpcore adds, whatever it does besides;
+- ``gateway floor (raw ASGI + trinfer's client)`` and ``gateway floor (quart-trio + trinfer's client)``:
+  `bench.floor_gateway`, the least gateway on trinfer's fixed stack (forward the body, relay the answer as it
+  is), without and with quart - what any gateway on hypercorn + trio + trinfer's HTTP client adds, whatever it
+  does besides;
 - ``trinfer openai``: trinfer with one ``kind = "openai"`` backend whose only base URL is the upstream;
 - ``LiteLLM proxy``: LiteLLM with one ``openai/`` model whose ``api_base`` is the upstream.
 
@@ -33,8 +34,8 @@ from .servers import CLIENT_CORE, Server, free_port, running
 CONCURRENCY = (1, 16)
 MODES = {"json": wrk.CHAT_BODY, "stream": {**wrk.CHAT_BODY, "stream": True}}
 FLOOR, OURS, LITELLM = "upstream alone", "trinfer openai", "LiteLLM proxy"
-RAW_GATEWAY = "gateway floor (raw ASGI + httpcore)"
-QUART_GATEWAY = "gateway floor (quart-trio + httpcore)"
+RAW_GATEWAY = "gateway floor (raw ASGI + trinfer's client)"
+QUART_GATEWAY = "gateway floor (quart-trio + trinfer's client)"
 #: The floor gateways' short names in the paired rows.
 SHORT = {RAW_GATEWAY: "raw-ASGI floor", QUART_GATEWAY: "quart-trio floor"}
 

@@ -1,9 +1,9 @@
-"""The one boundary where httpcore exceptions and upstream HTTP statuses become engine errors.
+"""The one boundary where the HTTP client's exceptions and upstream HTTP statuses become engine errors.
 
 Theory of operation: a failure talking to one base URL is first classified as a `Failure` - what went wrong
 and whether another base URL may be tried instead - and only when no other URL will be tried does it become
 the engine error the client sees (`Failure.error`). Transport exceptions are classified by `TRANSPORT_TABLE`,
-scanned in order, most specific class first (``ConnectTimeout`` before ``TimeoutException``...); statuses by
+scanned in order, most specific class first (the classes of `client`, then a catch-all); statuses by
 `status_failure`.
 
 May another URL be tried (``failover``)? Only when nothing has reached the client yet - the caller checks
@@ -30,10 +30,9 @@ import enum
 import json
 from collections.abc import Callable, Mapping
 
-import httpcore
-
 from ..errors import TrinferError, Unavailable, UpstreamRateLimited, UpstreamRejected
 from ..retry_after import retry_after_seconds
+from . import client
 
 
 class Kind(enum.Enum):
@@ -108,23 +107,22 @@ def _failed(reason: str) -> Callable[[Exception], Failure]:
     return classify
 
 
-#: (httpcore exception class, classifier), most specific first; the last rows take every class in
+#: (`client` exception class, classifier), most specific first; the last row takes every other class in
 #: `client.TRANSPORT_ERRORS`.
 TRANSPORT_TABLE: tuple[tuple[type[Exception], Callable[[Exception], Failure]], ...] = (
-    (httpcore.ConnectTimeout, _unreachable("connect timeout")),
-    (httpcore.ConnectError, _unreachable("connection refused or failed")),
-    (httpcore.ReadTimeout, _failed("no bytes within read_timeout_s")),
-    (httpcore.WriteTimeout, _failed("the request could not be sent within read_timeout_s")),
-    (httpcore.PoolTimeout, _failed("no connection free in the pool")),
-    (httpcore.RemoteProtocolError, _broken("the server closed the connection")),
-    (httpcore.ReadError, _broken("connection reset")),
-    (httpcore.WriteError, _broken("connection reset while sending")),
+    (client.ConnectTimeout, _unreachable("connect timeout")),
+    (client.ConnectError, _unreachable("connection refused or failed")),
+    (client.ReadTimeout, _failed("no bytes within read_timeout_s")),
+    (client.WriteTimeout, _failed("the request could not be sent within read_timeout_s")),
+    (client.RemoteProtocolError, _broken("the server closed the connection")),
+    (client.ReadError, _broken("connection reset")),
+    (client.WriteError, _broken("connection reset while sending")),
     (Exception, _failed("HTTP error")),
 )
 
 
 def transport_failure(exc: Exception) -> Failure:
-    """The `Failure` for an httpcore exception (one of `client.TRANSPORT_ERRORS`)."""
+    """The `Failure` for a `client` exception (one of `client.TRANSPORT_ERRORS`)."""
     classify = next(classify for cls, classify in TRANSPORT_TABLE if isinstance(exc, cls))
     return classify(exc)
 

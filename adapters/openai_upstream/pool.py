@@ -1,6 +1,6 @@
 """The base URLs of one ``openai`` backend: health, outstanding requests, least-outstanding choice, probes.
 
-Theory of operation. Each base URL has its own `client.Connections` (its httpcore keep-alive connections)
+Theory of operation. Each base URL has its own `client.Connections` (its keep-alive HTTP/1.1 connections)
 and a small mutable state: healthy or down (since when, and why), and how many requests it has outstanding.
 
     event                                   state change
@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpcore
 import trio
 
-from .client import CLOSE_TIMEOUT_S, TRANSPORT_ERRORS, Connections, Endpoint, UpstreamResponse
+from .client import CLOSE_TIMEOUT_S, TRANSPORT_ERRORS, Connections, Endpoint, Timeouts, UpstreamResponse
 from .errors import transport_failure
+from .options import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S
 
 log = logging.getLogger("trinfer.backend.openai")
 
@@ -49,7 +49,8 @@ class UpstreamURL:
     base: str
     transport: Connections
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
-    #: httpcore's per-request timeout extension: connect, read, write, pool (seconds).
+    #: Per-request bounds in seconds: ``connect``, ``read``, ``write`` (see `client.Timeouts`; a missing one is
+    #: the backend's default; ``pool`` is accepted and unused: there is no wait for a connection).
     timeout: Mapping[str, float] = field(default_factory=dict)
     healthy: bool = False
     down_since: float | None = field(default_factory=time.time)
@@ -61,7 +62,11 @@ class UpstreamURL:
 
     def __post_init__(self) -> None:
         self._endpoint = Endpoint(self.base, self.headers)
-        self._extensions = {"timeout": dict(self.timeout)}
+        self._timeouts = Timeouts(
+            connect=self.timeout.get("connect", DEFAULT_CONNECT_TIMEOUT_S),
+            read=self.timeout.get("read", DEFAULT_READ_TIMEOUT_S),
+            write=self.timeout.get("write", DEFAULT_READ_TIMEOUT_S),
+        )
 
     async def send(
         self, method: str, path: str, body: bytes | None = None, headers: Sequence[tuple[bytes, bytes]] = ()
@@ -70,13 +75,8 @@ class UpstreamURL:
 
         Raises one of `TRANSPORT_ERRORS` when the request fails before the answer's headers.
         """
-        head = [*self._endpoint.headers, *headers]
-        if body is not None:
-            head.append((b"Content-Length", b"%d" % len(body)))
-        request = httpcore.Request(
-            method, self._endpoint.url(path), headers=head, content=body, extensions=self._extensions
-        )
-        return await self.transport.request(request)
+        head = self._endpoint.prepare(method, path, headers)
+        return await self.transport.request(head, body, self._timeouts)
 
     def status(self) -> dict[str, Any]:
         """This URL's entry in /admin/status (no key: the headers are never shown)."""

@@ -313,6 +313,7 @@ async def test_a_raw_text_prompt_is_refused_with_400_before_any_upstream_is_aske
 def test_an_endpoint_prepares_its_host_header_and_targets_once(base: str, host: bytes) -> None:
     endpoint = Endpoint(base, {"Authorization": "Bearer sk-1"})
     assert endpoint.headers == [(b"Host", host), (b"Authorization", b"Bearer sk-1")]
-    target = endpoint.url("/models")
-    assert target.target == b"/v1/models"
-    assert endpoint.url("/models") is target
+    head = endpoint.prepare("GET", "/models")
+    assert head.target == b"/v1/models"
+    assert endpoint.prepare("GET", "/models") is head
+    assert head.encode(None) == b"GET /v1/models HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer sk-1\r\n\r\n" % host
