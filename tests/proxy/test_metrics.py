@@ -139,25 +139,24 @@ async def test_each_rejection_reason_is_counted(autojump_clock: trio.abc.Clock) 
     # The held generation (10 tokens, 10 s) outlasts the queue timeout, so the stop below drains while it runs.
     held = [{"role": "user", "content": "one two three four five six seven eight nine ten"}]
     with trio.fail_after(120):
-        async with running_daemon(config) as d, d.client() as client:
-            async with trio.open_nursery() as holder:
-                holder.start_soon(lambda: client.chat.completions.create(model=MOCK_MODEL, messages=held))
-                await wait_until(lambda: d.admission().active == 1)
-                async with trio.open_nursery() as nursery:
+        async with running_daemon(config) as d, d.client() as client, trio.open_nursery() as holder:
+            holder.start_soon(lambda: client.chat.completions.create(model=MOCK_MODEL, messages=held))
+            await wait_until(lambda: d.admission().active == 1)
+            async with trio.open_nursery() as nursery:
 
-                    async def times_out() -> None:
-                        with pytest.raises(openai.InternalServerError):
-                            await client.chat.completions.create(model=MOCK_MODEL, messages=MESSAGES)
-
-                    nursery.start_soon(times_out)
-                    await wait_until(lambda: d.admission().queued == 1)
-                    with pytest.raises(openai.RateLimitError):
+                async def times_out() -> None:
+                    with pytest.raises(openai.InternalServerError):
                         await client.chat.completions.create(model=MOCK_MODEL, messages=MESSAGES)
-                    d.request_stop()
-                    async with d.http() as http:
-                        refused = await http.post(CHAT, json={"model": MOCK_MODEL, "messages": MESSAGES})
-                    assert refused.status_code == 503
-                samples = await scrape(d)  # (still draining: the held generation runs)
+
+                nursery.start_soon(times_out)
+                await wait_until(lambda: d.admission().queued == 1)
+                with pytest.raises(openai.RateLimitError):
+                    await client.chat.completions.create(model=MOCK_MODEL, messages=MESSAGES)
+                d.request_stop()
+                async with d.http() as http:
+                    refused = await http.post(CHAT, json={"model": MOCK_MODEL, "messages": MESSAGES})
+                assert refused.status_code == 503
+            samples = await scrape(d)  # (still draining: the held generation runs)
 
     assert value(samples, "trinfer_rejected_total", backend="mock", reason="queue_full") == 1
     assert value(samples, "trinfer_rejected_total", backend="mock", reason="queue_timeout") == 1
