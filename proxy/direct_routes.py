@@ -8,8 +8,10 @@ millisecond, those were a third of the CPU each request cost (docs/benchmarks.md
 
 - a method other than ``POST`` on one of these paths is 405 with ``Allow: POST``; any other path is quart's;
 - the body is read with quart's limits (413 past ``max_body_bytes``, 408 when it stops arriving);
-- the view runs in a cancel scope that the client's disconnect cancels (`proxy.request_io.watch_disconnect`),
-  in every phase, the response's own writes included;
+- the view runs in a cancel scope that the client's disconnect cancels, in every phase, the response's own
+  writes included: trinfer's listener (`proxy.listener`, the only server these apps run under) calls the
+  request's `proxy.http11.Hangup` when the connection closes, where quart-trio ran a task per request to
+  wait for ``http.disconnect``;
 - an exception before the response started is answered in the route's dialect (`ErrorRenderers.render`,
   which also logs a bug), keeping the connection open as quart's error handler does; an SSE body handles its
   own failures in-band (`proxy.sse`);
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import aclosing
+from functools import partial
 from typing import Any
 
 import trio
@@ -31,6 +34,7 @@ import trio
 from compat.errors import MethodNotAllowed
 
 from .errors import ErrorRenderers
+from .http11 import HANGUP_KEY, Hangup
 from .inflight import SCOPE_KEY, RequestInfo
 from .request_io import JSON, ClientGone, Exchange, Message, Receive, Reply
 
@@ -72,9 +76,9 @@ class DirectRoutes:
             await _send(self._error_reply(error, info, allow=[METHOD]), send)
             return
         with trio.CancelScope() as cancel_scope:
-            exchange = Exchange(
-                info, receive, cancel_scope, max_body_bytes=self._max_body, body_timeout_s=self._body_timeout
-            )
+            hangup: Hangup = scope[HANGUP_KEY]
+            hangup.on_hangup = partial(_hung_up, info, cancel_scope)
+            exchange = Exchange(info, receive, max_body_bytes=self._max_body, body_timeout_s=self._body_timeout)
             try:
                 reply = await view(exchange)
             except ClientGone:
@@ -92,6 +96,12 @@ class DirectRoutes:
             if name.lower() != "content-type"
         )
         return Reply(error.status, JSON, error.body, headers)
+
+
+def _hung_up(info: RequestInfo, scope: trio.CancelScope) -> None:
+    """The connection closed: the client left, unless the whole response was already handed over."""
+    if not info.response_complete:
+        scope.cancel()
 
 
 async def _send(reply: Reply, send: Send) -> None:

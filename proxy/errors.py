@@ -112,7 +112,11 @@ class ErrorRenderers:
 
 
 def encode_json(body: Any) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _encode(body).encode("utf-8")
+
+
+#: ``json.dumps`` with these options makes a new encoder per call; this one is made once.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def log_level_for(status: int, path: str) -> int:

@@ -19,13 +19,14 @@ OpenAI error body like every other error. WebSocket upgrades get `proxy.ws_strea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from http import HTTPStatus
 from itertools import chain
 from typing import cast
 
 import h11
 from hypercorn.events import Closed, Event, RawData
-from hypercorn.protocol.events import Body, EndBody, Request, Response
+from hypercorn.protocol.events import Body, EndBody, Request, Response, StreamClosed
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h11 import STREAM_ID, H11Protocol, H11WSConnection
 from hypercorn.protocol.http_stream import HTTPStream
@@ -96,6 +97,38 @@ def with_reason(event: h11.Response | h11.InformationalResponse) -> h11.Response
     return type(event)(status_code=event.status_code, headers=event.headers.raw_items(), reason=phrase)
 
 
+#: The ASGI scope key of a request's `Hangup` (set by `HangupHTTPStream`).
+HANGUP_KEY = "trinfer.hangup"
+
+
+class Hangup:
+    """What an app sets to learn that the client went away: ``on_hangup`` is called (if set) when the
+    connection closes, before hypercorn queues ``http.disconnect`` - so no task has to wait on ``receive`` for
+    it. It is called after a complete response too (the stream closes then as well)."""
+
+    __slots__ = ("on_hangup",)
+
+    def __init__(self) -> None:
+        self.on_hangup: Callable[[], None] | None = None
+
+
+class HangupHTTPStream(HTTPStream):
+    """hypercorn's HTTP stream, with a `Hangup` in every request's scope (``scope[HANGUP_KEY]``)."""
+
+    _hangup: Hangup | None = None
+
+    async def handle(self, event: StreamEvent) -> None:
+        if type(event) is StreamClosed and self._hangup is not None and not self.closed:
+            on_hangup = self._hangup.on_hangup
+            if on_hangup is not None:
+                on_hangup()
+        await super().handle(event)
+        if type(event) is Request and not self.closed:
+            # (the app was started with start_soon: it has not run yet, and finds the key in its scope)
+            self._hangup = Hangup()
+            cast(dict[str, object], self.scope)[HANGUP_KEY] = self._hangup
+
+
 class Http11Protocol(H11Protocol):
     """hypercorn's h11 protocol without the switches to HTTP/2, with the refusals of the module docstring."""
 
@@ -125,7 +158,7 @@ class Http11Protocol(H11Protocol):
             self.stream = FailingWSStream(*args, self.stream_send, STREAM_ID)
             self.connection = H11WSConnection(cast(h11.Connection, self.connection))
         else:
-            self.stream = HTTPStream(*args, self.stream_send, STREAM_ID)
+            self.stream = HangupHTTPStream(*args, self.stream_send, STREAM_ID)
         await self.stream.handle(
             Request(
                 stream_id=STREAM_ID,

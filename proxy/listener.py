@@ -18,7 +18,11 @@ interrupt it. And it runs each connection in the server's own nursery, so an exc
 - when the listener stops, no write may last past the graceful deadline, so the stop is bounded whatever the
   clients do;
 - a connection that cannot be reused is closed even when the app's task is being cancelled (see
-  `Connection._close`), so a request body that stopped arriving gets its 408 and then EOF.
+  `Connection._close`), so a request body that stopped arriving gets its 408 and then EOF;
+- per request it does less than hypercorn: the keep-alive timer is one task per connection whose deadline
+  moves (`Connection._idle_changed`), not a task started per request, and it ends with the connection; a
+  response's head is written with its first body piece (`proxy.http11.Http11Protocol.stream_send`); the
+  ``date`` header is made once a second (`ListenerConfig`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import time
 from functools import partial
 from typing import Any
 
@@ -270,10 +275,25 @@ class Connection(TCPServer):
         self.stream.socket.close()
 
 
+class ListenerConfig(HypercornConfig):
+    """hypercorn's config, whose response headers (only ``date`` here: no server or alt-svc header) are made
+    once per second instead of once per response (formatting the date was a share of every response)."""
+
+    _made: tuple[int, str] = (-1, "")
+    _headers: list[tuple[bytes, bytes]] = []  # (replaced whole, never mutated)
+
+    def response_headers(self, protocol: str) -> list[tuple[bytes, bytes]]:
+        key = (int(time.time()), protocol)
+        if key != self._made:
+            self._headers = super().response_headers(protocol)
+            self._made = key
+        return self._headers
+
+
 def hypercorn_config(
     host: str, port: int, *, graceful_timeout_s: float, max_body_bytes: int | None = None
 ) -> HypercornConfig:
-    config = HypercornConfig()
+    config = ListenerConfig()
     if max_body_bytes is not None:
         config.websocket_max_message_size = websocket_message_limit(max_body_bytes)
     config.bind = [f"[{host.strip('[]')}]:{port}" if ":" in host else f"{host}:{port}"]

@@ -4,11 +4,13 @@ quart serves.
 
 `Exchange.read_body` reads the body off ASGI itself, with quart's two limits (``MAX_CONTENT_LENGTH`` and
 ``BODY_TIMEOUT``, set in `proxy.apps`): more than ``max_body_bytes`` is 413 ``request_too_large``, a body not
-complete within ``body_timeout_s`` is 408 ``request_timeout``. Once the body is complete, the only message the
-server can still send is ``http.disconnect``: from then on a task of the request (`watch_disconnect`) waits
-for it and cancels the request's work, so a client that leaves in any phase - queued, before the first token,
-mid-stream, waiting for a whole answer - stops its generation at once. A client that leaves while still
-sending the body ends the request there (`ClientGone`).
+complete within ``body_timeout_s`` is 408 ``request_timeout``.
+
+A client that leaves cancels the request's work in any phase - sending its body, queued, before the first
+token, mid-stream, waiting for a whole answer - so its generation stops at once: trinfer's listener tells
+the request directly (`proxy.http11.Hangup`, which `proxy.direct_routes` sets to cancel the view), so
+no task per request has to wait on ``receive`` for ``http.disconnect``. A disconnect message read while the
+body is still arriving ends the request there too (`ClientGone`).
 """
 
 from __future__ import annotations
@@ -59,31 +61,25 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 
 class Exchange:
-    """One request on a direct route: its `RequestInfo` (``info``) and its body (`read_body`, `read_parsed`).
+    """One request on a direct route: its `RequestInfo` (``info``) and its body (`read_body`, `read_parsed`)."""
 
-    ``cancel_scope`` is the scope the request's work runs in: `watch_disconnect` cancels it when the client
-    leaves after its body was read.
-    """
-
-    __slots__ = ("_body_timeout", "_max_body", "_receive", "cancel_scope", "info")
+    __slots__ = ("_body_timeout", "_max_body", "_receive", "info")
 
     def __init__(
         self,
         info: RequestInfo,
         receive: Receive,
-        cancel_scope: trio.CancelScope,
         *,
         max_body_bytes: int,
         body_timeout_s: float,
     ) -> None:
         self.info = info
-        self.cancel_scope = cancel_scope
         self._receive = receive
         self._max_body = max_body_bytes
         self._body_timeout = body_timeout_s
 
     async def read_body(self) -> bytes:
-        """The whole body; then the request watches for the client leaving (see the module docstring).
+        """The whole body.
 
         Raises 413 past ``max_body_bytes``, 408 when it is not complete within the body timeout, `ClientGone`
         when the client disconnected first.
@@ -105,7 +101,6 @@ class Exchange:
                     break
         if timer.cancelled_caught:
             raise BodyTimeout("The request body was not received in time")
-        self.info.owned_nursery().start_soon(watch_disconnect, self._receive, self.cancel_scope)
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     async def read_parsed(self, parse: Callable[[object], T]) -> T:
@@ -113,11 +108,3 @@ class Exchange:
         off the event loop, and what it parsed to is freed in pieces once the request ends
         (`proxy.body_parsing`)."""
         return await parse_body(await self.read_body(), parse, self.info.owned_nursery())
-
-
-async def watch_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
-    """Wait for ``http.disconnect`` (after the body, nothing else comes) and cancel ``scope``. The request's
-    nursery cancels this task when the request ends first."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    scope.cancel()

@@ -283,7 +283,11 @@ def _translate(translator: ChunkTranslator, data: str) -> list[Event]:
 
 
 def _encode(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _ENCODER.encode(body).encode("utf-8")
+
+
+#: ``json.dumps`` with these options makes a new encoder per call; this one is made once.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 async def _open(url: UpstreamURL, path: str, body: bytes) -> UpstreamResponse:
