@@ -233,11 +233,7 @@ class _Connection:
             try:
                 while True:
                     scope.deadline = trio.current_time() + timeouts.read
-                    data = await self.stream.receive_some(READ_SIZE)
-                    if data:
-                        parser.feed(data)
-                    else:
-                        parser.feed_eof()
+                    await self._fill(parser)
                     head = parser.head()
                     if head is not None:
                         return head
@@ -249,17 +245,21 @@ class _Connection:
             raise ReadTimeout(f"no byte of the answer within {timeouts.read:g} s")
         raise WriteTimeout(f"the request could not be written within {timeouts.write:g} s")
 
+    async def _fill(self, parser: ResponseParser) -> None:
+        """One read from the socket into ``parser`` (its end, when the server closed the connection)."""
+        data = await self.stream.receive_some(READ_SIZE)
+        if data:
+            parser.feed(data)
+        else:
+            parser.feed_eof()
+
     async def read_body(self, parser: ResponseParser, timeout: float) -> bytes | None:  # noqa: ASYNC109
         """Read until ``parser`` has body bytes to give (returned) or the body ended (None); each read
         within ``timeout``."""
         with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
             try:
                 while True:
-                    data = await self.stream.receive_some(READ_SIZE)
-                    if data:
-                        parser.feed(data)
-                    else:
-                        parser.feed_eof()
+                    await self._fill(parser)
                     piece = parser.body()
                     if piece:
                         return piece
