@@ -51,7 +51,7 @@ from ..types import (
     Text,
     Token,
 )
-from .client import CLOSE_TIMEOUT_S, TRANSPORT_ERRORS, Connections, StaleConnection, UpstreamResponse
+from .client import CLOSE_TIMEOUT_S, TRANSPORT_ERRORS, Connections, StaleConnection, Timeouts, UpstreamResponse
 from .errors import Failure, Kind, status_failure, transport_failure
 from .options import OPTION_KEYS, UpstreamOptions, parse_options, read_api_key
 from .pool import Pool, UpstreamURL
@@ -100,13 +100,8 @@ class OpenAIUpstreamBackend(Backend):
         # Loading the trust store is blocking file I/O: done in a worker thread, and only when a URL needs it.
         tls = await trio.to_thread.run_sync(ssl.create_default_context) if https else _PLAIN_HTTP
         opts = self.options
-        timeout = {
-            "connect": opts.connect_timeout_s,
-            "read": opts.read_timeout_s,
-            "write": opts.read_timeout_s,
-            "pool": opts.connect_timeout_s,
-        }
-        urls = [UpstreamURL(base, self._transport(tls), headers, timeout) for base in opts.base_urls]
+        timeouts = Timeouts(connect=opts.connect_timeout_s, read=opts.read_timeout_s, write=opts.read_timeout_s)
+        urls = [UpstreamURL(base, self._transport(tls), headers, timeouts) for base in opts.base_urls]
         self._pool = Pool(urls)
         await self._pool.probe_until_healthy(self.options.health_interval_s)
 

@@ -49,9 +49,10 @@ class UpstreamURL:
     base: str
     transport: Connections
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
-    #: Per-request bounds in seconds: ``connect``, ``read``, ``write`` (see `client.Timeouts`; a missing one is
-    #: the backend's default; ``pool`` is accepted and unused: there is no wait for a connection).
-    timeout: Mapping[str, float] = field(default_factory=dict)
+    #: Per-request bounds in seconds (see `client.Timeouts`).
+    timeouts: Timeouts = field(
+        default_factory=lambda: Timeouts(DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S, DEFAULT_READ_TIMEOUT_S)
+    )
     healthy: bool = False
     down_since: float | None = field(default_factory=time.time)
     outstanding: int = 0
@@ -62,11 +63,6 @@ class UpstreamURL:
 
     def __post_init__(self) -> None:
         self._endpoint = Endpoint(self.base, self.headers)
-        self._timeouts = Timeouts(
-            connect=self.timeout.get("connect", DEFAULT_CONNECT_TIMEOUT_S),
-            read=self.timeout.get("read", DEFAULT_READ_TIMEOUT_S),
-            write=self.timeout.get("write", DEFAULT_READ_TIMEOUT_S),
-        )
 
     async def send(
         self, method: str, path: str, body: bytes | None = None, headers: Sequence[tuple[bytes, bytes]] = ()
@@ -76,7 +72,7 @@ class UpstreamURL:
         Raises one of `TRANSPORT_ERRORS` when the request fails before the answer's headers.
         """
         head = self._endpoint.prepare(method, path, headers)
-        return await self.transport.request(head, body, self._timeouts)
+        return await self.transport.request(head, body, self.timeouts)
 
     def status(self) -> dict[str, Any]:
         """This URL's entry in /admin/status (no key: the headers are never shown)."""
