@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import Mapping
-from typing import Any, Self
+from collections.abc import Callable, Mapping
+from typing import Any, Self, TypeVar
 
 import trio
 
@@ -57,6 +57,8 @@ from .options import OPTION_KEYS, UpstreamOptions, parse_options, read_api_key
 from .pool import Pool, UpstreamURL
 from .translate_request import chat_body, embeddings_body
 from .translate_stream import DONE_SENTINEL, ChunkTranslator, SseDecoder, completion_events
+
+T = TypeVar("T")
 
 #: How many idle keep-alive connections each base URL's pool keeps.
 KEEPALIVE_CONNECTIONS = 64
@@ -270,9 +272,10 @@ class _Sent:
                 await self._send.send(event)
 
 
-def _translate(translator: ChunkTranslator, data: str) -> list[Event]:
+def _translate(translate: Callable[[T], list[Event]], data: T) -> list[Event]:
+    """``translate(data)``, the upstream's malformed answer (`Unavailable`) made a `Failure` of the attempt."""
     try:
-        return translator.feed_data(data)
+        return translate(data)
     except Unavailable as exc:
         raise Failure(Kind.FAILED, exc.message, exc) from exc
 
@@ -337,7 +340,7 @@ async def _relay(response: UpstreamResponse, sent: _Sent) -> None:
                         await sent.many(translator.finish())
                         drain.deadline = trio.current_time() + DRAIN_S
                         break
-                    await sent.many(_translate(translator, event.data))
+                    await sent.many(_translate(translator.feed_data, event.data))
         except TRANSPORT_ERRORS as exc:
             if not ended:
                 raise transport_failure(exc).cut() from exc
@@ -374,10 +377,7 @@ async def _read_completion(response: UpstreamResponse) -> list[Event]:
         data = await response.aread()
     except TRANSPORT_ERRORS as exc:
         raise transport_failure(exc) from exc
-    try:
-        return completion_events(data)
-    except Unavailable as exc:
-        raise Failure(Kind.FAILED, exc.message, exc) from exc
+    return _translate(completion_events, data)
 
 
 async def _read_some(response: UpstreamResponse, limit: int) -> bytes:

@@ -131,13 +131,7 @@ class ChunkTranslator:
 
     def feed_data(self, data: str) -> list[Event]:
         """The events of one SSE ``data`` payload (not the ``[DONE]`` sentinel)."""
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            raise _protocol_error("an event that is not JSON") from None
-        if not isinstance(chunk, dict):
-            raise _protocol_error("an event that is not a JSON object")
-        return self.feed(chunk)
+        return self.feed(_json_object(data, "an event"))
 
     def feed(self, chunk: dict[str, Any]) -> list[Event]:
         """The events of one decoded chunk."""
@@ -268,13 +262,18 @@ def _tool_use(call: _PendingCall) -> ToolUse:
 
 def completion_events(body: bytes) -> list[Event]:
     """Every event of a non-streaming answer's body (one ``chat.completion`` object), through `Done`."""
+    return ChunkTranslator().feed_completion(_json_object(body, "a body"))
+
+
+def _json_object(data: str | bytes, what: str) -> dict[str, Any]:
+    """``data`` decoded, when it is a JSON object; else the protocol error naming ``what`` it was."""
     try:
-        completion = json.loads(body)
+        value = json.loads(data)
     except ValueError:
-        raise _protocol_error("a body that is not JSON") from None
-    if not isinstance(completion, dict):
-        raise _protocol_error("a body that is not a JSON object")
-    return ChunkTranslator().feed_completion(completion)
+        raise _protocol_error(f"{what} that is not JSON") from None
+    if not isinstance(value, dict):
+        raise _protocol_error(f"{what} that is not a JSON object")
+    return value
 
 
 def _usage(usage: dict[str, Any]) -> Usage:
