@@ -218,7 +218,7 @@ class RequestMiddleware:
 
     async def _send_error(self, send: Send, exc: BaseException, info: RequestInfo, *, close: bool) -> None:
         error = self._errors.render(exc, info.request_id, info.path)
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers]
+        raw = error.raw_headers()
         raw.append((b"content-length", str(len(error.body)).encode()))
         if close:
             raw.append((b"connection", b"close"))
@@ -229,7 +229,7 @@ class RequestMiddleware:
         """Refuse a WebSocket upgrade with an HTTP error response (ASGI's ``websocket.http.response``)."""
         request_id = new_request_id()
         error = self._errors.render(exc, request_id, path)
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers]
+        raw = error.raw_headers()
         raw += [(b"content-length", str(len(error.body)).encode()), (b"x-request-id", request_id.encode())]
         await send({"type": "websocket.http.response.start", "status": error.status, "headers": raw})
         await send({"type": "websocket.http.response.body", "body": error.body, "more_body": False})

@@ -90,11 +90,7 @@ class DirectRoutes:
     def _error_reply(self, exc: BaseException, info: RequestInfo, *, allow: list[str] | None = None) -> Reply:
         """The error response of ``exc`` in the route's dialect (its Content-Type is the reply's own)."""
         error = self._errors.render(exc, info.request_id, info.path, allow=allow)
-        headers = tuple(
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in error.headers
-            if name.lower() != "content-type"
-        )
+        headers = tuple(header for header in error.raw_headers() if header[0] != b"content-type")
         return Reply(error.status, JSON, error.body, headers)
 
 

@@ -75,6 +75,10 @@ class RenderedError:
     headers: list[tuple[str, str]]
     body: bytes
 
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """``headers`` as ASGI and h11 take them: lowercase names, latin-1 bytes."""
+        return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers]
+
 
 class ErrorRenderers:
     """Which dialect renders the errors of a path: the longest route prefix that matches, else ``default``.

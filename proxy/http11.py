@@ -229,7 +229,7 @@ class Http11Protocol(H11Protocol):
         OpenAI's body whatever the path: these refusals come before routing, often with no usable path at all.
         """
         error = ErrorRenderers().render(problem, "-", "/")
-        raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in error.headers]
+        raw = error.raw_headers()
         raw += [(b"content-length", str(len(error.body)).encode()), (b"connection", b"close")]
         await self._send_h11_event(
             h11.Response(status_code=error.status, headers=list(chain(raw, self.config.response_headers("h11"))))
